@@ -1,0 +1,1 @@
+"""The ``dockyard`` command: Docker's verbs, flags, output and exit codes."""

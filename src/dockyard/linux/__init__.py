@@ -1,0 +1,1 @@
+"""Kernel glue: ctypes wrappers for syscalls, capabilities and seccomp; no policy."""

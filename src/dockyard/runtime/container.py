@@ -1,0 +1,596 @@
+"""Create, start, signal, pause and delete one container from an OCI bundle.
+
+Process layout of ``create`` (as runc's nsexec, in three steps):
+
+    runtime ──fork──▶ stage1: joins the cgroup and given namespaces, unshares
+                      the user namespace (the runtime writes its id maps),
+                      then the others, and forks
+                      └──fork──▶ init: PID 1 of the new pid namespace; mounts,
+                                 pivot_root, identity, then blocks on exec.fifo
+                                 until ``start`` opens it, and execs the process
+
+stage1 exits at once, so init is reparented to the nearest subreaper (the
+engine's monitor, or ``run`` itself) or to the host's init. Errors on either
+side of a fork travel back over a close-on-exec pipe (see ``_channel``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from dockyard.linux import syscalls as sc
+from dockyard.runtime import cgroups, namespaces, process, rootfs
+from dockyard.runtime import state as st
+from dockyard.runtime._channel import Channel, ChildError
+from dockyard.runtime.hooks import HookError, run_hooks
+from dockyard.runtime.spec import load_spec
+
+__all__ = [
+    "Options",
+    "ContainerError",
+    "create",
+    "delete",
+    "kill",
+    "pause",
+    "resume",
+    "start",
+    "state_json",
+    "wait_exit",
+]
+
+
+class ContainerError(Exception):
+    """A runtime command failed; the message is the one line a user sees."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Options:
+    """Global flags shared by every command."""
+
+    def __init__(
+        self,
+        root: str = "/run/dockyard-runtime",
+        systemd_cgroup: bool = False,
+        cgroup_manager: str = "auto",
+        debug: bool = False,
+    ) -> None:
+        self.root = root
+        self.systemd_cgroup = systemd_cgroup
+        self.cgroup_manager = cgroup_manager
+        self.debug = debug
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _oci_state(state: dict[str, Any], status: str) -> dict[str, Any]:
+    out = {
+        "ociVersion": state.get("ociVersion", st.OCI_VERSION),
+        "id": state["id"],
+        "status": status,
+        "pid": state["pid"] if status != "stopped" else 0,
+        "bundle": state["bundle"],
+    }
+    if state.get("annotations"):
+        out["annotations"] = state["annotations"]
+    return out
+
+
+def state_json(opts: Options, cid: str) -> dict[str, Any]:
+    """What ``state`` prints: the OCI state plus runc's rootfs, created and owner."""
+    state = st.load(opts.root, cid)
+    out = _oci_state(state, st.status(opts.root, state))
+    out.update(rootfs=state["rootfs"], created=state["created"], owner="")
+    return out
+
+
+def _write_maps(pid: int, spec: dict[str, Any]) -> None:
+    linux = spec.get("linux") or {}
+    for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+        lines = "".join(
+            f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or ()
+        )
+        if not lines:
+            continue
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(lines)
+        except OSError as err:
+            raise ContainerError(f"writing {name} ({lines.strip()!r}): {err.strerror}") from None
+
+
+def _report(chan: Channel, err: BaseException) -> None:
+    """In a child: send the error up, then exit without running the parent's cleanups."""
+    try:
+        msg = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.strerror:
+            msg = f"{err.strerror} ({err.filename})" if err.filename else err.strerror
+        errno = getattr(err, "errno", 0) or 0
+        chan.send("error", message=msg, errno=errno, kind=getattr(err, "kind", ""))
+    finally:
+        os._exit(1)
+
+
+def _preload(spec: dict[str, Any], terminal: bool) -> None:
+    """Import what init needs after pivot_root, when the host's files are out of reach."""
+    if (spec.get("linux") or {}).get("seccomp"):
+        from dockyard.linux import seccomp
+
+        seccomp._lib()
+    if terminal:
+        import socket  # noqa: F401
+
+        from dockyard.runtime import console  # noqa: F401
+
+
+def _init(
+    chan: Channel,
+    spec: dict[str, Any],
+    bundle: str,
+    ctx: dict[str, Any],
+    state_dir: str,
+    console_fd: int,
+    no_pivot: bool,
+    preserve_fds: int,
+) -> None:
+    """PID 1 of the container. Never returns."""
+    try:
+        go = chan.expect("go")
+        os.setsid()
+        proc = spec["process"]
+        linux = spec.get("linux") or {}
+        _preload(spec, bool(proc.get("terminal")))
+        root = rootfs.prepare(spec, bundle, ctx)
+        hooks = spec.get("hooks") or {}
+        if hooks.get("prestart") or hooks.get("createRuntime"):
+            chan.send("hooks")
+            chan.expect("ok")
+        run_hooks(spec, "createContainer", go["state"])
+        dir_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rootfs.pivot(root, no_pivot)
+        for key, value in (linux.get("sysctl") or {}).items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(str(value))
+        if spec.get("hostname"):
+            sc.sethostname(spec["hostname"])
+        if spec.get("domainname"):
+            sc.setdomainname(spec["domainname"])
+        rootfs.finish(spec)
+        if proc.get("terminal"):
+            from dockyard.runtime import console
+
+            if console_fd < 0:
+                raise ContainerError("process.terminal is set but no --console-socket was given")
+            master, slave, name = console.open_pty()
+            console.send_master(console_fd, master, name)
+            os.close(master)
+            os.close(console_fd)
+            size = proc.get("consoleSize")
+            console.setup_slave(slave, (size["height"], size["width"]) if size else None)
+        process.apply_oom_score(proc.get("oomScoreAdj"))
+        process.apply_rlimits(proc.get("rlimits") or [])
+        env = proc.get("env") or []
+        os.chdir(proc.get("cwd") or "/")
+        path = process.lookpath(proc["args"][0], env)
+        nnp = bool(proc.get("noNewPrivileges"))
+        seccomp_profile = linux.get("seccomp")
+        if seccomp_profile and not nnp:
+            from dockyard.linux import seccomp
+
+            seccomp.load(seccomp_profile, False)
+        process.apply_identity(proc, ctx["last_cap"])
+        if nnp:
+            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        if "umask" in (proc.get("user") or {}):
+            os.umask(proc["user"]["umask"])
+        for fd in range(3, 3 + preserve_fds):
+            os.set_inheritable(fd, True)
+        chan.send("ready")
+        chan.close()
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        _report(chan, err)
+    # From here on nobody listens on the channel: errors go to the container's stderr.
+    try:
+        fifo = os.open(st.EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        os.write(fifo, b"0")
+        os.close(fifo)
+        os.close(dir_fd)
+        run_hooks(spec, "startContainer", go["state"])
+        if seccomp_profile and nnp:
+            from dockyard.linux import seccomp
+
+            seccomp.load(seccomp_profile, True)
+        process.exec_process(path, proc["args"], env)
+    except BaseException as err:  # noqa: BLE001
+        os.write(2, f"dockyard-runtime: {err}\n".encode(errors="replace"))
+    os._exit(127)
+
+
+def _stage1(
+    chan: Channel,
+    flags: int,
+    joins: list[tuple[str, int]],
+    procs_files: list[str],
+    init_args: tuple[Any, ...],
+) -> None:
+    """The intermediate child. Never returns."""
+    try:
+        me = str(os.getpid()).encode()
+        for path in procs_files:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            os.write(fd, me)
+            os.close(fd)
+        for kind, fd in joins:
+            sc.setns(fd, namespaces.FLAGS[kind])
+        if flags & sc.CLONE_NEWUSER:
+            sc.unshare(sc.CLONE_NEWUSER)
+            chan.send("userns")
+            chan.expect("ok")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if flags & ~sc.CLONE_NEWUSER:
+            sc.unshare(flags & ~sc.CLONE_NEWUSER)
+        pid = os.fork()
+        if pid == 0:
+            _init(chan, *init_args)
+        chan.send("pid", pid=pid)
+    except BaseException as err:  # noqa: BLE001
+        _report(chan, err)
+    os._exit(0)
+
+
+def create(
+    opts: Options,
+    cid: str,
+    bundle: str,
+    *,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+    console_fd: int = -1,
+    no_pivot: bool = False,
+    preserve_fds: int = 0,
+) -> dict[str, Any]:
+    """Create container ``cid`` from ``bundle`` and leave its init waiting for ``start``.
+
+    Raises ``ContainerError`` for every failure; nothing is left behind then.
+    """
+    bundle = os.path.abspath(bundle)
+    try:
+        spec = load_spec(bundle)
+    except Exception as err:
+        raise ContainerError(str(err)) from None
+    try:
+        sdir = st.state_dir(opts.root, cid)
+    except ValueError as err:
+        raise ContainerError(str(err)) from None
+    os.makedirs(opts.root, mode=0o711, exist_ok=True)
+    try:
+        os.mkdir(sdir, 0o711)
+    except FileExistsError:
+        raise ContainerError(f"container with id exists: {cid}", "conflict") from None
+    os.chmod(sdir, 0o711)
+    linux = spec.get("linux") or {}
+    cg: cgroups.CgroupManager = cgroups.NullCgroup()
+    init_pid = 0
+    joins: list[tuple[str, int]] = []
+    try:
+        try:
+            flags, joins = namespaces.plan(linux.get("namespaces") or [])
+        except ValueError as err:
+            raise ContainerError(str(err)) from None
+        path = cgroups.resolve_path(linux.get("cgroupsPath"), cid, opts.systemd_cgroup)
+        try:
+            cg = cgroups.manager_for(opts.cgroup_manager, path)
+            cg.create()
+            cg.apply(linux.get("resources") or {})
+        except OSError as err:
+            raise ContainerError(f"cgroup: {err.strerror or err}") from None
+        fifo = os.path.join(sdir, st.EXEC_FIFO)
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)
+        if spec["process"].get("terminal") and console_socket and console_fd < 0:
+            console_fd = _connect_console(console_socket)
+        host_mode = cgroups.detect()
+        ctx = {
+            "in_userns": bool(flags & sc.CLONE_NEWUSER)
+            or any(k == "user" for k, _ in joins),
+            "new_cgroupns": bool(flags & sc.CLONE_NEWCGROUP),
+            "cgroup_mode": "v2" if cg.version == 2 or host_mode == "v2" else "v1",
+            "cgroup_v1_paths": cg.to_state().get("paths"),
+            "cgroup_v2_path": cg.to_state().get("path"),
+            "last_cap": _last_cap(),
+        }
+        state: dict[str, Any] = {
+            "ociVersion": spec.get("ociVersion", st.OCI_VERSION),
+            "id": cid,
+            "pid": 0,
+            "bundle": bundle,
+            "rootfs": _rootfs_path(spec, bundle),
+            "created": _now(),
+            "annotations": spec.get("annotations") or {},
+            "cgroup": cg.to_state(),
+            "config": os.path.join(bundle, "config.json"),
+        }
+        chan = Channel()
+        init_args = (spec, bundle, ctx, sdir, console_fd, no_pivot, preserve_fds)
+        stage1 = os.fork()
+        if stage1 == 0:
+            _stage1(chan.as_child(), flags, joins, cg.procs_files(), init_args)
+        chan.as_parent()
+        try:
+            init_pid = _drive_create(chan, stage1, spec, state)
+        finally:
+            chan.close()
+            os.waitpid(stage1, 0)
+        st.save(opts.root, state)
+        if pid_file:
+            _write_pid_file(pid_file, init_pid)
+        return state
+    except BaseException:
+        if init_pid:
+            try:
+                os.kill(init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _wait_gone(init_pid, cg)
+        try:
+            cg.destroy()
+        except OSError:
+            pass
+        _remove_tree(sdir)
+        raise
+    finally:
+        for _kind, fd in joins:
+            os.close(fd)
+        if console_fd >= 0 and console_socket:
+            os.close(console_fd)
+
+
+def _drive_create(chan: Channel, stage1: int, spec: dict[str, Any], state: dict[str, Any]) -> int:
+    """Answer the children's requests until init is ready; return init's pid."""
+    init_pid = 0
+    try:
+        while True:
+            msg = chan.recv()
+            if msg is None:
+                raise ContainerError("container init exited during create")
+            kind = msg["type"]
+            if kind == "userns":
+                _write_maps(stage1, spec)
+                chan.send("ok")
+            elif kind == "pid":
+                init_pid = msg["pid"]
+                state["pid"] = init_pid
+                state["init_start_time"] = st.proc_start_time(init_pid)
+                chan.send("go", state=_oci_state(state, "creating"))
+            elif kind == "hooks":
+                hook_state = _oci_state(state, "created")
+                run_hooks(spec, "prestart", hook_state)
+                run_hooks(spec, "createRuntime", hook_state)
+                chan.send("ok")
+            elif kind == "ready":
+                return init_pid
+            elif kind == "error":
+                raise ContainerError(msg["message"], msg.get("kind", ""))
+    except HookError as err:
+        raise ContainerError(str(err)) from None
+    except ChildError as err:
+        raise ContainerError(str(err), err.kind) from None
+    finally:
+        state["pid"] = init_pid
+
+
+def _connect_console(path: str) -> int:
+    from dockyard.runtime import console
+
+    try:
+        return console.connect(path)
+    except OSError as err:
+        raise ContainerError(str(err.strerror)) from None
+
+
+def _last_cap() -> int:
+    from dockyard.linux.capabilities import cap_last
+
+    return cap_last()
+
+
+def _rootfs_path(spec: dict[str, Any], bundle: str) -> str:
+    path = spec["root"]["path"]
+    return path if path.startswith("/") else os.path.join(bundle, path)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _remove_tree(path: str) -> None:
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            _remove_tree(full)
+        else:
+            os.unlink(full)
+    os.rmdir(path)
+
+
+def _wait_gone(pid: int, cg: cgroups.CgroupManager, timeout: float = 10.0) -> None:
+    """Wait until ``pid`` and every process of the cgroup have exited."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while time.monotonic() < deadline:
+        alive = pid > 0 and st.proc_start_time(pid) is not None
+        if pid > 0 and alive:
+            try:
+                # Reap it if it is ours (``run`` is the subreaper).
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    alive = False
+            except ChildProcessError:
+                pass
+        if not alive and not cg.pids():
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def start(opts: Options, cid: str) -> dict[str, Any]:
+    """Let a created container's init exec its process."""
+    state = st.load(opts.root, cid)
+    status = st.status(opts.root, state)
+    if status != "created":
+        raise ContainerError(f"cannot start a container that is {status}: {cid}")
+    fifo_path = os.path.join(st.state_dir(opts.root, cid), st.EXEC_FIFO)
+    fd = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        delay = 0.0002
+        while True:
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                data = b""
+            if data:
+                break
+            if st.proc_start_time(state["pid"]) != state["init_start_time"]:
+                raise ContainerError(f"container init exited before start: {cid}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+    finally:
+        os.close(fd)
+    os.unlink(fifo_path)
+    spec = _spec_of(state)
+    try:
+        run_hooks(spec, "poststart", _oci_state(state, "running"))
+    except HookError as err:
+        _warn(str(err))
+    return state
+
+
+def _spec_of(state: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    try:
+        with open(state["config"]) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _warn(message: str) -> None:
+    os.write(2, f"dockyard-runtime: warning: {message}\n".encode())
+
+
+def parse_signal(value: str) -> int:
+    text = value.upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise ContainerError(f"unknown signal: {value}") from None
+
+
+def kill(opts: Options, cid: str, sig: int, all_processes: bool = False) -> None:
+    state = st.load(opts.root, cid)
+    status = st.status(opts.root, state)
+    if status == "stopped":
+        raise ContainerError(f"container not running: {cid}")
+    if all_processes:
+        cg = cgroups.from_state(state.get("cgroup") or {})
+        if cg.version:
+            cg.kill_all(sig)
+            return
+    try:
+        os.kill(state["pid"], sig)
+    except ProcessLookupError:
+        raise ContainerError(f"container not running: {cid}") from None
+
+
+def pause(opts: Options, cid: str) -> None:
+    state = st.load(opts.root, cid)
+    status = st.status(opts.root, state)
+    if status != "running":
+        raise ContainerError(f"container not running: {cid}")
+    try:
+        cgroups.from_state(state.get("cgroup") or {}).freeze()
+    except OSError as err:
+        raise ContainerError(f"pause {cid}: {err.strerror or err}") from None
+
+
+def resume(opts: Options, cid: str) -> None:
+    state = st.load(opts.root, cid)
+    if st.status(opts.root, state) != "paused":
+        raise ContainerError(f"container not paused: {cid}")
+    try:
+        cgroups.from_state(state.get("cgroup") or {}).thaw()
+    except OSError as err:
+        raise ContainerError(f"resume {cid}: {err.strerror or err}") from None
+
+
+def delete(opts: Options, cid: str, force: bool = False) -> None:
+    """Remove a stopped (or, with ``force``, any) container: processes, cgroup, state."""
+    try:
+        state = st.load(opts.root, cid)
+    except st.ContainerNotFound:
+        if force:
+            return
+        raise
+    status = st.status(opts.root, state)
+    cg = cgroups.from_state(state.get("cgroup") or {})
+    if status in ("running", "paused") and not force:
+        raise ContainerError(f"cannot delete container {cid} that is not stopped: {status}")
+    if status != "stopped":
+        if cg.version:
+            cg.kill_all(signal.SIGKILL)
+            if status == "paused":
+                try:
+                    cg.thaw()
+                except OSError:
+                    pass
+        try:
+            os.kill(state["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    elif cg.version and cg.pids():
+        # Init is gone but it left processes behind (no pid namespace): end them too.
+        cg.kill_all(signal.SIGKILL)
+    _wait_gone(state["pid"] if status != "stopped" else 0, cg)
+    try:
+        cg.destroy()
+    except OSError as err:
+        raise ContainerError(f"removing cgroup of {cid}: {err.strerror}") from None
+    spec = _spec_of(state)
+    try:
+        run_hooks(spec, "poststop", _oci_state(state, "stopped"))
+    except HookError as err:
+        _warn(str(err))
+    _remove_tree(st.state_dir(opts.root, cid))
+
+
+def wait_exit(pid: int) -> int:
+    """Wait for our child ``pid``; its exit status the way a shell reports it."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 255
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
