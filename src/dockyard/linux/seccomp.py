@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SeccompError", "load"]
 
@@ -124,12 +127,14 @@ def load(profile: dict[str, Any], no_new_privileges: bool) -> None:
     one profile serves kernels of different ages.
     """
     lib = _lib()
-    default = _action(profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet"))
+    default = _action(
+        profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet")
+    )
     ctx = lib.seccomp_init(default)
     if not ctx:
         raise SeccompError("seccomp_init failed")
     try:
-        _setup(lib, ctx, profile, no_new_privileges)
+        _setup(lib, ctx, profile, no_new_privileges, default)
         ret = lib.seccomp_load(ctx)
         if ret < 0:
             raise SeccompError(f"loading seccomp filter: {_errno.errorcode.get(-ret, -ret)}")
@@ -137,7 +142,7 @@ def load(profile: dict[str, Any], no_new_privileges: bool) -> None:
         lib.seccomp_release(ctx)
 
 
-def _setup(lib: ctypes.CDLL, ctx: int, profile: dict[str, Any], nnp: bool) -> None:
+def _setup(lib: ctypes.CDLL, ctx: int, profile: dict[str, Any], nnp: bool, default: int) -> None:
     # libseccomp sets no_new_privs on load by default; the spec keeps that separate.
     lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 1 if nnp else 0)
     for flag in profile.get("flags") or ():

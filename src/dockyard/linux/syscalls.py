@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 __all__ = [
     "CLONE_NEWCGROUP",
@@ -95,15 +94,21 @@ _libc.mount.argtypes = [
     ctypes.c_char_p,
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 _libc.syscall.restype = ctypes.c_long
 
 
 def _nr(name: str) -> int:
     try:
-        return _SYSCALLS[platform.machine()][name]
+        return _SYSCALLS[os.uname().machine][name]
     except KeyError:
-        raise OSError(38, f"{name} is not wired for {platform.machine()}") from None
+        raise OSError(38, f"{name} is not wired for {os.uname().machine}") from None
 
 
 def _check(ret: int, what: str, path: str | bytes | None = None) -> int:

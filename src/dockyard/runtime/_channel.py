@@ -7,9 +7,13 @@ error message (crun's sync socket does the same).
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
+
+from dockyard import _json as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Channel", "ChildError"]
 

@@ -8,9 +8,11 @@ before the positional arguments, ``--flag value`` or ``--flag=value``.
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["main"]
 
@@ -66,7 +68,12 @@ _CREATE = {
     "--no-new-keyring": ("no_new_keyring", "bool"),
     "--preserve-fds": ("preserve_fds", "int"),
 }
-_RUN = {**_CREATE, "--detach": ("detach", "bool"), "-d": ("detach", "bool"), "--keep": ("keep", "bool")}
+_RUN = {
+    **_CREATE,
+    "--detach": ("detach", "bool"),
+    "-d": ("detach", "bool"),
+    "--keep": ("keep", "bool"),
+}
 _EXEC = {
     "--console-socket": ("console_socket", "str"),
     "--cwd": ("cwd", "str"),
@@ -170,11 +177,12 @@ def _emit_error(message: str, g: dict[str, Any]) -> None:
     try:
         with open(log, "a") as f:
             if g.get("log_format") == "json":
-                import json
-                from datetime import UTC, datetime
+                import time
 
-                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                f.write(json.dumps({"level": "error", "msg": message, "time": now}) + "\n")
+                from dockyard import _json
+
+                now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                f.write(_json.dumps({"level": "error", "msg": message, "time": now}) + "\n")
             else:
                 f.write(f"level=error msg={message!r}\n")
     except OSError:
@@ -185,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     g: dict[str, Any] = {}
     try:
-        g, rest = _parse(args, {**_GLOBAL, "-v": ("version", "bool"), "--version": ("version", "bool")})
+        g, rest = _parse(
+            args, {**_GLOBAL, "-v": ("version", "bool"), "--version": ("version", "bool")}
+        )
         if g.get("version"):
             from dockyard import __version__
             from dockyard.runtime.state import OCI_VERSION

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
-from typing import Any
 
+from dockyard import _json
+from dockyard.linux import signals
 from dockyard.runtime import container as ct
 from dockyard.runtime import state as st
 from dockyard.runtime.cli import UsageError, _need_id
 
-_CGROUP_MANAGERS = {"cgroupfs": "auto", "auto": "auto", "v1": "v1", "v2": "v2", "disabled": "disabled"}
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_CGROUP_MANAGERS = {
+    "cgroupfs": "auto",
+    "auto": "auto",
+    "v1": "v1",
+    "v2": "v2",
+    "disabled": "disabled",
+}
 
 
 def _opts(g: dict[str, Any]) -> ct.Options:
@@ -28,10 +37,14 @@ def _opts(g: dict[str, Any]) -> ct.Options:
 
 
 def _print_json(obj: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
 def cmd_spec(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
+    import json
+
     from dockyard.runtime.spec import default_spec
 
     path = os.path.join(f.get("bundle") or ".", "config.json")
@@ -66,10 +79,7 @@ def cmd_start(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-_FORWARDED = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-    signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
-)  # fmt: skip
+_FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
 
 def forward_signals(pid: int) -> None:
@@ -81,8 +91,8 @@ def forward_signals(pid: int) -> None:
         except ProcessLookupError:
             pass
 
-    for sig in _FORWARDED:
-        signal.signal(sig, handler)
+    for name in _FORWARDED:
+        signals.set_handler(signals.NAMES[name], handler)
 
 
 def cmd_run(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
@@ -101,7 +111,9 @@ def cmd_run(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
 
             ours, theirs = console.socketpair()
     elif _spec_terminal(f.get("bundle") or ".") and not f.get("console_socket"):
-        raise ct.ContainerError("cannot allocate tty if runtime is detached without --console-socket")
+        raise ct.ContainerError(
+            "cannot allocate tty if runtime is detached without --console-socket"
+        )
     try:
         state = _create(g, f, pos, console_fd=theirs)
     finally:
@@ -132,7 +144,8 @@ def cmd_run(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
 def _spec_terminal(bundle: str) -> bool:
     try:
         with open(os.path.join(bundle, "config.json")) as fh:
-            return bool(json.load(fh).get("process", {}).get("terminal"))
+            spec = _json.loads(fh.read())
+        return bool(spec.get("process", {}).get("terminal"))  # type: ignore[union-attr]
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -144,7 +157,7 @@ def cmd_state(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
 
 def cmd_kill(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     cid = _need_id(pos, "kill")
-    sig = ct.parse_signal(pos[1]) if len(pos) > 1 else int(signal.SIGTERM)
+    sig = ct.parse_signal(pos[1]) if len(pos) > 1 else signals.SIGTERM
     ct.kill(_opts(g), cid, sig, bool(f.get("all")))
     return 0
 
@@ -169,7 +182,7 @@ def _exec_process(f: dict[str, Any], pos: list[str], opts: ct.Options) -> dict[s
     if f.get("process"):
         try:
             with open(f["process"]) as fh:
-                return json.load(fh)
+                return _json.loads(fh.read())  # type: ignore[return-value]
         except (OSError, ValueError) as err:
             raise ct.ContainerError(f"reading process spec {f['process']}: {err}") from None
     if len(pos) < 2:
@@ -223,11 +236,20 @@ def cmd_list(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     if f.get("quiet"):
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))
     elif (f.get("format") or "table") == "json":
-        sys.stdout.write(json.dumps(rows) + "\n")
+        sys.stdout.write(_json.dumps(rows) + "\n")
     else:
         table = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         for r in rows:
-            table.append([r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"] or "root"])
+            table.append(
+                [
+                    r["id"],
+                    str(r["pid"]),
+                    r["status"],
+                    r["bundle"],
+                    r["created"],
+                    r["owner"] or "root",
+                ]
+            )
         widths = [max(len(row[i]) for row in table) for i in range(6)]
         for row in table:
             cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
@@ -245,7 +267,7 @@ def cmd_ps(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     if not pids and st.status(opts.root, state) != "stopped":
         pids = [state["pid"]]
     if (f.get("format") or "table") == "json":
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(_json.dumps(pids) + "\n")
         return 0
     import subprocess
 
@@ -276,7 +298,7 @@ def cmd_events(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     if not f.get("stats"):
         raise UsageError("only events --stats is supported")
     data = cgroups.from_state(state.get("cgroup") or {}).stats()
-    sys.stdout.write(json.dumps({"type": "stats", "id": cid, "data": data}) + "\n")
+    sys.stdout.write(_json.dumps({"type": "stats", "id": cid, "data": data}) + "\n")
     return 0
 
 

@@ -17,11 +17,9 @@ side of a fork travel back over a close-on-exec pipe (see ``_channel``).
 from __future__ import annotations
 
 import os
-import signal
 import time
-from datetime import UTC, datetime
-from typing import Any
 
+from dockyard.linux import signals
 from dockyard.linux import syscalls as sc
 from dockyard.runtime import cgroups, namespaces, process, rootfs
 from dockyard.runtime import state as st
@@ -29,9 +27,13 @@ from dockyard.runtime._channel import Channel, ChildError
 from dockyard.runtime.hooks import HookError, run_hooks
 from dockyard.runtime.spec import load_spec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
-    "Options",
     "ContainerError",
+    "Options",
     "create",
     "delete",
     "kill",
@@ -68,7 +70,8 @@ class Options:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
 def _oci_state(state: dict[str, Any], status: str) -> dict[str, Any]:
@@ -195,7 +198,7 @@ def _init(
             os.set_inheritable(fd, True)
         chan.send("ready")
         chan.close()
-    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+    except BaseException as err:
         _report(chan, err)
     # From here on nobody listens on the channel: errors go to the container's stderr.
     try:
@@ -209,7 +212,7 @@ def _init(
 
             seccomp.load(seccomp_profile, True)
         process.exec_process(path, proc["args"], env)
-    except BaseException as err:  # noqa: BLE001
+    except BaseException as err:
         os.write(2, f"dockyard-runtime: {err}\n".encode(errors="replace"))
     os._exit(127)
 
@@ -223,10 +226,9 @@ def _stage1(
 ) -> None:
     """The intermediate child. Never returns."""
     try:
-        me = str(os.getpid()).encode()
         for path in procs_files:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, me)
+            os.write(fd, b"0")
             os.close(fd)
         for kind, fd in joins:
             sc.setns(fd, namespaces.FLAGS[kind])
@@ -242,7 +244,7 @@ def _stage1(
         if pid == 0:
             _init(chan, *init_args)
         chan.send("pid", pid=pid)
-    except BaseException as err:  # noqa: BLE001
+    except BaseException as err:
         _report(chan, err)
     os._exit(0)
 
@@ -300,8 +302,7 @@ def create(
             console_fd = _connect_console(console_socket)
         host_mode = cgroups.detect()
         ctx = {
-            "in_userns": bool(flags & sc.CLONE_NEWUSER)
-            or any(k == "user" for k, _ in joins),
+            "in_userns": bool(flags & sc.CLONE_NEWUSER) or any(k == "user" for k, _ in joins),
             "new_cgroupns": bool(flags & sc.CLONE_NEWCGROUP),
             "cgroup_mode": "v2" if cg.version == 2 or host_mode == "v2" else "v1",
             "cgroup_v1_paths": cg.to_state().get("paths"),
@@ -337,7 +338,7 @@ def create(
     except BaseException:
         if init_pid:
             try:
-                os.kill(init_pid, signal.SIGKILL)
+                os.kill(init_pid, signals.SIGKILL)
             except ProcessLookupError:
                 pass
         _wait_gone(init_pid, cg)
@@ -481,11 +482,11 @@ def start(opts: Options, cid: str) -> dict[str, Any]:
 
 
 def _spec_of(state: dict[str, Any]) -> dict[str, Any]:
-    import json
+    from dockyard import _json
 
     try:
         with open(state["config"]) as f:
-            return json.load(f)
+            return _json.loads(f.read())  # type: ignore[return-value]
     except (OSError, ValueError):
         return {}
 
@@ -495,15 +496,10 @@ def _warn(message: str) -> None:
 
 
 def parse_signal(value: str) -> int:
-    text = value.upper()
-    if text.isdigit():
-        return int(text)
-    if not text.startswith("SIG"):
-        text = "SIG" + text
     try:
-        return int(signal.Signals[text])
-    except KeyError:
-        raise ContainerError(f"unknown signal: {value}") from None
+        return signals.number(value)
+    except ValueError as err:
+        raise ContainerError(str(err)) from None
 
 
 def kill(opts: Options, cid: str, sig: int, all_processes: bool = False) -> None:
@@ -557,19 +553,19 @@ def delete(opts: Options, cid: str, force: bool = False) -> None:
         raise ContainerError(f"cannot delete container {cid} that is not stopped: {status}")
     if status != "stopped":
         if cg.version:
-            cg.kill_all(signal.SIGKILL)
+            cg.kill_all(signals.SIGKILL)
             if status == "paused":
                 try:
                     cg.thaw()
                 except OSError:
                     pass
         try:
-            os.kill(state["pid"], signal.SIGKILL)
+            os.kill(state["pid"], signals.SIGKILL)
         except ProcessLookupError:
             pass
     elif cg.version and cg.pids():
         # Init is gone but it left processes behind (no pid namespace): end them too.
-        cg.kill_all(signal.SIGKILL)
+        cg.kill_all(signals.SIGKILL)
     _wait_gone(state["pid"] if status != "stopped" else 0, cg)
     try:
         cg.destroy()

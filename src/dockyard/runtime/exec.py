@@ -9,21 +9,24 @@ the execve succeeded.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from dockyard.linux import syscalls as sc
 from dockyard.runtime import cgroups, namespaces, process
 from dockyard.runtime import state as st
 from dockyard.runtime._channel import Channel, ChildError
 from dockyard.runtime.container import (
-    Options,
     ContainerError,
+    Options,
     _connect_console,
     _preload,
     _report,
     _spec_of,
     _write_pid_file,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["exec_process"]
 
@@ -79,7 +82,7 @@ def _exec_child(
 
             seccomp.load(seccomp_profile, True)
         process.exec_process(path, proc["args"], env)
-    except BaseException as err:  # noqa: BLE001
+    except BaseException as err:
         _report(chan, err)
 
 
@@ -110,7 +113,9 @@ def exec_process(
         if console_socket:
             console_fd = _connect_console(console_socket)
         elif detach:
-            raise ContainerError("cannot allocate tty if runtime is detached without --console-socket")
+            raise ContainerError(
+                "cannot allocate tty if runtime is detached without --console-socket"
+            )
         else:
             from dockyard.runtime import console
 
@@ -123,10 +128,9 @@ def exec_process(
     if child == 0:
         chan.as_child()
         try:
-            me = str(os.getpid()).encode()
             for path in cg.procs_files():
                 fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                os.write(fd, me)
+                os.write(fd, b"0")
                 os.close(fd)
             for kind, fd in joins:
                 sc.setns(fd, namespaces.FLAGS[kind])
@@ -134,7 +138,7 @@ def exec_process(
             if pid == 0:
                 _exec_child(chan, proc, seccomp_profile, console_fd, preserve_fds)
             chan.send("pid", pid=pid)
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             _report(chan, err)
         os._exit(0)
     chan.as_parent()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from dockyard import _json as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["HookError", "run_hooks"]
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import signal
-from typing import Any
 
 from dockyard.linux import capabilities as caps
+from dockyard.linux import signals
 from dockyard.linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "ProcessError",
@@ -42,7 +45,7 @@ def apply_rlimits(rlimits: list[dict[str, Any]]) -> None:
         if num is None:
             raise ProcessError(f"unknown rlimit: {name}")
         soft, hard = rl["soft"], rl["hard"]
-        cur_soft, cur_hard = resource.getrlimit(num)
+        _soft, cur_hard = resource.getrlimit(num)
         try:
             resource.setrlimit(num, (soft, hard))
         except (ValueError, OSError) as err:
@@ -129,7 +132,7 @@ def lookpath(name: str, env: list[str]) -> str:
             st = os.stat(path)
         except OSError:
             continue
-        if not (st.st_mode & 0o170000 == 0o100000):
+        if st.st_mode & 0o170000 != 0o100000:  # not a regular file
             denied = path
             continue
         if st.st_mode & 0o111:
@@ -145,9 +148,9 @@ def lookpath(name: str, env: list[str]) -> str:
 def exec_process(path: str, args: list[str], env: list[str]) -> None:
     """execve with the signal state a fresh process expects; never returns on success."""
     # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGINT"):
+        signals.set_handler(signals.NAMES[name], signals.SIG_DFL)
+    signals.pthread_sigmask(signals.SIG_SETMASK, ())
     envmap = {}
     for item in env:
         key, _, value = item.partition("=")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from dockyard.linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_DEVICES",
@@ -240,11 +243,15 @@ def prepare(spec: dict[str, Any], bundle: str, ctx: dict[str, Any]) -> str:
     rootfs = os.path.realpath(rootfs)
     prop = _PROPAGATION.get(linux.get("rootfsPropagation", ""), sc.MS_SLAVE | sc.MS_REC)
     # Keep our mounts from reaching the host, whatever the host's propagation is.
-    sc.mount(None, "/", None, prop if prop & (sc.MS_SLAVE | sc.MS_PRIVATE) else sc.MS_SLAVE | sc.MS_REC)
+    sc.mount(
+        None, "/", None, prop if prop & (sc.MS_SLAVE | sc.MS_PRIVATE) else sc.MS_SLAVE | sc.MS_REC
+    )
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     for m in spec.get("mounts") or ():
         mount_one(rootfs, bundle, m, ctx)
-    dev_mounted = any(m.get("destination", "").rstrip("/") == "/dev" for m in spec.get("mounts") or ())
+    dev_mounted = any(
+        m.get("destination", "").rstrip("/") == "/dev" for m in spec.get("mounts") or ()
+    )
     if dev_mounted or os.path.isdir(os.path.join(rootfs, "dev")):
         defaults = [{"path": p, "type": "c", "major": a, "minor": b} for p, a, b in DEFAULT_DEVICES]
         for dev in defaults + list(linux.get("devices") or ()):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
+
+from dockyard import _json as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SpecError", "default_spec", "load_spec"]
 
@@ -129,10 +133,10 @@ def load_spec(bundle: str) -> dict[str, Any]:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path) as f:
-            spec = json.load(f)
+            spec = json.loads(f.read())
     except FileNotFoundError:
         raise SpecError(f"no config.json in bundle {bundle}") from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:
         raise SpecError(f"{path}: invalid JSON: {err}") from None
     if not isinstance(spec, dict):
         raise SpecError(f"{path}: not a JSON object")

@@ -7,9 +7,13 @@ command cannot leave a stale "running".
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
+
+from dockyard import _json as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "OCI_VERSION",
@@ -40,14 +44,14 @@ def save(root: str, state: dict[str, Any]) -> None:
     path = os.path.join(state_dir(root, state["id"]), "state.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(state, f)
+        f.write(json.dumps(state))
     os.rename(tmp, path)
 
 
 def load(root: str, container_id: str) -> dict[str, Any]:
     try:
         with open(os.path.join(state_dir(root, container_id), "state.json")) as f:
-            return json.load(f)
+            return json.loads(f.read())
     except (FileNotFoundError, NotADirectoryError):
         raise ContainerNotFound(f"container does not exist: {container_id}") from None
 

@@ -34,7 +34,9 @@ def make_rootfs(path: str, busybox: str = BUSYBOX) -> str:
         if name != "busybox" and not os.path.lexists(link):
             os.symlink("busybox", link)
     with open(os.path.join(path, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+        f.write(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        )
     with open(os.path.join(path, "etc", "group"), "w") as f:
         f.write("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
     return path

@@ -7,11 +7,13 @@ the way runc and crun convert them, so a spec means the same on both.
 from __future__ import annotations
 
 import os
-import signal
 import time
-from typing import Any
 
 from dockyard.runtime.cgroups._files import read, read_int, read_keyed, rmdir_retry, warn, write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CgroupV2", "blkio_weight_to_io", "shares_to_weight"]
 
@@ -73,6 +75,7 @@ class CgroupV2:
             os.makedirs(current, exist_ok=True)
 
     def procs_files(self) -> list[str]:
+        # Written with "0" by a single-threaded child: moves the writer itself.
         return [os.path.join(self.path, "cgroup.procs")]
 
     def add(self, pid: int) -> None:
@@ -113,7 +116,9 @@ class CgroupV2:
             if cpu.get("quota") is not None or cpu.get("period"):
                 quota = cpu.get("quota")
                 period = cpu.get("period") or 100000
-                write(self.path, "cpu.max", f"{'max' if not quota or quota < 0 else quota} {period}")
+                write(
+                    self.path, "cpu.max", f"{'max' if not quota or quota < 0 else quota} {period}"
+                )
         if (cpu.get("cpus") or cpu.get("mems")) and self._has("cpuset", "cpuset"):
             if cpu.get("cpus"):
                 write(self.path, "cpuset.cpus", cpu["cpus"])
@@ -152,8 +157,8 @@ class CgroupV2:
                 raise OSError(16, f"cgroup did not reach frozen={value}")
             time.sleep(0.001)
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        if sig == signal.SIGKILL and os.path.exists(os.path.join(self.path, "cgroup.kill")):
+    def kill_all(self, sig: int = 9) -> None:
+        if sig == 9 and os.path.exists(os.path.join(self.path, "cgroup.kill")):
             write(self.path, "cgroup.kill", 1)
             return
         for pid in self.pids():
