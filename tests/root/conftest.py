@@ -1,0 +1,207 @@
+"""Real containers, driven through the runc command line of each runtime under test.
+
+The ``runtime`` fixture is parametrised: the same test runs against
+dockyard-runtime, runc and crun, which shows the tests check real behaviour.
+A runtime that cannot run here is skipped with the reason in the output.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dockyard.runtime import cgroups
+from dockyard.runtime.spec import default_spec
+from dockyard.testing.hybrid import crun_cgroup_fix, undo_crun_cgroup_fix
+
+from ..conftest import ID_PREFIX
+
+pytestmark = pytest.mark.root
+
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "dockyard-runtime")
+DOCKYARD_RUNTIME = (
+    [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "dockyard.runtime.cli"]
+)
+_counter = itertools.count()
+
+
+class Runtime:
+    """One OCI runtime binary with its own state root."""
+
+    def __init__(self, name: str, argv: list[str], root: str) -> None:
+        self.name = name
+        self.argv = argv
+        self.root = root
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def cmd(self, *args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run a runtime command; output goes through files, not pipes, because a
+        created container inherits them and would hold a pipe open until it exits."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.run(
+                [*self.argv, "--root", self.root, *args],
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                **kw,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(
+                proc.args, proc.returncode, out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )  # fmt: skip
+
+    def ok(self, *args: str, **kw: Any) -> str:
+        proc = self.cmd(*args, **kw)
+        assert proc.returncode == 0, f"{self.name} {' '.join(args)}: {proc.stderr or proc.stdout}"
+        return proc.stdout
+
+    def state(self, cid: str) -> dict[str, Any]:
+        return json.loads(self.ok("state", cid))
+
+    def wait_status(self, cid: str, status: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.state(cid)["status"]
+            if current == status:
+                return
+            assert time.monotonic() < deadline, f"{cid} still {current}, wanted {status}"
+            time.sleep(0.02)
+
+
+def _runtime_params() -> list[Any]:
+    return [
+        pytest.param("dockyard", id="dockyard"),
+        pytest.param("runc", id="runc"),
+        pytest.param("crun", id="crun"),
+    ]
+
+
+@pytest.fixture(scope="session", params=_runtime_params())
+def runtime(request: pytest.FixtureRequest, work_dir: str) -> Iterator[Runtime]:
+    name = request.param
+    root = os.path.join(work_dir, f"state-{name}")
+    if name == "dockyard":
+        yield Runtime(name, DOCKYARD_RUNTIME, root)
+        return
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    fixed: list[str] = []
+    if name == "crun" and cgroups.detect() == "hybrid":
+        # crun refuses hybrid hosts; move cgroup2's controllers to v1 while it runs.
+        try:
+            fixed = crun_cgroup_fix()
+        except (OSError, subprocess.CalledProcessError) as err:
+            pytest.skip(f"crun refuses hybrid cgroups and the v1 remount failed: {err}")
+    try:
+        yield Runtime(name, [binary], root)
+    finally:
+        stuck = undo_crun_cgroup_fix(fixed)
+        assert not stuck, f"could not hand {stuck} back to cgroup2"
+
+
+@pytest.fixture
+def dockyard(work_dir: str) -> Runtime:
+    """dockyard-runtime alone, for behaviour the other runtimes do not share."""
+    return Runtime("dockyard", DOCKYARD_RUNTIME, os.path.join(work_dir, "state-dockyard"))
+
+
+class Bundles:
+    """Makes bundles over the shared busybox rootfs and deletes their containers after."""
+
+    def __init__(self, work_dir: str, rootfs: str, runtime: Runtime) -> None:
+        self.work_dir = work_dir
+        self.rootfs = rootfs
+        self.runtime = runtime
+        self.ids: list[tuple[Runtime, str]] = []
+
+    def new_id(self) -> str:
+        return f"{ID_PREFIX}{next(_counter)}"
+
+    def spec(self, args: list[str]) -> dict[str, Any]:
+        spec = default_spec()
+        spec["process"]["terminal"] = False
+        spec["process"]["args"] = args
+        spec["root"] = {"path": self.rootfs, "readonly": True}
+        spec["mounts"].append(
+            {
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev"],
+            }
+        )
+        return spec
+
+    def make(self, args: list[str], edit: Any = None) -> tuple[str, str]:
+        """(bundle path, container id); ``edit(spec)`` may change the config first."""
+        cid = self.new_id()
+        bundle = os.path.join(self.work_dir, "bundles", cid)
+        os.makedirs(bundle)
+        spec = self.spec(args)
+        if edit is not None:
+            edit(spec)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f)
+        self.ids.append((self.runtime, cid))
+        return bundle, cid
+
+    def run(self, args: list[str], edit: Any = None, rt: Runtime | None = None, **kw: Any):
+        """Run to completion in the foreground: the CompletedProcess."""
+        bundle, cid = self.make(args, edit)
+        return (rt or self.runtime).cmd("run", "--bundle", bundle, cid, **kw)
+
+    def started(self, args: list[str], edit: Any = None) -> tuple[str, str]:
+        bundle, cid = self.make(args, edit)
+        self.runtime.ok("create", "--bundle", bundle, cid)
+        self.runtime.ok("start", cid)
+        return bundle, cid
+
+    def cleanup(self) -> None:
+        for rt, cid in self.ids:
+            rt.cmd("delete", "--force", cid)
+        self.ids.clear()
+
+
+@pytest.fixture
+def bundles(work_dir: str, busybox_rootfs: str, runtime: Runtime) -> Iterator[Bundles]:
+    b = Bundles(work_dir, busybox_rootfs, runtime)
+    yield b
+    b.cleanup()
+
+
+@pytest.fixture
+def dy_bundles(work_dir: str, busybox_rootfs: str, dockyard: Runtime) -> Iterator[Bundles]:
+    b = Bundles(work_dir, busybox_rootfs, dockyard)
+    yield b
+    b.cleanup()
+
+
+def edit_with(**changes: Any):  # type: ignore[no-untyped-def]
+    """An ``edit`` that sets dotted keys: edit_with(**{"linux.sysctl": {...}})."""
+
+    def edit(spec: dict[str, Any]) -> None:
+        for dotted, value in changes.items():
+            node = spec
+            *parents, last = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = copy.deepcopy(value)
+
+    return edit
