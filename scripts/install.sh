@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what dockyard and its tests need on Debian 12, as root, into ./.venv.
+#   scripts/install.sh          runtime dependencies only
+#   scripts/install.sh --test   plus the peers the tests compare against (runc, crun) and pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2)
+extra=""
+if [ "${1:-}" = "--test" ]; then
+  packages+=(runc crun)
+  extra="[test]"
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# Bytecode up front: an editable install otherwise compiles on every start
+# where PYTHONDONTWRITEBYTECODE is set, and the runtime's start-up time counts.
+.venv/bin/python -m compileall -q src >/dev/null
