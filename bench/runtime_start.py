@@ -125,7 +125,9 @@ def main() -> int:
             results["as booted (crun refuses hybrid cgroups)"] = phase(booted, args.rounds, work)
             fixed = crun_cgroup_fix()
             try:
-                results["cgroup2 controllers moved to v1 (all three)"] = phase(runtimes, args.rounds, work)
+                results["cgroup2 controllers moved to v1 (all three)"] = phase(
+                    runtimes, args.rounds, work
+                )
             finally:
                 stuck = undo_crun_cgroup_fix(fixed)
                 if stuck:

@@ -47,8 +47,8 @@ class Channel:
         self._r, self._w = self._down_r, self._up_w
         return self
 
-    def send(self, kind: str, **fields: Any) -> None:
-        fields["type"] = kind
+    def send(self, msg_type: str, /, **fields: Any) -> None:
+        fields["type"] = msg_type
         data = json.dumps(fields).encode() + b"\n"
         while data:
             data = data[os.write(self._w, data) :]

@@ -33,7 +33,16 @@ def crun_cgroup_fix() -> list[str]:
         os.makedirs(path, exist_ok=True)
         if subprocess.run(["mountpoint", "-q", path]).returncode == 0:
             continue
-        subprocess.run(["mount", "-t", "cgroup", "-o", ctrl, "cgroup", path], check=True)
+        # Right after an undo the kernel may still hold the old hierarchy: retry a while.
+        deadline = time.monotonic() + 5
+        while True:
+            proc = subprocess.run(["mount", "-t", "cgroup", "-o", ctrl, "cgroup", path],
+                                  capture_output=True, text=True)  # fmt: skip
+            if proc.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise OSError(f"mount -t cgroup -o {ctrl}: {proc.stderr.strip()}")
+            time.sleep(0.1)
         mounted.append(ctrl)
     return mounted
 
