@@ -390,3 +390,86 @@ def test_log_json_records_errors(dockyard: Runtime, work_dir: str) -> None:
     with open(log) as f:
         entry = json.loads(f.readline())
     assert entry["level"] == "error" and entry["msg"] == "container does not exist: nope"
+
+
+def test_container_hooks_run_inside_the_container(
+    bundles: Bundles, runtime: Runtime, work_dir: str
+) -> None:
+    def edit(spec):  # type: ignore[no-untyped-def]
+        # createContainer runs in the container's mount namespace before pivot_root,
+        # startContainer inside the container before the process: /tmp is its tmpfs.
+        spec["hooks"] = {
+            "createContainer": [
+                {
+                    "path": "/bin/sh",
+                    "args": ["sh", "-c", "cat /proc/self/mountinfo | wc -l > /dev/null"],
+                }
+            ],
+            "startContainer": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "hostname > /tmp/hook-saw"]}
+            ],
+        }
+        spec["hostname"] = "hooked"
+
+    proc = bundles.run(["/bin/cat", "/tmp/hook-saw"], edit)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "hooked"
+
+
+def test_seccomp_argument_filter(bundles: Bundles) -> None:
+    # kill(pid, 0) is refused, kill(pid, SIGCONT) is not: the rule looks at argument 1.
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {
+                "names": ["kill"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 1,
+                "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}],
+            }
+        ],
+    }
+    proc = bundles.run(["/bin/sh", "-c", "kill -0 $$; echo zero=$?; kill -CONT $$; echo cont=$?"],
+                       edit_with(**{"linux.seccomp": profile}))  # fmt: skip
+    assert "zero=1" in proc.stdout, proc.stdout + proc.stderr
+    assert "cont=0" in proc.stdout
+    assert "Operation not permitted" in proc.stderr
+
+
+def test_oom_kill_is_reported_after_exit(dy_bundles: Bundles, dockyard: Runtime) -> None:
+    bundle, cid = dy_bundles.make(["/bin/tail", "/dev/zero"],
+                                  edit_with(**{"linux.resources.memory": {"limit": 16 << 20}}))  # fmt: skip
+    dockyard.ok("create", "--bundle", bundle, cid)
+    dockyard.ok("start", cid)
+    dockyard.wait_status(cid, "stopped", timeout=30)
+    data = json.loads(dockyard.ok("events", "--stats", cid))["data"]
+    assert data["memory"]["oom_kill"] >= 1
+    assert data["memory"]["usage"]["limit"] == 16 << 20
+    dockyard.ok("delete", cid)
+
+
+def test_run_with_terminal_and_no_console_socket(dy_bundles: Bundles, dockyard: Runtime) -> None:
+    """A foreground run copies between its own terminal and the container's pty, as runc does."""
+    import pty
+
+    bundle, cid = dy_bundles.make(
+        ["/bin/sh", "-c", "tty; stty size"], edit_with(**{"process.terminal": True})
+    )
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([*dockyard.argv, "--root", dockyard.root, "run", "--bundle", bundle, cid],
+                                stdin=slave, stdout=slave, stderr=subprocess.PIPE)  # fmt: skip
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        os.close(master)
+    assert b"/dev/pts/0" in out

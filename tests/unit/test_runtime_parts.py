@@ -1,0 +1,212 @@
+"""Pieces of the runtime that need no privileges: parsing, path resolution, cgroup files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dockyard import _json
+from dockyard.linux import capabilities, signals
+from dockyard.linux import syscalls as sc
+from dockyard.runtime import cgroups, rootfs
+from dockyard.runtime.cgroups.v1 import CgroupV1
+from dockyard.runtime.cgroups.v2 import CgroupV2, blkio_weight_to_io, shares_to_weight
+from dockyard.runtime.cli import UsageError, _parse
+from dockyard.runtime.spec import SpecError, default_spec, load_spec
+
+
+def test_json_matches_the_stdlib() -> None:
+    doc = default_spec()
+    text = json.dumps(doc)
+    assert _json.loads(text) == doc
+    assert _json.loads(text.encode()) == doc
+    assert _json.dumps(doc) == json.dumps(doc, separators=(",", ":"))
+    assert _json.loads(' {"a": [1, 2.5, "\\u00e9", null, true]} ') == {
+        "a": [1, 2.5, "é", None, True]
+    }
+    with pytest.raises(ValueError):
+        _json.loads('{"a": 1} trailing')
+    with pytest.raises(ValueError):
+        _json.loads('{"a": ')
+
+
+def test_signal_names() -> None:
+    assert signals.number("9") == 9
+    assert signals.number("KILL") == 9
+    assert signals.number("sigterm") == 15
+    with pytest.raises(ValueError, match="unknown signal: NOPE"):
+        signals.number("NOPE")
+
+
+def test_capability_masks() -> None:
+    assert capabilities.cap_number("CAP_SYS_ADMIN") == 21
+    assert capabilities.cap_number("net_raw") == 13
+    assert capabilities.mask(["CAP_KILL", "CAP_CHECKPOINT_RESTORE"], last=39) == 1 << 5
+    with pytest.raises(ValueError):
+        capabilities.cap_number("CAP_FLY")
+
+
+def test_cli_parser_follows_runc() -> None:
+    table = {"--bundle": ("bundle", "str"), "-b": ("bundle", "str"), "-d": ("detach", "bool"),
+             "-e": ("env", "list"), "--preserve-fds": ("preserve_fds", "int")}  # fmt: skip
+    values, pos = _parse(
+        ["-b", "/b", "-d", "-e", "A=1", "--env=B=2", "id", "-x"],
+        {**table, "--env": ("env", "list")},
+    )
+    assert values == {"bundle": "/b", "detach": True, "env": ["A=1", "B=2"]}
+    assert pos == ["id", "-x"]  # flags end at the first positional argument
+    assert _parse(["--preserve-fds=2", "--", "-id"], table) == ({"preserve_fds": 2}, ["-id"])
+    with pytest.raises(UsageError, match="flag provided but not defined: --nope"):
+        _parse(["--nope"], table)
+    with pytest.raises(UsageError, match="flag needs an argument: -b"):
+        _parse(["-b"], table)
+
+
+def test_mount_options() -> None:
+    flags, prop, data = rootfs.parse_mount_options(
+        ["nosuid", "ro", "rslave", "mode=755", "size=1m", "rw", "noexec"]
+    )
+    assert flags == sc.MS_NOSUID | sc.MS_NOEXEC  # rw cleared ro
+    assert prop == sc.MS_SLAVE | sc.MS_REC
+    assert data == "mode=755,size=1m"
+
+
+def test_secure_join_stays_inside(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = str(tmp_path)
+    os.makedirs(f"{root}/etc")
+    os.symlink("/etc/../../../../outside", f"{root}/evil")
+    os.symlink("../../..", f"{root}/etc/up")
+    os.symlink("sub/x", f"{root}/rel")
+    assert rootfs.secure_join(root, "/evil/file") == f"{root}/outside/file"
+    assert rootfs.secure_join(root, "/etc/up/proc") == f"{root}/proc"
+    assert rootfs.secure_join(root, "../../x") == f"{root}/x"
+    assert rootfs.secure_join(root, "/rel") == f"{root}/sub/x"
+    os.symlink("loop", f"{root}/loop")
+    with pytest.raises(OSError):
+        rootfs.secure_join(root, "/loop/x")
+
+
+def test_spec_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SpecError, match="no config.json"):
+        load_spec(str(tmp_path))
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(SpecError, match="invalid JSON"):
+        load_spec(str(tmp_path))
+    spec = default_spec()
+    spec["linux"]["namespaces"] = [{"type": "pid"}]
+    (tmp_path / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(SpecError, match="mount namespace is required"):
+        load_spec(str(tmp_path))
+
+
+def test_cgroup_path_resolution() -> None:
+    assert cgroups.resolve_path("", "abc") == "/abc"
+    assert cgroups.resolve_path("/x/y", "abc") == "/x/y"
+    assert (
+        cgroups.resolve_path("system.slice:docker:abc", "abc", systemd=True)
+        == "/system.slice/docker-abc.scope"
+    )
+    assert (
+        cgroups.resolve_path("a-b.slice:p:n", "n", systemd=True) == "/a.slice/a-b.slice/p-n.scope"
+    )
+
+
+def test_v2_conversions_match_runc() -> None:
+    assert shares_to_weight(2) == 1
+    assert shares_to_weight(1024) == 39
+    assert shares_to_weight(262144) == 10000
+    assert blkio_weight_to_io(10) == 1
+    assert blkio_weight_to_io(1000) == 10000
+
+
+def _fake_v2(tmp_path, controllers: str):  # type: ignore[no-untyped-def]
+    mount = tmp_path / "cg2"
+    leaf = mount / "box"
+    leaf.mkdir(parents=True)
+    (mount / "cgroup.controllers").write_text(controllers)
+    (mount / "cgroup.subtree_control").write_text(controllers)
+    for name in (
+        "memory.max",
+        "memory.swap.max",
+        "memory.low",
+        "cpu.weight",
+        "cpu.max",
+        "pids.max",
+        "io.weight",
+    ):
+        (leaf / name).write_text("")
+    return CgroupV2(str(mount), str(leaf))
+
+
+def test_v2_resources_land_in_the_right_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cg = _fake_v2(tmp_path, "memory cpu pids io")
+    cg.apply({
+        "memory": {"limit": 100 << 20, "swap": 150 << 20, "reservation": 50 << 20},
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
+        "pids": {"limit": 42},
+        "blockIO": {"weight": 500},
+    })  # fmt: skip
+    leaf = tmp_path / "cg2" / "box"
+    assert (leaf / "memory.max").read_text() == str(100 << 20)
+    assert (leaf / "memory.swap.max").read_text() == str(50 << 20)  # swap counts apart in v2
+    assert (leaf / "memory.low").read_text() == str(50 << 20)
+    assert (leaf / "cpu.weight").read_text() == "39"
+    assert (leaf / "cpu.max").read_text() == "50000 100000"
+    assert (leaf / "pids.max").read_text() == "42"
+    assert (leaf / "io.weight").read_text() == "default 4950"
+
+
+def test_v2_missing_controller_is_one_warning(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cg = _fake_v2(tmp_path, "cpu")
+    cg.apply({"memory": {"limit": 1 << 20}, "pids": {"limit": 5}})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert "cgroup controller memory is not available" in err[0]
+    assert "cgroup controller pids is not available" in err[1]
+    assert (tmp_path / "cg2" / "box" / "memory.max").read_text() == ""
+
+
+def test_v1_resources_land_in_the_right_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    paths = {}
+    for ctrl in ("memory", "cpu", "pids", "cpuset"):
+        d = tmp_path / ctrl / "box"
+        d.mkdir(parents=True)
+        paths[ctrl] = str(d)
+    for name in ("memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.oom_control"):
+        (tmp_path / "memory" / "box" / name).write_text("0")
+    for name in ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"):
+        (tmp_path / "cpu" / "box" / name).write_text("")
+    (tmp_path / "pids" / "box" / "pids.max").write_text("")
+    (tmp_path / "cpuset" / "box" / "cpuset.cpus").write_text("")
+    cg = CgroupV1(paths)
+    cg.apply({"memory": {"limit": 64 << 20, "reservation": 32 << 20, "disableOOMKiller": True},
+              "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0"},
+              "pids": {"limit": -1}})  # fmt: skip
+    assert (tmp_path / "memory/box/memory.limit_in_bytes").read_text() == str(64 << 20)
+    assert (tmp_path / "memory/box/memory.soft_limit_in_bytes").read_text() == str(32 << 20)
+    assert (tmp_path / "memory/box/memory.oom_control").read_text() == "1"
+    assert (tmp_path / "cpu/box/cpu.shares").read_text() == "512"
+    assert (tmp_path / "cpu/box/cpu.cfs_quota_us").read_text() == "20000"
+    assert (tmp_path / "pids/box/pids.max").read_text() == "max"
+    assert (tmp_path / "cpuset/box/cpuset.cpus").read_text() == "0"
+    assert cg.procs_files() == [
+        str(tmp_path / c / "box" / "tasks") for c in ("cpu", "cpuset", "memory", "pids")
+    ]
+
+
+def test_runtime_startup_imports_stay_light() -> None:
+    """The runtime's CLI must not pull in modules that cost every container start."""
+    code = (
+        "import sys; import dockyard.runtime.commands, dockyard.runtime.container, "
+        "dockyard.runtime.cgroups.v1; "
+        "print(' '.join(m for m in ('re', 'json', 'enum', 'typing', 'argparse', 'click', "
+        "'datetime', 'signal', 'subprocess') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
