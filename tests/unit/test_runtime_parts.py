@@ -91,7 +91,7 @@ def test_secure_join_stays_inside(tmp_path) -> None:  # type: ignore[no-untyped-
 
 
 def test_spec_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(SpecError, match="no config.json"):
+    with pytest.raises(SpecError, match=r"no config\.json"):
         load_spec(str(tmp_path))
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(SpecError, match="invalid JSON"):
