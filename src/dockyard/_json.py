@@ -56,12 +56,32 @@ def _default(obj: object) -> object:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
-def dumps(obj: object) -> str:
+def dumps(obj: object, indent: int | None = None) -> str:
+    """Compact JSON, or with ``indent`` the layout of ``json.dumps(obj, indent=indent)``."""
     if _c is None:
         import json
 
-        return json.dumps(obj, separators=(",", ":"))
+        return json.dumps(obj, indent=indent, separators=None if indent else (",", ":"))
+    if indent is not None:
+        return _pretty(obj, indent, 0)
     encoder = _c.make_encoder(
         {}, _default, _c.encode_basestring_ascii, None, ":", ",", False, False, True
     )
     return "".join(encoder(obj, 0))
+
+
+def _pretty(obj: object, indent: int, level: int) -> str:
+    # The C encoder has no indentation; this covers what the runtime prints.
+    pad = "\n" + " " * (indent * (level + 1))
+    end = "\n" + " " * (indent * level)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = (f"{_c.encode_basestring_ascii(str(k))}: {_pretty(v, indent, level + 1)}"
+                 for k, v in obj.items())  # fmt: skip
+        return "{" + pad + ("," + pad).join(items) + end + "}"
+    if isinstance(obj, list | tuple):
+        if not obj:
+            return "[]"
+        return "[" + pad + ("," + pad).join(_pretty(v, indent, level + 1) for v in obj) + end + "]"
+    return dumps(obj)

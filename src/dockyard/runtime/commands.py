@@ -7,7 +7,7 @@ import sys
 
 from dockyard import _json
 from dockyard.linux import signals
-from dockyard.runtime import container as ct
+from dockyard.runtime import lifecycle as ct
 from dockyard.runtime import state as st
 from dockyard.runtime.cli import UsageError, _need_id
 
@@ -37,9 +37,7 @@ def _opts(g: dict[str, Any]) -> ct.Options:
 
 
 def _print_json(obj: Any) -> None:
-    import json
-
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.write(_json.dumps(obj, indent=2) + "\n")
 
 
 def cmd_spec(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
@@ -57,7 +55,9 @@ def cmd_spec(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
 
 
 def _create(g: dict[str, Any], f: dict[str, Any], pos: list[str], **extra: Any) -> dict[str, Any]:
-    return ct.create(
+    from dockyard.runtime.container import create
+
+    return create(
         _opts(g),
         _need_id(pos, "create"),
         f.get("bundle") or ".",

@@ -14,15 +14,8 @@ from dockyard.linux import syscalls as sc
 from dockyard.runtime import cgroups, namespaces, process
 from dockyard.runtime import state as st
 from dockyard.runtime._channel import Channel, ChildError
-from dockyard.runtime.container import (
-    ContainerError,
-    Options,
-    _connect_console,
-    _preload,
-    _report,
-    _spec_of,
-    _write_pid_file,
-)
+from dockyard.runtime.container import _connect_console, _preload, _report
+from dockyard.runtime.lifecycle import ContainerError, Options, _spec_of, _write_pid_file, wait_exit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -161,8 +154,6 @@ def exec_process(
         _write_pid_file(pid_file, pid)
     if detach:
         return 0
-    from dockyard.runtime.container import wait_exit
-
     if ours >= 0:
         from dockyard.runtime import console
 

@@ -20,6 +20,7 @@ __all__ = [
     "detect",
     "from_state",
     "manager_for",
+    "mounts",
     "resolve_path",
 ]
 
@@ -93,14 +94,27 @@ class NullCgroup:
         pass
 
 
+_MOUNTS: list[tuple[str, str, str]] = []
+
+
+def mounts() -> list[tuple[str, str, str]]:
+    """(mount point, fs type, super options) of this process's mounts, read once."""
+    if not _MOUNTS:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = right.split()
+                _MOUNTS.append((left.split()[4], fields[0], fields[2] if len(fields) > 2 else ""))
+    return _MOUNTS
+
+
 def _statfs_type(path: str) -> int | None:
-    # os.statvfs has no f_type; /proc/self/mountinfo tells the fs type without ctypes.
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if left.split()[4] == path:
-                return _CGROUP2_MAGIC if right.split()[0] == "cgroup2" else 0
-    return None
+    # os.statvfs has no f_type; mountinfo tells the fs type without ctypes.
+    kind = None
+    for mountpoint, fstype, _opts in mounts():
+        if mountpoint == path:
+            kind = _CGROUP2_MAGIC if fstype == "cgroup2" else 0
+    return kind
 
 
 def detect(root: str = "/sys/fs/cgroup") -> str:

@@ -18,20 +18,18 @@ if TYPE_CHECKING:
 __all__ = ["CgroupV1", "v1_hierarchies"]
 
 
-def v1_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
+def v1_hierarchies() -> dict[str, str]:
     """Map each v1 controller (and ``name=X`` hierarchy) to its mount point."""
+    from dockyard.runtime.cgroups import mounts
+
     found: dict[str, str] = {}
-    with open(mountinfo) as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = right.split()
-            if not fields or fields[0] != "cgroup":
+    for mountpoint, fstype, opts in mounts():
+        if fstype != "cgroup":
+            continue
+        for opt in opts.split(","):
+            if opt in ("rw", "ro") or opt.startswith(("release_agent", "clone_children")):
                 continue
-            mountpoint = left.split()[4]
-            for opt in fields[2].split(","):
-                if opt in ("rw", "ro") or opt.startswith(("release_agent", "clone_children")):
-                    continue
-                found.setdefault(opt, mountpoint)
+            found.setdefault(opt, mountpoint)
     return found
 
 
