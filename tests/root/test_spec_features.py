@@ -473,3 +473,68 @@ def test_run_with_terminal_and_no_console_socket(dy_bundles: Bundles, dockyard: 
     finally:
         os.close(master)
     assert b"/dev/pts/0" in out
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/cpu"), reason="needs v1 cpu controller")
+def test_cpu_and_cpuset_limits_seen_from_inside(bundles: Bundles) -> None:
+    cpu = {"shares": 512, "quota": 25000, "period": 50000, "cpus": "0", "mems": "0"}
+    script = ("cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
+              "/sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpuset/cpuset.cpus; "
+              "grep Cpus_allowed_list /proc/self/status; cat /proc/self/cgroup | grep -c ':/$'")  # fmt: skip
+    proc = bundles.run(["/bin/sh", "-c", script], edit_with(**{"linux.resources.cpu": cpu}))
+    lines = proc.stdout.split("\n")
+    assert lines[:4] == ["512", "25000", "50000", "0"], proc.stdout + proc.stderr
+    assert lines[4].split()[-1] == "0"
+    # cgroup namespace: the container sees its own cgroup as the root of every hierarchy
+    assert int(lines[5]) >= 5
+
+
+def test_kill_all_and_ps(dy_bundles: Bundles, dockyard: Runtime) -> None:
+    _b, cid = dy_bundles.started(["/bin/sh", "-c", "sleep 40 & sleep 41 & wait"])
+    deadline = 50
+    while len(json.loads(dockyard.ok("ps", "--format", "json", cid))) < 3 and deadline:
+        deadline -= 1
+        __import__("time").sleep(0.05)
+    table = dockyard.ok("ps", cid)
+    assert "PID" in table.splitlines()[0]
+    assert "sleep 40" in table and "sleep 41" in table
+    dockyard.ok("kill", "--all", cid, "KILL")
+    dockyard.wait_status(cid, "stopped")
+    assert json.loads(dockyard.ok("ps", "--format", "json", cid)) == []
+
+
+def test_mount_propagation_rslave_sees_host_mounts(
+    bundles: Bundles, runtime: Runtime, work_dir: str
+) -> None:
+    src = os.path.join(work_dir, f"prop-{bundles.new_id()}")
+    os.makedirs(os.path.join(src, "inner"))
+    subprocess.run(["mount", "--bind", src, src], check=True)
+    subprocess.run(["mount", "--make-shared", src], check=True)
+    try:
+
+        def edit(spec):  # type: ignore[no-untyped-def]
+            spec["mounts"].append({"destination": "/shared", "type": "bind", "source": src,
+                                   "options": ["rbind", "rslave"]})  # fmt: skip
+            # runc's default; crun makes the root private unless told
+            spec["linux"]["rootfsPropagation"] = "rslave"
+
+        bundle, cid = bundles.make(
+            [
+                "/bin/sh",
+                "-c",
+                "while [ ! -e /shared/inner/marker ]; do sleep 0.05; done; echo seen",
+            ],
+            edit,
+        )
+        runtime.ok("create", "--bundle", bundle, cid)
+        runtime.ok("start", cid)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", os.path.join(src, "inner")], check=True)
+        try:
+            with open(os.path.join(src, "inner", "marker"), "w") as f:
+                f.write("x")
+            runtime.wait_status(cid, "stopped", timeout=20)  # it saw the host's new mount
+        finally:
+            subprocess.run(["umount", os.path.join(src, "inner")], check=True)
+        runtime.ok("delete", cid)
+    finally:
+        subprocess.run(["umount", src], check=True)
