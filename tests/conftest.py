@@ -19,12 +19,11 @@ IN_CI = os.environ.get("CI") == "true"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if ROOT:
         return
+    if IN_CI and any("root" in item.keywords for item in items):
+        raise pytest.UsageError("CI=true: the root tests must run, and this is not root")
     for item in items:
         if "root" in item.keywords:
-            if IN_CI:
-                item.add_marker(pytest.mark.xfail(reason="CI must run as root", strict=True))
-            else:
-                item.add_marker(pytest.mark.skip(reason="needs root"))
+            item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -55,8 +54,19 @@ def busybox_rootfs(work_dir: str) -> str:
     return make_rootfs(os.path.join(work_dir, "busybox-rootfs"))
 
 
+def _v2_controllers() -> str:
+    try:
+        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def _leaks(prefix: str, work_dir: str) -> list[str]:
     found = []
+    for state_root in (os.path.join(work_dir, d) for d in os.listdir(work_dir) if d.startswith("state-")):
+        found += [f"runtime state: {state_root}/{c}" for c in os.listdir(state_root)
+                  if os.path.isdir(os.path.join(state_root, c))]  # fmt: skip
     with open("/proc/self/mountinfo") as f:
         found += [f"mount: {line.split()[4]}" for line in f if work_dir in line.split()[4]]
     for base, dirs, _files in os.walk("/sys/fs/cgroup"):
@@ -75,11 +85,15 @@ ID_PREFIX = f"dytest{os.getpid()}-"
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaks(work_dir: str):  # type: ignore[no-untyped-def]
-    """Fail the session if any test left a mount, cgroup or process behind."""
+    """Fail the session if any test left a mount, cgroup, process or container behind,
+    or did not hand cgroup2's controllers back after a crun run."""
+    controllers = _v2_controllers()
     yield
     if not ROOT:
         return
     leaks = _leaks(ID_PREFIX, work_dir)
+    if _v2_controllers() != controllers:
+        leaks.append(f"cgroup2 controllers were {controllers!r}, now {_v2_controllers()!r}")
     assert not leaks, "left behind by the tests:\n" + "\n".join(leaks)
 
 
