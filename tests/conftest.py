@@ -64,7 +64,9 @@ def _v2_controllers() -> str:
 
 def _leaks(prefix: str, work_dir: str) -> list[str]:
     found = []
-    for state_root in (os.path.join(work_dir, d) for d in os.listdir(work_dir) if d.startswith("state-")):
+    for state_root in (
+        os.path.join(work_dir, d) for d in os.listdir(work_dir) if d.startswith("state-")
+    ):
         found += [f"runtime state: {state_root}/{c}" for c in os.listdir(state_root)
                   if os.path.isdir(os.path.join(state_root, c))]  # fmt: skip
     with open("/proc/self/mountinfo") as f:

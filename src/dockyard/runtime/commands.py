@@ -131,10 +131,7 @@ def cmd_run(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     if ours >= 0:
         from dockyard.runtime import console
 
-        master = console.recv_master(ours)
-        os.close(ours)
-        console.proxy(master)
-        os.close(master)
+        console.forward(ours)
     code = ct.wait_exit(state["pid"])
     if not f.get("keep"):
         ct.delete(opts, cid, force=True)

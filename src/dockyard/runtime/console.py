@@ -11,7 +11,7 @@ import os
 import struct
 import termios
 
-__all__ = ["connect", "open_pty", "send_master", "setup_slave"]
+__all__ = ["become_terminal", "connect", "forward", "open_pty", "send_master", "setup_slave"]
 
 _TIOCGPTN = 0x80045430
 _TIOCSPTLCK = 0x40045431
@@ -118,3 +118,20 @@ def proxy(master: int) -> None:
     finally:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def become_terminal(console_fd: int, size: tuple[int, int] | None = None) -> None:
+    """In the container's process: make a pty, send its master, take the slave as stdio."""
+    master, slave, name = open_pty()
+    send_master(console_fd, master, name)
+    os.close(master)
+    os.close(console_fd)
+    setup_slave(slave, size)
+
+
+def forward(ours: int) -> None:
+    """In the runtime: receive the master on our socketpair end and copy until it closes."""
+    master = recv_master(ours)
+    os.close(ours)
+    proxy(master)
+    os.close(master)

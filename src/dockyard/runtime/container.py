@@ -119,30 +119,10 @@ def _init(
 
             if console_fd < 0:
                 raise ContainerError("process.terminal is set but no --console-socket was given")
-            master, slave, name = console.open_pty()
-            console.send_master(console_fd, master, name)
-            os.close(master)
-            os.close(console_fd)
             size = proc.get("consoleSize")
-            console.setup_slave(slave, (size["height"], size["width"]) if size else None)
-        process.apply_oom_score(proc.get("oomScoreAdj"))
-        process.apply_rlimits(proc.get("rlimits") or [])
-        env = proc.get("env") or []
-        os.chdir(proc.get("cwd") or "/")
-        path = process.lookpath(proc["args"][0], env)
-        nnp = bool(proc.get("noNewPrivileges"))
+            console.become_terminal(console_fd, (size["height"], size["width"]) if size else None)
         seccomp_profile = linux.get("seccomp")
-        if seccomp_profile and not nnp:
-            from dockyard.linux import seccomp
-
-            seccomp.load(seccomp_profile, False)
-        process.apply_identity(proc, ctx["last_cap"])
-        if nnp:
-            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        if "umask" in (proc.get("user") or {}):
-            os.umask(proc["user"]["umask"])
-        for fd in range(3, 3 + preserve_fds):
-            os.set_inheritable(fd, True)
+        path, env = process.prepare(proc, seccomp_profile, ctx["last_cap"], preserve_fds)
         chan.send("ready")
         chan.close()
     except BaseException as err:
@@ -154,11 +134,7 @@ def _init(
         os.close(fifo)
         os.close(dir_fd)
         run_hooks(spec, "startContainer", go["state"])
-        if seccomp_profile and nnp:
-            from dockyard.linux import seccomp
-
-            seccomp.load(seccomp_profile, True)
-        process.exec_process(path, proc["args"], env)
+        process.exec_prepared(path, proc, env, seccomp_profile)
     except BaseException as err:
         os.write(2, f"dockyard-runtime: {err}\n".encode(errors="replace"))
     os._exit(127)

@@ -48,33 +48,9 @@ def _exec_child(
             from dockyard.runtime import console
 
             os.setsid()
-            master, slave, name = console.open_pty()
-            console.send_master(console_fd, master, name)
-            os.close(master)
-            os.close(console_fd)
-            console.setup_slave(slave)
-        process.apply_oom_score(proc.get("oomScoreAdj"))
-        process.apply_rlimits(proc.get("rlimits") or [])
-        env = proc.get("env") or []
-        os.chdir(proc.get("cwd") or "/")
-        path = process.lookpath(proc["args"][0], env)
-        nnp = bool(proc.get("noNewPrivileges"))
-        if seccomp_profile and not nnp:
-            from dockyard.linux import seccomp
-
-            seccomp.load(seccomp_profile, False)
-        process.apply_identity(proc)
-        if nnp:
-            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        if "umask" in (proc.get("user") or {}):
-            os.umask(proc["user"]["umask"])
-        for fd in range(3, 3 + preserve):
-            os.set_inheritable(fd, True)
-        if seccomp_profile and nnp:
-            from dockyard.linux import seccomp
-
-            seccomp.load(seccomp_profile, True)
-        process.exec_process(path, proc["args"], env)
+            console.become_terminal(console_fd)
+        path, env = process.prepare(proc, seccomp_profile, None, preserve)
+        process.exec_prepared(path, proc, env, seccomp_profile)
     except BaseException as err:
         _report(chan, err)
 
@@ -157,8 +133,5 @@ def exec_process(
     if ours >= 0:
         from dockyard.runtime import console
 
-        master = console.recv_master(ours)
-        os.close(ours)
-        console.proxy(master)
-        os.close(master)
+        console.forward(ours)
     return wait_exit(pid)

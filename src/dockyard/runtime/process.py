@@ -25,8 +25,10 @@ __all__ = [
     "apply_identity",
     "apply_oom_score",
     "apply_rlimits",
+    "exec_prepared",
     "exec_process",
     "lookpath",
+    "prepare",
 ]
 
 
@@ -156,3 +158,42 @@ def exec_process(path: str, args: list[str], env: list[str]) -> None:
         key, _, value = item.partition("=")
         envmap[key] = value
     os.execve(path, args, envmap)
+
+
+def prepare(
+    proc: dict[str, Any], seccomp_profile: Any, last_cap: int | None, preserve_fds: int
+) -> tuple[str, list[str]]:
+    """Apply every attribute of ``proc`` to this process short of execve.
+
+    Returns (resolved path, env) for ``exec_prepared``. A seccomp profile is
+    loaded here unless noNewPrivileges defers it to just before execve (runc's
+    order: without no_new_privs the load needs CAP_SYS_ADMIN, so it must come
+    before the capabilities are dropped).
+    """
+    apply_oom_score(proc.get("oomScoreAdj"))
+    apply_rlimits(proc.get("rlimits") or [])
+    env = proc.get("env") or []
+    os.chdir(proc.get("cwd") or "/")
+    path = lookpath(proc["args"][0], env)
+    nnp = bool(proc.get("noNewPrivileges"))
+    if seccomp_profile and not nnp:
+        from dockyard.linux import seccomp
+
+        seccomp.load(seccomp_profile, False)
+    apply_identity(proc, last_cap)
+    if nnp:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    if "umask" in (proc.get("user") or {}):
+        os.umask(proc["user"]["umask"])
+    for fd in range(3, 3 + preserve_fds):
+        os.set_inheritable(fd, True)
+    return path, env
+
+
+def exec_prepared(path: str, proc: dict[str, Any], env: list[str], seccomp_profile: Any) -> None:
+    """The late seccomp load (with noNewPrivileges), then execve."""
+    if seccomp_profile and proc.get("noNewPrivileges"):
+        from dockyard.linux import seccomp
+
+        seccomp.load(seccomp_profile, True)
+    exec_process(path, proc["args"], env)
