@@ -1,0 +1,234 @@
+"""Blobs by sha256 digest: ingest, verify, rename; garbage collection.
+
+Layout under the store's root (the OCI image layout's ``blobs/`` plus a
+scratch area)::
+
+    blobs/sha256/<hex>      committed, immutable, verified content
+    ingest/<random>         in-flight writes; never visible as blobs
+
+A write goes to ``ingest/``, is hashed while written, fsynced, checked against
+the expected digest and size, and renamed into ``blobs/``. A crash at any
+point leaves at most a file in ``ingest/`` (removed by ``clean_ingest``); two
+writers of the same blob both succeed and one copy is kept (containerd's
+local content store works the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dockyard.errors import InvalidArgument, NotFound
+
+__all__ = ["ContentStore", "Descriptor", "DigestMismatch", "Writer", "check_digest"]
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+class DigestMismatch(InvalidArgument):
+    """Content does not hash to, or is not the size of, what it claims to be."""
+
+
+def check_digest(digest: str) -> str:
+    """Return ``digest`` if it is a well-formed sha256 digest, else raise InvalidArgument."""
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise InvalidArgument(f"invalid digest: {digest!r}")
+    return digest
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What identifies a blob: its digest and size (an OCI descriptor without media type)."""
+
+    digest: str
+    size: int
+
+
+class Writer:
+    """Streams one blob into the store; use through ``ContentStore.writer()``."""
+
+    def __init__(self, store: ContentStore, expected: str | None, size: int | None) -> None:
+        self._store = store
+        self._expected = check_digest(expected) if expected else None
+        self._size = size
+        self._hash = hashlib.sha256()
+        self._written = 0
+        self._path = os.path.join(store.root, "ingest", secrets.token_hex(16))
+        self._file: BinaryIO | None = open(self._path, "xb")  # noqa: SIM115 - closed in commit/abort
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None, "writer already closed"
+        self._file.write(data)
+        self._hash.update(data)
+        self._written += len(data)
+        if self._size is not None and self._written > self._size:
+            raise DigestMismatch(f"blob larger than its expected size {self._size}")
+
+    def commit(self) -> Descriptor:
+        """Verify and make the blob visible; the temp file is gone afterwards either way."""
+        assert self._file is not None, "writer already closed"
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            digest = "sha256:" + self._hash.hexdigest()
+            if self._size is not None and self._written != self._size:
+                raise DigestMismatch(
+                    f"size mismatch for {self._expected or digest}: "
+                    f"expected {self._size} bytes, got {self._written}"
+                )
+            if self._expected is not None and digest != self._expected:
+                raise DigestMismatch(f"digest mismatch: expected {self._expected}, got {digest}")
+            target = self._store.path(digest)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            # rename() replaces atomically: a concurrent writer of the same
+            # content leaves one identical file either way.
+            os.rename(self._path, target)
+            _fsync_dir(os.path.dirname(target))
+            return Descriptor(digest, self._written)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ContentStore:
+    """Content-addressed blobs under ``root``.
+
+    Thread- and process-safe for writers: every write has its own temp file and
+    the final rename is atomic. Deleting a blob while another process reads it
+    is safe on Linux (the reader keeps its open file).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(os.path.join(root, "blobs", "sha256"), exist_ok=True)
+        os.makedirs(os.path.join(root, "ingest"), exist_ok=True)
+
+    def path(self, digest: str) -> str:
+        check_digest(digest)
+        return os.path.join(self.root, "blobs", "sha256", digest[7:])
+
+    def exists(self, digest: str) -> bool:
+        return os.path.exists(self.path(digest))
+
+    def size(self, digest: str) -> int:
+        try:
+            return os.stat(self.path(digest)).st_size
+        except FileNotFoundError:
+            raise NotFound(f"no such blob: {digest}") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"no such blob: {digest}") from None
+
+    def read(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def writer(self, expected: str | None = None, size: int | None = None) -> Writer:
+        return Writer(self, expected, size)
+
+    def ingest(self, source: bytes | BinaryIO | Iterable[bytes], expected: str | None = None,
+               size: int | None = None) -> Descriptor:  # fmt: skip
+        """Store ``source`` (bytes, a binary file or chunks); verify it if ``expected``.
+
+        A blob already present with the expected digest is not read again.
+        Raises DigestMismatch, leaving nothing behind, when the content is not
+        what ``expected``/``size`` say.
+        """
+        if expected and self.exists(expected) and (size is None or self.size(expected) == size):
+            return Descriptor(expected, self.size(expected))
+        with self.writer(expected, size) as w:
+            for chunk in _chunks(source):
+                w.write(chunk)
+            return w.commit()
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash a stored blob: True if it still matches its name."""
+        h = hashlib.sha256()
+        with self.open(digest) as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return "sha256:" + h.hexdigest() == digest
+
+    def delete(self, digest: str) -> bool:
+        try:
+            os.unlink(self.path(digest))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def digests(self) -> Iterator[str]:
+        base = os.path.join(self.root, "blobs", "sha256")
+        for name in os.listdir(base):
+            if len(name) == 64:
+                yield "sha256:" + name
+
+    def gc(self, referenced: Iterable[str]) -> list[Descriptor]:
+        """Delete every blob not in ``referenced``; return what was removed."""
+        keep = set(referenced)
+        removed = []
+        for digest in list(self.digests()):
+            if digest not in keep:
+                size = self.size(digest)
+                if self.delete(digest):
+                    removed.append(Descriptor(digest, size))
+        return removed
+
+    def clean_ingest(self) -> int:
+        """Remove temp files left by writers that died; call when no writer runs."""
+        base = os.path.join(self.root, "ingest")
+        names = os.listdir(base)
+        for name in names:
+            try:
+                os.unlink(os.path.join(base, name))
+            except FileNotFoundError:
+                pass
+        return len(names)
+
+
+def _chunks(source: bytes | BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        yield bytes(source)
+        return
+    read = getattr(source, "read", None)
+    if read is not None:
+        while chunk := read(_CHUNK):
+            yield chunk
+        return
+    yield from source  # type: ignore[misc]
