@@ -1,0 +1,1 @@
+"""Images: references, manifests, configs, import/export (issue 3, in progress)."""
