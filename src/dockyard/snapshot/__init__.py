@@ -1,0 +1,1 @@
+"""Snapshots: layers unpacked once and keyed by chain ID, overlay mounts, diffs."""

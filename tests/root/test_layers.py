@@ -1,0 +1,216 @@
+"""Layer tars in and out: every entry type, whiteouts on real overlayfs, crafted attacks."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import subprocess
+import tarfile
+
+import pytest
+import zstandard
+
+from dockyard.snapshot.apply import LayerError, apply_layer
+from dockyard.snapshot.diff import changes, write_layer
+
+pytestmark = pytest.mark.root
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **attrs) -> tuple:  # type: ignore[no-untyped-def]
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    info.mode = attrs.pop("mode", 0o755 if kind == tarfile.DIRTYPE else 0o644)
+    info.mtime = attrs.pop("mtime", 1_600_000_000)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def make_tar(entries: list[tuple], compress: str = "") -> io.BytesIO:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+    body = raw.getvalue()
+    if compress == "gzip":
+        body = gzip.compress(body)
+    elif compress == "zstd":
+        body = zstandard.ZstdCompressor().compress(body)
+    return io.BytesIO(body)
+
+
+FULL = [
+    entry("etc", tarfile.DIRTYPE, mode=0o755, mtime=1_500_000_000),
+    entry("etc/hosts", data=b"127.0.0.1 localhost\n", uid=1000, gid=2000, mode=0o640),
+    entry("bin", tarfile.DIRTYPE),
+    entry("bin/tool", data=b"#!/bin/sh\n", mode=0o4755),
+    entry("bin/tool-link", tarfile.LNKTYPE, linkname="bin/tool"),
+    entry("bin/sh", tarfile.SYMTYPE, linkname="/bin/busybox"),
+    entry("dev", tarfile.DIRTYPE),
+    entry("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),
+    entry("dev/loop9", tarfile.BLKTYPE, devmajor=7, devminor=9, mode=0o660),
+    entry("run", tarfile.DIRTYPE),
+    entry("run/fifo", tarfile.FIFOTYPE, mode=0o600),
+    entry("data", data=b"x", pax_headers={"SCHILY.xattr.user.origin": "layer-1"}),
+]
+
+
+@pytest.mark.parametrize("compress", ["", "gzip", "zstd"])
+def test_every_entry_type_lands_as_written(tmp_path, compress: str) -> None:  # type: ignore[no-untyped-def]
+    dest = tmp_path / "layer"
+    n = apply_layer(make_tar(FULL, compress), str(dest))
+    assert n == len(FULL)
+    hosts = os.lstat(dest / "etc/hosts")
+    assert (hosts.st_uid, hosts.st_gid, stat.S_IMODE(hosts.st_mode)) == (1000, 2000, 0o640)
+    assert (dest / "etc/hosts").read_bytes() == b"127.0.0.1 localhost\n"
+    assert os.lstat(dest / "etc").st_mtime == 1_500_000_000  # set after its children
+    assert stat.S_IMODE(os.lstat(dest / "bin/tool").st_mode) == 0o4755
+    assert os.lstat(dest / "bin/tool").st_ino == os.lstat(dest / "bin/tool-link").st_ino
+    assert os.readlink(dest / "bin/sh") == "/bin/busybox"
+    null = os.lstat(dest / "dev/null")
+    assert (
+        stat.S_ISCHR(null.st_mode) and os.major(null.st_rdev) == 1 and os.minor(null.st_rdev) == 3
+    )
+    assert stat.S_ISBLK(os.lstat(dest / "dev/loop9").st_mode)
+    assert stat.S_ISFIFO(os.lstat(dest / "run/fifo").st_mode)
+    assert os.getxattr(dest / "data", "user.origin") == b"layer-1"
+    assert os.lstat(dest / "data").st_mtime == 1_600_000_000
+
+
+def _overlay(tmp_path, lowers: list[str]) -> str:  # type: ignore[no-untyped-def]
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + ":".join(lowers), str(merged)],
+                   check=True)  # fmt: skip
+    return str(merged)
+
+
+def test_overlay_whiteouts_hide_lower_files_on_real_overlayfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base, top = tmp_path / "base", tmp_path / "top"
+    apply_layer(make_tar([entry("keep", data=b"1"), entry("gone", data=b"2"), entry("dir", tarfile.DIRTYPE),
+                          entry("dir/old", data=b"3"), entry("other", tarfile.DIRTYPE),
+                          entry("other/a", data=b"4")]), str(base))  # fmt: skip
+    apply_layer(make_tar([entry(".wh.gone"), entry("dir", tarfile.DIRTYPE), entry("dir/.wh..wh..opq"),
+                          entry("dir/new", data=b"5")]), str(top))  # fmt: skip
+    assert stat.S_ISCHR(os.lstat(top / "gone").st_mode) and os.lstat(top / "gone").st_rdev == 0
+    assert os.getxattr(top / "dir", "trusted.overlay.opaque") == b"y"
+    merged = _overlay(tmp_path, [str(top), str(base)])
+    try:
+        assert sorted(os.listdir(merged)) == ["dir", "keep", "other"]
+        assert os.listdir(os.path.join(merged, "dir")) == ["new"]  # opaque hid "old"
+        assert os.listdir(os.path.join(merged, "other")) == ["a"]
+    finally:
+        subprocess.run(["umount", merged], check=True)
+
+
+def test_flat_whiteouts_delete(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    apply_layer(make_tar([entry("a", data=b"1"), entry("d", tarfile.DIRTYPE), entry("d/x", data=b"2"),
+                          entry("d/y", data=b"3")]), str(root), mode="flat")  # fmt: skip
+    apply_layer(
+        make_tar([entry(".wh.a"), entry("d/.wh..wh..opq"), entry("d/z", data=b"4")]),
+        str(root),
+        mode="flat",
+    )
+    assert sorted(os.listdir(root)) == ["d"]
+    assert os.listdir(root / "d") == ["z"]
+
+
+def test_later_entries_replace_earlier_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    apply_layer(
+        make_tar([entry("p", tarfile.DIRTYPE), entry("p/f", data=b"old")]), str(root), mode="flat"
+    )
+    apply_layer(
+        make_tar([entry("p", tarfile.SYMTYPE, linkname="elsewhere")]), str(root), mode="flat"
+    )
+    assert os.readlink(root / "p") == "elsewhere"
+
+
+@pytest.fixture
+def outside(tmp_path):  # type: ignore[no-untyped-def]
+    """A directory next to the layer that no crafted tar may touch."""
+    d = tmp_path / "outside"
+    d.mkdir()
+    (d / "passwd").write_text("root:x:0:0\n")
+    return d
+
+
+def _snapshot(d) -> dict:  # type: ignore[no-untyped-def]
+    return {p: (os.lstat(os.path.join(d, p)).st_mode, open(os.path.join(d, p), "rb").read())
+            for p in sorted(os.listdir(d))}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([entry("../outside/passwd", data=b"pwned")], "'..' in path"),
+        ([entry("/etc/evil", data=b"pwned")], "absolute path"),
+        ([entry("esc", tarfile.SYMTYPE, linkname="../outside"), entry("esc/passwd", data=b"pwned")],
+         "path goes through a symlink out of the layer"),
+        ([entry("esc", tarfile.SYMTYPE, linkname="/tmp"), entry("esc/dropped", data=b"pwned")],
+         "path goes through a symlink out of the layer"),
+        ([entry("a", tarfile.DIRTYPE), entry("a/up", tarfile.SYMTYPE, linkname="../.."),
+          entry("a/up/outside/passwd", data=b"pwned")], "path goes through a symlink out of the layer"),
+        ([entry("hl", tarfile.LNKTYPE, linkname="../outside/passwd")], "'..' in path"),
+        ([entry("hl", tarfile.LNKTYPE, linkname="/etc/passwd")], "absolute path"),
+        ([entry("esc", tarfile.SYMTYPE, linkname="../outside"), entry("hl", tarfile.LNKTYPE, linkname="esc/passwd")],
+         "path goes through a symlink out of the layer"),
+    ],
+    ids=["dotdot", "absolute", "symlink-relative", "symlink-absolute", "symlink-dotdot-chain",
+         "hardlink-dotdot", "hardlink-absolute", "hardlink-through-symlink"],
+)  # fmt: skip
+def test_escapes_are_refused_and_nothing_outside_changes(
+    tmp_path, outside, entries, message
+) -> None:  # type: ignore[no-untyped-def]
+    before = _snapshot(outside)
+    with pytest.raises(LayerError, match=message):
+        apply_layer(make_tar(entries), str(tmp_path / "layer"))
+    assert _snapshot(outside) == before
+    assert not os.path.exists("/tmp/dropped")
+
+
+def test_symlink_inside_the_layer_is_followed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    apply_layer(make_tar([entry("usr", tarfile.DIRTYPE), entry("usr/lib", tarfile.DIRTYPE),
+                          entry("lib", tarfile.SYMTYPE, linkname="usr/lib"),
+                          entry("lib/libc.so", data=b"elf")]), str(root), mode="flat")  # fmt: skip
+    assert (root / "usr/lib/libc.so").read_bytes() == b"elf"
+
+
+def test_garbage_and_truncated_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LayerError, match="not a tar archive|corrupt layer"):
+        apply_layer(io.BytesIO(b"this is not a tar" * 100), str(tmp_path / "a"))
+    data = make_tar([entry("big", data=os.urandom(100_000))]).getvalue()
+    with pytest.raises(LayerError, match="corrupt layer"):
+        apply_layer(io.BytesIO(data[:50_000]), str(tmp_path / "b"))
+
+
+def test_upper_dir_to_layer_and_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    apply_layer(make_tar([entry("etc", tarfile.DIRTYPE), entry("etc/conf", data=b"v1"), entry("old", data=b"o"),
+                          entry("cache", tarfile.DIRTYPE), entry("cache/x", data=b"x")]), str(lower))  # fmt: skip
+    apply_layer(make_tar([entry("etc", tarfile.DIRTYPE), entry("etc/conf", data=b"v2"), entry(".wh.old"),
+                          entry("cache", tarfile.DIRTYPE), entry("cache/.wh..wh..opq"),
+                          entry("new", data=b"n", uid=5, gid=6, mode=0o600)]), str(upper))  # fmt: skip
+    assert changes(str(upper), [str(lower)]) == [
+        ("C", "/cache"), ("C", "/etc"), ("C", "/etc/conf"), ("A", "/new"), ("D", "/old"),
+    ]  # fmt: skip
+    first, second = io.BytesIO(), io.BytesIO()
+    write_layer(str(upper), first)
+    write_layer(str(upper), second)
+    assert first.getvalue() == second.getvalue()  # deterministic
+    names = [m.name for m in tarfile.open(fileobj=io.BytesIO(first.getvalue()))]
+    assert names == ["cache", "cache/.wh..wh..opq", "etc", "etc/conf", "new", ".wh.old"]
+    flat = tmp_path / "flat"
+    apply_layer(make_tar([entry("old", data=b"o"), entry("cache", tarfile.DIRTYPE),
+                          entry("cache/x", data=b"x")]), str(flat), mode="flat")  # fmt: skip
+    apply_layer(io.BytesIO(first.getvalue()), str(flat), mode="flat")
+    assert sorted(os.listdir(flat)) == ["cache", "etc", "new"]
+    assert os.listdir(flat / "cache") == []
+    assert (flat / "etc/conf").read_bytes() == b"v2"
+    st = os.lstat(flat / "new")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (5, 6, 0o600)
