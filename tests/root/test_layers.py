@@ -182,7 +182,7 @@ def test_symlink_inside_the_layer_is_followed(tmp_path) -> None:  # type: ignore
 
 
 def test_garbage_and_truncated_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(LayerError, match="not a tar archive|corrupt layer"):
+    with pytest.raises(LayerError, match=r"not a tar archive|corrupt layer"):
         apply_layer(io.BytesIO(b"this is not a tar" * 100), str(tmp_path / "a"))
     data = make_tar([entry("big", data=os.urandom(100_000))]).getvalue()
     with pytest.raises(LayerError, match="corrupt layer"):
@@ -203,7 +203,8 @@ def test_upper_dir_to_layer_and_back(tmp_path) -> None:  # type: ignore[no-untyp
     write_layer(str(upper), first)
     write_layer(str(upper), second)
     assert first.getvalue() == second.getvalue()  # deterministic
-    names = [m.name for m in tarfile.open(fileobj=io.BytesIO(first.getvalue()))]
+    with tarfile.open(fileobj=io.BytesIO(first.getvalue())) as tar:
+        names = [m.name for m in tar]
     assert names == ["cache", "cache/.wh..wh..opq", "etc", "etc/conf", "new", ".wh.old"]
     flat = tmp_path / "flat"
     apply_layer(make_tar([entry("old", data=b"o"), entry("cache", tarfile.DIRTYPE),

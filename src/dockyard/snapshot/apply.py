@@ -151,7 +151,7 @@ def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay") -> int:
     dir_times: list[tuple[str, float]] = []
     count = 0
     try:
-        tar = tarfile.open(fileobj=decompressed(stream), mode="r|")
+        tar = tarfile.open(fileobj=decompressed(stream), mode="r|")  # noqa: SIM115 - closed below
     except tarfile.TarError as err:
         raise LayerError(f"not a tar archive: {err}") from None
     try:
