@@ -86,7 +86,7 @@ ID_PREFIX = f"dytest{os.getpid()}-"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_leaks(work_dir: str):  # type: ignore[no-untyped-def]
+def no_leaks(work_dir: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Fail the session if any test left a mount, cgroup, process or container behind,
     or did not hand cgroup2's controllers back after a crun run."""
     controllers = _v2_controllers()
@@ -94,6 +94,10 @@ def no_leaks(work_dir: str):  # type: ignore[no-untyped-def]
     if not ROOT:
         return
     leaks = _leaks(ID_PREFIX, work_dir)
+    base = str(tmp_path_factory.getbasetemp())
+    with open("/proc/self/mountinfo") as f:
+        leaks += [f"mount: {line.split()[4]}" for line in f
+                  if line.split()[4].startswith(base) and work_dir not in line.split()[4]]  # fmt: skip
     if _v2_controllers() != controllers:
         leaks.append(f"cgroup2 controllers were {controllers!r}, now {_v2_controllers()!r}")
     assert not leaks, "left behind by the tests:\n" + "\n".join(leaks)

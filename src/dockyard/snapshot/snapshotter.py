@@ -1,0 +1,326 @@
+"""Snapshotters: committed layers by name (a chain ID), active snapshots by key.
+
+Two implementations behind one interface, as containerd's:
+
+- ``OverlaySnapshotter``: each committed layer is unpacked once into its own
+  directory; an active snapshot is an upper + work directory over the chain of
+  its parents, mounted as overlayfs. Lower directories are named in the mount
+  options through short links (``l/XXXXXXXXXXXXXXXX``) relative to the
+  snapshotter's root, so 120 layers and more fit in the one page the kernel
+  reads options from (Docker's overlay2 does the same).
+- ``CopySnapshotter``: for hosts without overlayfs. A snapshot is a full copy
+  of its parent; mounts are bind mounts.
+
+Layout under ``root``: ``committed/<hex of name>/``, ``active/<key>/``, ``l/``.
+Each snapshot directory holds ``fs/`` (its content), for overlay ``work/``
+when active, a ``parent`` file naming the parent, and ``link`` (its short link).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.linux import syscalls as sc
+
+__all__ = ["CopySnapshotter", "Info", "OverlaySnapshotter", "Snapshotter", "unmount"]
+
+_KEY_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:")
+
+
+@dataclass(frozen=True)
+class Info:
+    name: str
+    parent: str | None
+    kind: str  # "committed" or "active"
+
+
+def _dirname(name: str) -> str:
+    if not name or not set(name) <= _KEY_OK or name in (".", ".."):
+        raise InvalidArgument(f"invalid snapshot name: {name!r}")
+    return name.removeprefix("sha256:")
+
+
+def _short_id() -> str:
+    return base64.b32encode(secrets.token_bytes(10)).decode().rstrip("=")
+
+
+def unmount(target: str) -> None:
+    """Unmount ``target`` (lazily if busy); not mounted is fine."""
+    try:
+        sc.umount2(target, 0)
+    except OSError as err:
+        if err.errno == 22:  # EINVAL: not a mount point
+            return
+        if err.errno == 16:  # EBUSY
+            sc.umount2(target, sc.MNT_DETACH)
+            return
+        raise
+
+
+class Snapshotter:
+    """The shared bookkeeping; subclasses decide how content is laid out and mounted."""
+
+    kind = "base"
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        for sub in ("committed", "active", "l"):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+
+    # -- lookup
+    def _dir(self, name: str, kind: str) -> str:
+        return os.path.join(self.root, kind, _dirname(name))
+
+    def _find(self, name: str) -> tuple[str, str]:
+        for kind in ("committed", "active"):
+            d = self._dir(name, kind)
+            if os.path.isdir(d):
+                return d, kind
+        raise NotFound(f"no such snapshot: {name}")
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._find(name)
+            return True
+        except NotFound:
+            return False
+
+    def stat(self, name: str) -> Info:
+        d, kind = self._find(name)
+        return Info(name, self._parent_of(d), kind)
+
+    def _parent_of(self, d: str) -> str | None:
+        try:
+            with open(os.path.join(d, "parent")) as f:
+                return f.read() or None
+        except FileNotFoundError:
+            return None
+
+    def _name_of(self, d: str) -> str:
+        with open(os.path.join(d, "name")) as f:
+            return f.read()
+
+    def chain(self, name: str) -> list[str]:
+        """Directories of ``name`` and its ancestors, nearest first."""
+        out = []
+        current: str | None = name
+        while current:
+            d, _kind = self._find(current)
+            out.append(d)
+            current = self._parent_of(d)
+        return out
+
+    def list(self) -> Iterator[Info]:
+        for kind in ("committed", "active"):
+            base = os.path.join(self.root, kind)
+            for entry in sorted(os.listdir(base)):
+                d = os.path.join(base, entry)
+                if os.path.exists(os.path.join(d, "name")):
+                    yield Info(self._name_of(d), self._parent_of(d), kind)
+
+    def fs(self, name: str) -> str:
+        """The directory holding this snapshot's own content (a layer's files, or an upper dir)."""
+        d, _kind = self._find(name)
+        return os.path.join(d, "fs")
+
+    def usage(self, name: str) -> int:
+        """Bytes used on disk by this snapshot's own content."""
+        total = 0
+        seen = set()
+        for base, _dirs, files in os.walk(self.fs(name)):
+            for f in files:
+                st = os.lstat(os.path.join(base, f))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+        return total
+
+    # -- life cycle
+    def _new(self, name: str, parent: str | None, kind: str) -> str:
+        if self.exists(name):
+            raise Conflict(f"snapshot already exists: {name}")
+        if parent is not None:
+            _pd, pkind = self._find(parent)
+            if pkind != "committed":
+                raise InvalidArgument(f"parent snapshot is not committed: {parent}")
+        d = self._dir(name, kind)
+        tmp = f"{d}.tmp-{secrets.token_hex(4)}"
+        os.makedirs(os.path.join(tmp, "fs"))
+        with open(os.path.join(tmp, "name"), "w") as f:
+            f.write(name)
+        with open(os.path.join(tmp, "parent"), "w") as f:
+            f.write(parent or "")
+        self._populate(tmp, parent)
+        link = _short_id()
+        os.symlink(f"../{kind}/{os.path.basename(d)}/fs", os.path.join(self.root, "l", link))
+        with open(os.path.join(tmp, "link"), "w") as f:
+            f.write(link)
+        try:
+            os.rename(tmp, d)  # the snapshot appears whole or not at all
+        except OSError:
+            os.unlink(os.path.join(self.root, "l", link))
+            shutil.rmtree(tmp)
+            raise Conflict(f"snapshot already exists: {name}") from None
+        return d
+
+    def _populate(self, d: str, parent: str | None) -> None:
+        pass
+
+    def prepare(self, key: str, parent: str | None) -> str:
+        """A new writable snapshot on top of committed ``parent``; return its fs dir."""
+        return os.path.join(self._new(key, parent, "active"), "fs")
+
+    def commit(self, name: str, key: str) -> None:
+        """Turn active ``key`` into committed ``name`` (no longer writable)."""
+        d, kind = self._find(key)
+        if kind != "active":
+            raise InvalidArgument(f"snapshot is not active: {key}")
+        if self.exists(name):
+            raise Conflict(f"snapshot already exists: {name}")
+        target = self._dir(name, "committed")
+        shutil.rmtree(os.path.join(d, "work"), ignore_errors=True)
+        with open(os.path.join(d, "name"), "w") as f:
+            f.write(name)
+        os.rename(d, target)
+        self._relink(target, "committed")
+
+    def _link(self, d: str) -> str:
+        with open(os.path.join(d, "link")) as f:
+            return f.read()
+
+    def _relink(self, d: str, kind: str) -> None:
+        link = os.path.join(self.root, "l", self._link(d))
+        tmp = link + ".new"
+        os.symlink(f"../{kind}/{os.path.basename(d)}/fs", tmp)
+        os.rename(tmp, link)
+
+    def remove(self, name: str) -> None:
+        """Delete a snapshot; refused while another snapshot names it as parent."""
+        d, _kind = self._find(name)
+        for info in self.list():
+            if info.parent == name:
+                raise Conflict(f"snapshot {name} has children, e.g. {info.name}")
+        try:
+            os.unlink(os.path.join(self.root, "l", self._link(d)))
+        except FileNotFoundError:
+            pass
+        trash = f"{d}.removing-{secrets.token_hex(4)}"
+        os.rename(d, trash)  # gone from view first, then from disk
+        shutil.rmtree(trash)
+
+    def mount(self, key: str, target: str, readonly: bool = False) -> None:
+        raise NotImplementedError
+
+    apply_mode = "flat"
+
+    def unpack(self, name: str, parent: str | None, layer: BinaryIO) -> bool:
+        """Unpack a layer tar as committed snapshot ``name`` over ``parent``, once.
+
+        Returns False if ``name`` was already there (nothing read). A failure
+        leaves no snapshot behind.
+        """
+        from dockyard.snapshot.apply import apply_layer
+
+        if self.exists(name):
+            return False
+        key = f"unpack-{secrets.token_hex(8)}"
+        fs = self.prepare(key, parent)
+        try:
+            apply_layer(layer, fs, mode=self.apply_mode)
+            self.commit(name, key)
+        except BaseException:
+            self.remove(key)
+            raise
+        return True
+
+
+class OverlaySnapshotter(Snapshotter):
+    kind = "overlay"
+    apply_mode = "overlay"
+
+    def _populate(self, d: str, parent: str | None) -> None:
+        os.mkdir(os.path.join(d, "work"))
+
+    def lower_links(self, name: str) -> list[str]:
+        """``l/XXXX`` for each committed ancestor of ``name``, nearest first."""
+        chain = self.chain(name)
+        start = 1 if self.stat(name).kind == "active" else 0
+        return [f"l/{self._link(d)}" for d in chain[start:]]
+
+    def mount(self, key: str, target: str, readonly: bool = False) -> None:
+        """Mount snapshot ``key`` at ``target`` as overlayfs (read-only for a committed one)."""
+        d, kind = self._find(key)
+        lowers = self.lower_links(key)
+        if kind == "active" and not readonly:
+            if not lowers:
+                sc.mount(os.path.join(d, "fs"), target, None, sc.MS_BIND)
+                return
+            link = f"l/{self._link(d)}"
+            rel_work = os.path.relpath(os.path.join(d, "work"), self.root)
+            options = f"lowerdir={':'.join(lowers)},upperdir={link},workdir={rel_work}"
+        else:
+            if kind == "active":
+                lowers = [f"l/{self._link(d)}", *lowers]
+            if len(lowers) == 1:
+                sc.mount(os.path.join(self.root, lowers[0]), target, None, sc.MS_BIND)
+                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+                return
+            options = f"lowerdir={':'.join(lowers)}"
+        _mount_from(self.root, "overlay", os.path.abspath(target), options)
+
+
+def _mount_from(cwd: str, fstype: str, target: str, options: str) -> None:
+    """mount(2) with relative paths in ``options`` resolved from ``cwd``.
+
+    A forked child changes directory, so this process's cwd is untouched.
+    """
+    if len(options) >= 4096:
+        raise InvalidArgument(f"overlay mount options too long ({len(options)} bytes)")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.chdir(cwd)
+            sc.mount("overlay", target, fstype, 0, options)
+            code = 0
+        except OSError as err:
+            os.write(2, f"dockyard: mount overlay on {target}: {err.strerror}\n".encode())
+        finally:
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(f"mounting overlay on {target} failed")
+
+
+class CopySnapshotter(Snapshotter):
+    """Full copies: slower and bigger, but needs nothing from the kernel but bind mounts."""
+
+    kind = "copy"
+
+    def _populate(self, d: str, parent: str | None) -> None:
+        if parent is None:
+            return
+        src = self.fs(parent)
+        fs = os.path.join(d, "fs")
+        os.rmdir(fs)
+        # cp -a keeps owners, modes, devices, hardlinks, xattrs; reflinks where the fs can.
+        subprocess.run(["cp", "-a", "--reflink=auto", src, fs], check=True)
+
+    def mount(self, key: str, target: str, readonly: bool = False) -> None:
+        sc.mount(self.fs(key), target, None, sc.MS_BIND)
+        if readonly or self.stat(key).kind == "committed":
+            sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+SNAPSHOTTERS: dict[str, Callable[[str], Snapshotter]] = {
+    "overlay": OverlaySnapshotter,
+    "copy": CopySnapshotter,
+}
