@@ -25,10 +25,12 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 @click.option("--root", envvar="DOCKYARD_ROOT", default="/var/lib/dockyard", show_default=True,
               help="Root directory of dockyard's state.")  # fmt: skip
 @click.option("--debug", "-D", is_flag=True, help="Show tracebacks of errors.")
+@click.option("--snapshotter", envvar="DOCKYARD_SNAPSHOTTER", default="overlay", show_default=True,
+              type=click.Choice(["overlay", "copy"]), help="How image layers are stored.")  # fmt: skip
 @click.pass_context
-def cli(ctx: click.Context, root: str, debug: bool) -> None:
+def cli(ctx: click.Context, root: str, debug: bool, snapshotter: str) -> None:
     """A self-sufficient runtime for containers."""
-    ctx.obj = {"root": root, "debug": debug}
+    ctx.obj = {"root": root, "debug": debug, "snapshotter": snapshotter}
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -40,6 +42,15 @@ def version_cmd() -> None:
 
     click.echo(f"Client: dockyard\n Version:     {__version__}\n OCI runtime: dockyard-runtime "
                f"(runtime-spec {OCI_VERSION})\n Python:      {sys.version.split()[0]}")  # fmt: skip
+
+
+def _register() -> None:
+    from dockyard.cli import images
+
+    images.register(cli)
+
+
+_register()
 
 
 def _fail(message: str, code: int) -> int:

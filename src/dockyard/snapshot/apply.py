@@ -137,10 +137,11 @@ def _make_parents(parent: str) -> None:
     os.makedirs(parent, mode=0o755, exist_ok=True)
 
 
-def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay") -> int:
+def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: bool = True) -> int:
     """Unpack the (possibly compressed) layer tar ``stream`` into ``dest``; return entries applied.
 
-    ``mode`` is ``overlay`` or ``flat`` (see the module docstring). Owners are
+    ``mode`` is ``overlay`` or ``flat`` (see the module docstring); with
+    ``decompress=False`` the stream is taken as a plain tar. Owners are
     applied numerically, as Docker does; directory mtimes are set last, since
     creating their entries changes them.
     """
@@ -151,7 +152,8 @@ def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay") -> int:
     dir_times: list[tuple[str, float]] = []
     count = 0
     try:
-        tar = tarfile.open(fileobj=decompressed(stream), mode="r|")  # noqa: SIM115 - closed below
+        source = decompressed(stream) if decompress else stream
+        tar = tarfile.open(fileobj=source, mode="r|")  # noqa: SIM115 - closed below
     except tarfile.TarError as err:
         raise LayerError(f"not a tar archive: {err}") from None
     try:

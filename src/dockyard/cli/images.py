@@ -1,0 +1,304 @@
+"""Image commands: images, image ls/inspect/bootstrap/rm, tag, rmi, history."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from typing import Any
+
+import click
+
+from dockyard.cli.format import human_size, since, table
+from dockyard.errors import Conflict, InvalidArgument
+from dockyard.image import reference
+from dockyard.image.store import ImageStore
+
+__all__ = ["register"]
+
+
+def _store(ctx: click.Context) -> ImageStore:
+    obj = ctx.find_root().obj
+    if "images" not in obj:
+        obj["images"] = ImageStore(obj["root"], obj.get("snapshotter", "overlay"))
+    return obj["images"]
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _split_tag(ref: str) -> tuple[str, str]:
+    parsed = reference.parse(ref)
+    return parsed.familiar_name, parsed.tag or "<none>"
+
+
+def _ref_matches(tags: list[str], pattern: str) -> list[str]:
+    """The tags whose familiar name (with or without tag) matches ``pattern``."""
+    out = []
+    for t in tags:
+        ref = reference.parse(t)
+        if fnmatch.fnmatchcase(ref.familiar(), pattern) or fnmatch.fnmatchcase(
+            ref.familiar_name, pattern
+        ):
+            out.append(t)
+    return out
+
+
+def _matches(filters: list[str], store: ImageStore, row: Any, tags: list[str]) -> bool:
+    for flt in filters:
+        key, _, value = flt.partition("=")
+        if key == "dangling":
+            dangling = not tags
+            if value.lower() in ("true", "1") and not dangling:
+                return False
+            if value.lower() in ("false", "0") and dangling:
+                return False
+        elif key == "reference":
+            if not _ref_matches(tags, value):
+                return False
+        elif key == "label":
+            labels = (store.config(row["id"]).get("config") or {}).get("Labels") or {}
+            lkey, eq, lval = value.partition("=")
+            if lkey not in labels or (eq and labels[lkey] != lval):
+                return False
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return True
+
+
+@click.command("images")
+@click.argument("repository", required=False)
+@click.option(
+    "-a",
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Show all images (default hides intermediate images)",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
+@click.option("--digests", is_flag=True, help="Show digests")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
+)
+@click.option("--format", "fmt", default="table", help="'table' or 'json'")
+@click.pass_context
+def images_cmd(ctx: click.Context, repository: str | None, show_all: bool, quiet: bool, digests: bool,
+               no_trunc: bool, filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
+    """List images."""
+    store = _store(ctx)
+    flt = list(filters) + ([f"reference={repository}"] if repository else [])
+    rows: list[dict[str, str]] = []
+    seen_quiet: list[str] = []
+    for row in store.images():
+        tags = store.tags_of(row["id"])
+        if not show_all and not tags and row["id"] in _parents(store):
+            continue  # intermediate image, as docker hides them
+        if not _matches(flt, store, row, tags):
+            continue
+        for flt_item in flt:
+            if flt_item.startswith("reference="):
+                tags = _ref_matches(tags, flt_item.partition("=")[2])
+        image_id = row["id"] if no_trunc else _short(row["id"])
+        repo_digests = store.digests_of(row["id"])
+        digest = repo_digests[0].split("@", 1)[1] if repo_digests else "<none>"
+        for ref in tags or [None]:
+            repo, tag = _split_tag(ref) if ref else ("<none>", "<none>")
+            rows.append({"Repository": repo, "Tag": tag, "Digest": digest, "ID": image_id,
+                         "CreatedSince": since(row["created"]), "CreatedAt": row["created"],
+                         "Size": human_size(row["size"])})  # fmt: skip
+            if image_id not in seen_quiet:
+                seen_quiet.append(image_id)
+    if quiet:
+        click.echo("".join(f"{i}\n" for i in seen_quiet), nl=False)
+        return
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps({**r, "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
+                                   "VirtualSize": r["Size"]}, sort_keys=True))  # fmt: skip
+        return
+    if fmt != "table":
+        raise InvalidArgument(f"unsupported format: {fmt} (table or json)")
+    header = (
+        ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    )
+    body = [[r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else []) + [r["ID"], r["CreatedSince"], r["Size"]]
+            for r in rows]  # fmt: skip
+    click.echo(table([header, *body]), nl=False)
+
+
+def _parents(store: ImageStore) -> set[str]:
+    return {r["parent"] for r in store.images() if r["parent"]}
+
+
+def inspect_image(store: ImageStore, image_id: str) -> dict[str, Any]:
+    """Docker's ImageInspect object for an image."""
+    cfg = store.config(image_id)
+    row = store.db.query("SELECT * FROM images WHERE id = ?", (image_id,))[0]
+    tags = store.tags_of(image_id)
+    layers = store.layers(image_id)
+    return {
+        "Id": image_id,
+        "RepoTags": [reference.parse(t).familiar() for t in tags],
+        "RepoDigests": [reference.parse(d).familiar() for d in store.digests_of(image_id)],
+        "Parent": row["parent"] or "",
+        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or [])), ""),
+        "Created": cfg.get("created", ""),
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        "Variant": cfg.get("variant", ""),
+        "Os": cfg.get("os", ""),
+        "Size": row["size"],
+        "GraphDriver": {
+            "Name": store.snapshotter_name,
+            "Data": {
+                "LowerDir": ":".join(
+                    store.snapshots.fs(layer.chain_id) for layer in reversed(layers)
+                )
+            },
+        },
+        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
+        "Metadata": {"LastTagTime": ""},
+    }
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", default=None, help="'json' (default)")
+@click.pass_context
+def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str | None) -> None:
+    """Display detailed information on one or more images."""
+    store = _store(ctx)
+    out, missing = [], []
+    for name in names:
+        try:
+            out.append(inspect_image(store, store.resolve(name)))
+        except Exception as err:
+            missing.append(str(err))
+    click.echo(json.dumps(out, indent=4))
+    if missing:
+        raise _NotFoundAll("; ".join(missing))
+
+
+class _NotFoundAll(InvalidArgument):
+    exit_code = 1
+
+
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    _store(ctx).tag(source, target)
+
+
+@click.command("rmi")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Force removal of the image")
+@click.pass_context
+def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
+    """Remove one or more images."""
+    store = _store(ctx)
+    for name in names:
+        image_id = store.resolve(name)
+        tags = store.tags_of(image_id)
+        by_id = _short(image_id).startswith(name.removeprefix("sha256:")[:12]) and reference_is_id(
+            name
+        )
+        if by_id:
+            if len(tags) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {_short(image_id)} (must be forced) - "
+                               "image is referenced in multiple repositories")  # fmt: skip
+            for t in tags:
+                click.echo(f"Untagged: {store.untag(t)}")
+        else:
+            click.echo(f"Untagged: {store.untag(name)}")
+            if store.tags_of(image_id) or store.digests_of(image_id):
+                continue
+        for d in store.digests_of(image_id):
+            click.echo(f"Untagged: {store.untag(d)}")
+        store.delete_image(image_id)
+        click.echo(f"Deleted: {image_id}")
+
+
+def reference_is_id(name: str) -> bool:
+    hexpart = name.removeprefix("sha256:")
+    return 0 < len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
+@click.command("history")
+@click.argument("name")
+@click.option(
+    "-H", "--human", default=True, type=bool, help="Print sizes and dates in human readable format"
+)
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
+@click.pass_context
+def history_cmd(ctx: click.Context, name: str, human: bool, no_trunc: bool, quiet: bool) -> None:
+    """Show the history of an image (one row per history entry, newest first)."""
+    store = _store(ctx)
+    image_id = store.resolve(name)
+    cfg = store.config(image_id)
+    layers = store.layers(image_id)
+    rows = []
+    layer_i = 0
+    for entry in cfg.get("history") or []:
+        size = 0
+        if not entry.get("empty_layer"):
+            size = layers[layer_i].size if layer_i < len(layers) else 0
+            layer_i += 1
+        rows.append((entry, size))
+    rows.reverse()
+    out = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for i, (entry, size) in enumerate(rows):
+        ident = (image_id if no_trunc else _short(image_id)) if i == 0 else "<missing>"
+        if quiet:
+            click.echo(ident)
+            continue
+        created_by = entry.get("created_by", "")
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        created = since(entry.get("created", "")) if human else entry.get("created", "")
+        out.append(
+            [
+                ident,
+                created,
+                created_by,
+                human_size(size) if human else str(size),
+                entry.get("comment", ""),
+            ]
+        )
+    if not quiet:
+        click.echo(table(out), nl=False)
+
+
+@click.group("image")
+def image_group() -> None:
+    """Manage images."""
+
+
+@image_group.command("bootstrap")
+@click.argument("kind", type=click.Choice(["busybox"]))
+@click.option("-t", "--tag", default="busybox:latest", show_default=True, help="Name the image")
+@click.pass_context
+def bootstrap_cmd(ctx: click.Context, kind: str, tag: str) -> None:
+    """Build a base image from the host (busybox: Debian's busybox-static)."""
+    from dockyard.image.bootstrap import bootstrap_busybox
+
+    image_id = bootstrap_busybox(_store(ctx), tag)
+    click.echo(image_id)
+
+
+def register(cli: click.Group) -> None:
+    for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd):
+        cli.add_command(cmd)
+    image_group.add_command(images_cmd, "ls")
+    image_group.add_command(images_cmd, "list")
+    image_group.add_command(image_inspect_cmd, "inspect")
+    image_group.add_command(tag_cmd, "tag")
+    image_group.add_command(rmi_cmd, "rm")
+    image_group.add_command(history_cmd, "history")
+    cli.add_command(image_group)

@@ -1,0 +1,319 @@
+"""Images in the local store: layers, configs, manifests, tags; as Docker keeps them.
+
+An image is its config (whose sha256 is the image ID, as in Docker), an OCI
+manifest naming the config and layer blobs, and a stack of layers. A layer is
+known by its chain ID; its blob sits in the content store and its files are
+unpacked once in the snapshotter under that chain ID, whichever images share
+it. Metadata lives in the SQLite database, one transaction per change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from dockyard.content import ContentStore, check_digest
+from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.image import reference
+from dockyard.metadata import Database
+from dockyard.snapshot.apply import decompressed
+from dockyard.snapshot.snapshotter import SNAPSHOTTERS, Snapshotter
+
+__all__ = ["ImageStore", "Layer", "chain_ids", "now_rfc3339"]
+
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """Chain IDs of a layer stack (OCI image spec: ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+@dataclass(frozen=True)
+class Layer:
+    chain_id: str
+    diff_id: str
+    size: int
+    blob_digest: str
+    blob_size: int
+    media_type: str
+
+
+class _HashingReader:
+    """Counts and hashes what passes through, so the diff ID costs no second read."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def _media_type_of(head: bytes) -> str:
+    if head[:2] == b"\x1f\x8b":
+        return MEDIA_OCI_LAYER_GZIP
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return MEDIA_OCI_LAYER_ZSTD
+    return MEDIA_OCI_LAYER
+
+
+class ImageStore:
+    """The local image store under ``root`` (``DOCKYARD_ROOT``)."""
+
+    def __init__(self, root: str, snapshotter: str = "overlay") -> None:
+        self.root = root
+        self.db = Database(root)
+        self.content = ContentStore(os.path.join(root, "content"))
+        if snapshotter not in SNAPSHOTTERS:
+            raise InvalidArgument(f"unknown snapshotter: {snapshotter} (overlay or copy)")
+        self.snapshotter_name = snapshotter
+        self.snapshots: Snapshotter = SNAPSHOTTERS[snapshotter](
+            os.path.join(root, "snapshots", snapshotter)
+        )
+
+    # -- layers
+    def add_layer(self, parent: Layer | None, blob: BinaryIO, expected: str | None = None) -> Layer:
+        """Store a layer blob (plain, gzip or zstd) and unpack it over ``parent``, once."""
+        desc = self.content.ingest(blob, expected=expected)
+        return self.layer_from_blob(parent, desc.digest)
+
+    def layer_from_blob(self, parent: Layer | None, blob_digest: str) -> Layer:
+        with self.content.open(blob_digest) as f:
+            head = f.read(4)
+        media = _media_type_of(head)
+        key = f"unpack-{os.getpid()}-{time.monotonic_ns()}"
+        fs = self.snapshots.prepare(key, parent.chain_id if parent else None)
+        try:
+            with self.content.open(blob_digest) as f:
+                reader = _HashingReader(decompressed(f))  # type: ignore[arg-type]
+                from dockyard.snapshot.apply import apply_layer
+
+                apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False)  # type: ignore[arg-type]
+                reader.drain()
+            diff_id = "sha256:" + reader.hash.hexdigest()
+            chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
+            if self.snapshots.exists(chain):
+                self.snapshots.remove(key)
+            else:
+                self.snapshots.commit(chain, key)
+        except BaseException:
+            if self.snapshots.exists(key):
+                self.snapshots.remove(key)
+            raise
+        layer = Layer(
+            chain, diff_id, reader.count, blob_digest, self.content.size(blob_digest), media
+        )
+        with self.db.tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO layers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chain, diff_id, parent.chain_id if parent else None, layer.size, blob_digest,
+                 layer.blob_size, media),
+            )  # fmt: skip
+        return layer
+
+    def layer(self, chain_id: str) -> Layer:
+        rows = self.db.query("SELECT * FROM layers WHERE chain_id = ?", (chain_id,))
+        if not rows:
+            raise NotFound(f"no such layer: {chain_id}")
+        r = rows[0]
+        return Layer(
+            r["chain_id"],
+            r["diff_id"],
+            r["size"],
+            r["blob_digest"],
+            r["blob_size"],
+            r["media_type"],
+        )
+
+    # -- images
+    def create_image(self, config: dict[str, Any] | bytes, layers: list[Layer], parent: str | None = None,
+                     config_bytes: bytes | None = None) -> str:  # fmt: skip
+        """Record an image from its config and its (already stored) layers; return the image ID."""
+        raw = (
+            config
+            if isinstance(config, bytes)
+            else json.dumps(config, separators=(",", ":")).encode()
+        )
+        cfg = json.loads(raw)
+        diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+        if diff_ids != [layer.diff_id for layer in layers]:
+            raise InvalidArgument("image config's rootfs.diff_ids do not match its layers")
+        config_desc = self.content.ingest(raw)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {
+                "mediaType": MEDIA_OCI_CONFIG,
+                "digest": config_desc.digest,
+                "size": config_desc.size,
+            },
+            "layers": [
+                {
+                    "mediaType": layer.media_type,
+                    "digest": layer.blob_digest,
+                    "size": layer.blob_size,
+                }
+                for layer in layers
+            ],
+        }
+        manifest_desc = self.content.ingest(json.dumps(manifest, separators=(",", ":")).encode())
+        image_id = config_desc.digest
+        with self.db.tx() as c:
+            if c.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
+                return image_id
+            c.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (image_id, config_desc.size, manifest_desc.digest, cfg.get("created") or "",
+                       sum(layer.size for layer in layers), parent, time.time()))  # fmt: skip
+            for i, layer in enumerate(layers):
+                c.execute(
+                    "INSERT INTO image_layers VALUES (?, ?, ?)", (image_id, i, layer.chain_id)
+                )
+        return image_id
+
+    def config(self, image_id: str) -> dict[str, Any]:
+        return json.loads(self.content.read(image_id))
+
+    def manifest(self, image_id: str) -> dict[str, Any]:
+        row = self._image_row(image_id)
+        return json.loads(self.content.read(row["manifest_digest"]))
+
+    def layers(self, image_id: str) -> list[Layer]:
+        rows = self.db.query(
+            "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", (image_id,)
+        )
+        return [self.layer(r["chain_id"]) for r in rows]
+
+    def _image_row(self, image_id: str) -> Any:
+        rows = self.db.query("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise NotFound(f"no such image: {image_id}")
+        return rows[0]
+
+    def images(self) -> Iterator[Any]:
+        yield from self.db.query("SELECT * FROM images ORDER BY added_at DESC")
+
+    def tags_of(self, image_id: str) -> list[str]:
+        rows = self.db.query(
+            "SELECT reference FROM tags WHERE image_id = ? ORDER BY reference", (image_id,)
+        )
+        return [r["reference"] for r in rows]
+
+    def digests_of(self, image_id: str) -> list[str]:
+        rows = self.db.query(
+            "SELECT reference FROM repo_digests WHERE image_id = ? ORDER BY reference", (image_id,)
+        )
+        return [r["reference"] for r in rows]
+
+    # -- names
+    def tag(self, target: str, ref: str) -> str:
+        """Point ``ref`` at the image ``target`` names (moving it if it pointed elsewhere)."""
+        image_id = self.resolve(target)
+        parsed = reference.parse(ref)
+        if parsed.digest:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (str(parsed), image_id))
+        return str(parsed)
+
+    def resolve(self, name: str) -> str:
+        """The image ID for a reference, a full ID or a unique ID prefix (Docker's rules)."""
+        if not name:
+            raise InvalidArgument("empty image name")
+        candidate = name if name.startswith("sha256:") else f"sha256:{name}"
+        hexpart = candidate[7:]
+        if 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart):
+            if len(hexpart) == 64:
+                check_digest(candidate)
+                if self.db.query("SELECT 1 FROM images WHERE id = ?", (candidate,)):
+                    return candidate
+            else:
+                rows = self.db.query("SELECT id FROM images WHERE id LIKE ?", (candidate + "%",))
+                if len(rows) == 1:
+                    return rows[0]["id"]
+                if len(rows) > 1:
+                    raise Conflict(f"image id prefix {name} is ambiguous")
+        try:
+            parsed = reference.parse(name)
+        except InvalidArgument:
+            raise NotFound(f"no such image: {name}") from None
+        table = "repo_digests" if parsed.digest else "tags"
+        key = f"{parsed.name}@{parsed.digest}" if parsed.digest else str(parsed)
+        rows = self.db.query(f"SELECT image_id FROM {table} WHERE reference = ?", (key,))
+        if not rows:
+            raise NotFound(f"no such image: {name}")
+        return rows[0]["image_id"]
+
+    def untag(self, ref: str) -> str:
+        parsed = reference.parse(ref)
+        with self.db.tx() as c:
+            if parsed.digest:
+                cur = c.execute(
+                    "DELETE FROM repo_digests WHERE reference = ?",
+                    (f"{parsed.name}@{parsed.digest}",),
+                )
+            else:
+                cur = c.execute("DELETE FROM tags WHERE reference = ?", (str(parsed),))
+            if cur.rowcount == 0:
+                raise NotFound(f"no such image: {ref}")
+        return parsed.familiar()
+
+    def delete_image(self, image_id: str) -> list[str]:
+        """Forget an image with every name it has; free layers no other image uses. Returns chain IDs freed."""
+        with self.db.tx() as c:
+            chains = [r[0] for r in c.execute(
+                "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position DESC", (image_id,))]  # fmt: skip
+            c.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        freed = []
+        for chain in chains:
+            if self.db.query("SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain,)):
+                continue
+            if self.db.query("SELECT 1 FROM layers WHERE parent = ? LIMIT 1", (chain,)):
+                continue
+            if self.snapshots.exists(chain):
+                try:
+                    self.snapshots.remove(chain)
+                except Conflict:
+                    continue  # a container still runs on it
+            with self.db.tx() as c:
+                c.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
+            freed.append(chain)
+        self.gc_blobs()
+        return freed
+
+    def gc_blobs(self) -> int:
+        """Delete blobs that no image, manifest or layer references."""
+        keep = set()
+        for row in self.db.query("SELECT id, manifest_digest FROM images"):
+            keep.update((row["id"], row["manifest_digest"]))
+        for row in self.db.query("SELECT blob_digest FROM layers"):
+            keep.add(row["blob_digest"])
+        return len(self.content.gc(keep))

@@ -1,0 +1,109 @@
+"""The one SQLite database (WAL) that holds dockyard's metadata.
+
+Each part owns its tables (images and layers now; containers, volumes,
+networks and the build cache as they come). Every change of state is one
+transaction (``with db.tx() as c:``), so a crash leaves the old state or the
+new one. Schema changes are numbered migrations; ``user_version`` records the
+last one applied.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["Database"]
+
+_MIGRATIONS = [
+    # 1: images, layers, tags
+    """
+    CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT REFERENCES layers(chain_id),
+        size INTEGER NOT NULL CHECK (size >= 0),
+        blob_digest TEXT NOT NULL,
+        blob_size INTEGER NOT NULL CHECK (blob_size >= 0),
+        media_type TEXT NOT NULL
+    );
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        config_size INTEGER NOT NULL,
+        manifest_digest TEXT NOT NULL,
+        created TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        parent TEXT,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+        PRIMARY KEY (image_id, position)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    CREATE TABLE tags (
+        reference TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE INDEX tags_image ON tags(image_id);
+    CREATE TABLE repo_digests (
+        reference TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    """,
+]
+
+
+class Database:
+    """A connection per thread to ``<root>/dockyard.db``; safe across processes (WAL + busy timeout)."""
+
+    def __init__(self, root: str) -> None:
+        os.makedirs(root, exist_ok=True)
+        self.path = os.path.join(root, "dockyard.db")
+        self._local = threading.local()
+        with self.tx() as c:
+            self._migrate(c)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; IMMEDIATE so concurrent writers queue instead of failing late."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    def _migrate(self, c: sqlite3.Connection) -> None:
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {number}")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,146 @@
+"""The image store through the ``dockyard`` command: bootstrap, images, tag, rmi, history, inspect."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from dockyard.image.store import ImageStore, chain_ids
+
+pytestmark = pytest.mark.root
+
+DOCKYARD = os.path.join(os.path.dirname(sys.executable), "dockyard")
+
+
+@pytest.fixture(params=["overlay", "copy"])
+def dy(request, tmp_path):  # type: ignore[no-untyped-def]
+    root = str(tmp_path / "root")
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([DOCKYARD, "--root", root, "--snapshotter", request.param, *args],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        if ok:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run.root = root  # type: ignore[attr-defined]
+    run.snapshotter = request.param  # type: ignore[attr-defined]
+    return run
+
+
+def test_bootstrap_is_deterministic_and_listed(dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    image_id = dy("image", "bootstrap", "busybox").stdout.strip()
+    other = ImageStore(str(tmp_path / "elsewhere"))
+    from dockyard.image.bootstrap import bootstrap_busybox
+
+    assert bootstrap_busybox(other) == image_id  # same busybox binary, same image ID
+    lines = dy("images").stdout.splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert lines[1].split()[:3] == ["busybox", "latest", image_id[7:19]]
+    assert dy("images", "-q").stdout == image_id[7:19] + "\n"
+    assert dy("images", "--no-trunc", "-q").stdout == image_id + "\n"
+
+
+def test_inspect_has_dockers_fields_and_true_digests(dy) -> None:  # type: ignore[no-untyped-def]
+    dy("image", "bootstrap", "busybox")
+    info = json.loads(dy("image", "inspect", "busybox").stdout)[0]
+    for key in ("Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "Author", "Config",
+                "Architecture", "Os", "Size", "RootFS"):  # fmt: skip
+        assert key in info
+    assert info["RepoTags"] == ["busybox:latest"]
+    assert info["Config"]["Cmd"] == ["sh"]
+    store = ImageStore(dy.root, dy.snapshotter)
+    config_bytes = store.content.read(info["Id"])
+    assert "sha256:" + hashlib.sha256(config_bytes).hexdigest() == info["Id"]  # ID = config digest
+    [layer] = store.layers(info["Id"])
+    with store.content.open(layer.blob_digest) as f:
+        assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == info["RootFS"]["Layers"][0]
+    missing = dy("image", "inspect", "nope", ok=False)
+    assert missing.returncode == 1 and "no such image: nope" in missing.stderr
+
+
+def test_tag_and_rmi_untag_before_delete(dy) -> None:  # type: ignore[no-untyped-def]
+    image_id = dy("image", "bootstrap", "busybox").stdout.strip()
+    dy("tag", "busybox", "localhost:5000/team/box:v1")
+    assert "localhost:5000/team/box" in dy("images").stdout
+    refused = dy("rmi", image_id[7:19], ok=False)
+    assert refused.returncode == 125
+    assert "image is referenced in multiple repositories" in refused.stderr
+    assert (
+        dy("rmi", "localhost:5000/team/box:v1").stdout == "Untagged: localhost:5000/team/box:v1\n"
+    )
+    assert (
+        dy("images", "-q").stdout.strip() == image_id[7:19]
+    )  # still there: busybox:latest names it
+    out = dy("rmi", "busybox").stdout.splitlines()
+    assert out == ["Untagged: busybox:latest", f"Deleted: {image_id}"]
+    assert dy("images", "-q").stdout == ""
+    store = ImageStore(dy.root, dy.snapshotter)
+    assert list(store.content.digests()) == []  # blobs freed
+    assert [i for i in store.snapshots.list()] == []  # unpacked layer freed
+    assert dy("rmi", "busybox", ok=False).stderr == "dockyard: no such image: busybox\n"
+
+
+def test_history_rows_include_empty_layers(dy) -> None:  # type: ignore[no-untyped-def]
+    image_id = dy("image", "bootstrap", "busybox").stdout.strip()
+    lines = dy("history", "busybox").stdout.splitlines()
+    assert lines[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
+    assert (
+        lines[1].startswith(image_id[7:19])
+        and 'CMD ["sh"]' in lines[1]
+        and lines[1].rstrip().endswith("0B")
+    )
+    assert lines[2].startswith("<missing>") and "MB" in lines[2]
+    assert dy("history", "-q", "busybox").stdout.split() == [image_id[7:19], "<missing>"]
+
+
+def _layer(files: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_images_share_their_base_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = ImageStore(str(tmp_path / "root"))
+    base = store.add_layer(None, _layer({"big": os.urandom(5 << 20)}))
+    ids = []
+    for i in range(10):
+        top = store.add_layer(base, _layer({f"app{i}": b"x" * 1000}))
+        config = {"architecture": "amd64", "os": "linux", "config": {},
+                  "rootfs": {"type": "layers", "diff_ids": [base.diff_id, top.diff_id]},
+                  "history": [{"created_by": "base"}, {"created_by": f"app {i}"}]}  # fmt: skip
+        ids.append(store.create_image(config, [base, top]))
+        store.tag(ids[-1], f"app{i}:latest")
+    assert len(set(ids)) == 10
+    committed = [i for i in store.snapshots.list() if i.kind == "committed"]
+    assert len(committed) == 11  # one base + ten tops
+    base_bytes = sum(f.stat().st_size for f in (tmp_path / "root" / "snapshots").rglob("big"))
+    assert base_bytes == 5 << 20  # the base's files are on disk once
+    assert (
+        chain_ids([base.diff_id, store.layers(ids[0])[1].diff_id])[1]
+        == store.layers(ids[0])[1].chain_id
+    )
+
+
+def test_filters(dy) -> None:  # type: ignore[no-untyped-def]
+    dy("image", "bootstrap", "busybox")
+    dy("tag", "busybox", "other/thing:2")
+    assert [
+        line.split()[0]
+        for line in dy("images", "--filter", "reference=other/*").stdout.splitlines()[1:]
+    ] == ["other/thing"]
+    assert dy("images", "--filter", "dangling=true", "-q").stdout == ""
+    bad = dy("images", "--filter", "bogus=1", ok=False)
+    assert bad.returncode == 125 and "invalid filter 'bogus'" in bad.stderr
