@@ -275,6 +275,64 @@ def history_cmd(ctx: click.Context, name: str, human: bool, no_trunc: bool, quie
         click.echo(table(out), nl=False)
 
 
+@click.command("save")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", help="Write to a file, instead of STDOUT")
+@click.option("--format", "fmt", type=click.Choice(["docker", "oci"]), default="docker", show_default=True,
+              help="docker-archive or OCI image layout")  # fmt: skip
+@click.pass_context
+def save_cmd(ctx: click.Context, names: tuple[str, ...], output: str | None, fmt: str) -> None:
+    """Save one or more images to a tar archive (streamed to STDOUT by default)."""
+    import os
+    import sys
+
+    from dockyard.image.archive import save
+
+    store = _store(ctx)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+            )
+        save(store, list(names), sys.stdout.buffer, fmt)
+        return
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            save(store, list(names), out, fmt)
+        os.rename(tmp, output)  # no half-written archive under the asked name
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@click.command("load")
+@click.option("-i", "--input", "input_", help="Read from tar archive file, instead of STDIN")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output")
+@click.pass_context
+def load_cmd(ctx: click.Context, input_: str | None, quiet: bool) -> None:
+    """Load images from a docker-archive or OCI layout tar (gzip and zstd too)."""
+    import sys
+
+    from dockyard.image.archive import load
+
+    store = _store(ctx)
+    if input_ is None:
+        if sys.stdin.isatty():
+            raise InvalidArgument("requested load from stdin, but stdin is empty")
+        lines = load(store, sys.stdin.buffer)
+    else:
+        try:
+            f = open(input_, "rb")  # noqa: SIM115
+        except OSError as err:
+            raise InvalidArgument(f"open {input_}: {err.strerror}") from None
+        with f:
+            lines = load(store, f)
+    if not quiet:
+        for line in lines:
+            click.echo(line)
+
+
 @click.group("image")
 def image_group() -> None:
     """Manage images."""
@@ -293,8 +351,10 @@ def bootstrap_cmd(ctx: click.Context, kind: str, tag: str) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd):
+    for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd, save_cmd, load_cmd):
         cli.add_command(cmd)
+    image_group.add_command(save_cmd, "save")
+    image_group.add_command(load_cmd, "load")
     image_group.add_command(images_cmd, "ls")
     image_group.add_command(images_cmd, "list")
     image_group.add_command(image_inspect_cmd, "inspect")

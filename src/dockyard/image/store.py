@@ -155,37 +155,48 @@ class ImageStore:
         )
 
     # -- images
-    def create_image(self, config: dict[str, Any] | bytes, layers: list[Layer], parent: str | None = None,
-                     config_bytes: bytes | None = None) -> str:  # fmt: skip
-        """Record an image from its config and its (already stored) layers; return the image ID."""
-        raw = (
-            config
-            if isinstance(config, bytes)
-            else json.dumps(config, separators=(",", ":")).encode()
-        )
+    def create_image(
+        self,
+        config: dict[str, Any] | bytes,
+        layers: list[Layer],
+        parent: str | None = None,
+        manifest: bytes | None = None,
+    ) -> str:
+        """Record an image from its config and its (already stored) layers; return the image ID.
+
+        ``manifest``, if given (an image that came with one, as in an OCI layout),
+        is kept byte for byte so its digest stays the one other tools know; it
+        must name this config and these layer blobs.
+        """
+        if isinstance(config, bytes):
+            raw = config
+        else:
+            raw = json.dumps(config, separators=(",", ":")).encode()
         cfg = json.loads(raw)
         diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
         if diff_ids != [layer.diff_id for layer in layers]:
             raise InvalidArgument("image config's rootfs.diff_ids do not match its layers")
         config_desc = self.content.ingest(raw)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_MANIFEST,
-            "config": {
-                "mediaType": MEDIA_OCI_CONFIG,
-                "digest": config_desc.digest,
-                "size": config_desc.size,
-            },
-            "layers": [
-                {
-                    "mediaType": layer.media_type,
-                    "digest": layer.blob_digest,
-                    "size": layer.blob_size,
-                }
-                for layer in layers
-            ],
-        }
-        manifest_desc = self.content.ingest(json.dumps(manifest, separators=(",", ":")).encode())
+        if manifest is None:
+            generated = {
+                "schemaVersion": 2,
+                "mediaType": MEDIA_OCI_MANIFEST,
+                "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": config_desc.digest,
+                           "size": config_desc.size},
+                "layers": [
+                    {"mediaType": layer.media_type, "digest": layer.blob_digest, "size": layer.blob_size}
+                    for layer in layers
+                ],
+            }  # fmt: skip
+            manifest = json.dumps(generated, separators=(",", ":")).encode()
+        else:
+            named = json.loads(manifest)
+            blobs = [d.get("digest") for d in named.get("layers") or []]
+            if (named.get("config") or {}).get("digest") != config_desc.digest or blobs != [
+                layer.blob_digest for layer in layers
+            ]:
+                raise InvalidArgument("manifest does not match the image's config and layers")
+        manifest_desc = self.content.ingest(manifest)
         image_id = config_desc.digest
         with self.db.tx() as c:
             if c.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
@@ -306,6 +317,35 @@ class ImageStore:
             with self.db.tx() as c:
                 c.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
             freed.append(chain)
+        self.gc_blobs()
+        return freed
+
+    def prune_layers(self, only: set[str] | None = None) -> list[str]:
+        """Remove layers no image uses; return their chain IDs.
+
+        ``only`` limits this to the given chain IDs: a failed load cleans up what
+        it stored itself, never what a concurrent load is still assembling.
+        """
+        freed = []
+        while True:
+            rows = self.db.query(
+                "SELECT chain_id FROM layers l WHERE NOT EXISTS "
+                "(SELECT 1 FROM image_layers i WHERE i.chain_id = l.chain_id) "
+                "AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)"
+            )
+            rows = [r for r in rows if only is None or r["chain_id"] in only]
+            if not rows:
+                break
+            for row in rows:
+                chain = row["chain_id"]
+                if self.snapshots.exists(chain):
+                    try:
+                        self.snapshots.remove(chain)
+                    except Conflict:
+                        return freed  # in use by a container: keep it and its parents
+                with self.db.tx() as c:
+                    c.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
+                freed.append(chain)
         self.gc_blobs()
         return freed
 
