@@ -344,9 +344,18 @@ class ImageStore:
                     except Conflict:
                         return freed  # in use by a container: keep it and its parents
                 with self.db.tx() as c:
+                    blob = c.execute(
+                        "SELECT blob_digest FROM layers WHERE chain_id = ?", (chain,)
+                    ).fetchone()[0]
                     c.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
+                    still_used = c.execute(
+                        "SELECT 1 FROM layers WHERE blob_digest = ?", (blob,)
+                    ).fetchone()
+                if not still_used:
+                    # Only this layer's own blob: a global sweep could take blobs that a
+                    # concurrent load has stored but not yet recorded.
+                    self.content.delete(blob)
                 freed.append(chain)
-        self.gc_blobs()
         return freed
 
     def gc_blobs(self) -> int:
