@@ -210,3 +210,21 @@ def test_runtime_startup_imports_stay_light() -> None:
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_dockerfile_changes_apply_like_docker() -> None:
+    from dockyard.image.changes import apply_changes
+
+    cfg = apply_changes({"Env": ["PATH=/bin", "A=1"]}, [
+        'CMD ["nginx", "-g", "daemon off;"]', "ENTRYPOINT /entry.sh", "ENV A=2 B=\"x y\"", "ENV C legacy form",
+        "EXPOSE 80 53/udp", "LABEL k=v", "VOLUME /data /logs", "USER 1000:1000", "WORKDIR /srv",
+        "STOPSIGNAL SIGQUIT", "ONBUILD RUN make",
+    ])  # fmt: skip
+    assert cfg["Cmd"] == ["nginx", "-g", "daemon off;"]
+    assert cfg["Entrypoint"] == ["/bin/sh", "-c", "/entry.sh"]
+    assert cfg["Env"] == ["PATH=/bin", "A=2", "B=x y", "C=legacy form"]
+    assert cfg["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert cfg["Volumes"] == {"/data": {}, "/logs": {}}
+    assert (cfg["User"], cfg["WorkingDir"], cfg["StopSignal"]) == ("1000:1000", "/srv", "SIGQUIT")
+    assert cfg["OnBuild"] == ["RUN make"]
+    assert apply_changes({}, ['VOLUME ["/a", "/b"]'])["Volumes"] == {"/a": {}, "/b": {}}

@@ -333,6 +333,41 @@ def load_cmd(ctx: click.Context, input_: str | None, quiet: bool) -> None:
             click.echo(line)
 
 
+@click.command("import")
+@click.argument("source")
+@click.argument("ref", required=False)
+@click.option(
+    "-c",
+    "--change",
+    "changes",
+    multiple=True,
+    help="Apply Dockerfile instruction to the created image",
+)
+@click.option("-m", "--message", default="", help="Set commit message for imported image")
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, source: str, ref: str | None, changes: tuple[str, ...], message: str
+) -> None:
+    """Import the contents from a tarball (or - for STDIN) to create a filesystem image."""
+    import sys
+
+    from dockyard.image.commit import import_rootfs
+
+    store = _store(ctx)
+    if source == "-":
+        image_id = import_rootfs(
+            store, sys.stdin.buffer, ref=ref, message=message, changes_=list(changes)
+        )
+    else:
+        try:
+            f = open(source, "rb")  # noqa: SIM115
+        except OSError as err:
+            raise InvalidArgument(f"open {source}: {err.strerror}") from None
+        with f:
+            image_id = import_rootfs(store, f, ref=ref, message=message, changes_=list(changes))
+    click.echo(image_id)
+
+
 @click.group("image")
 def image_group() -> None:
     """Manage images."""
@@ -351,10 +386,11 @@ def bootstrap_cmd(ctx: click.Context, kind: str, tag: str) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd, save_cmd, load_cmd):
+    for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd, save_cmd, load_cmd, import_cmd):
         cli.add_command(cmd)
     image_group.add_command(save_cmd, "save")
     image_group.add_command(load_cmd, "load")
+    image_group.add_command(import_cmd, "import")
     image_group.add_command(images_cmd, "ls")
     image_group.add_command(images_cmd, "list")
     image_group.add_command(image_inspect_cmd, "inspect")

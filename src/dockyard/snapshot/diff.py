@@ -102,40 +102,118 @@ def _info(rel: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
     return info
 
 
-def write_layer(upper: str, out: BinaryIO) -> int:
-    """Write the changes in ``upper`` to ``out`` as an uncompressed layer tar; return entries."""
+def _overlay_items(upper: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
+    """("entry" | "whiteout" | "opaque", relative path, lstat) from an overlay upper dir."""
+    for rel, st in _walk(upper):
+        if is_whiteout(st):
+            yield "whiteout", rel, st
+            continue
+        yield "entry", rel, st
+        if stat.S_ISDIR(st.st_mode) and _is_opaque(os.path.join(upper, rel)):
+            yield "opaque", rel, st
+
+
+def _same(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool:
+    keys = ("st_mode", "st_uid", "st_gid", "st_size", "st_mtime_ns", "st_rdev")
+    # Directories count as changed when their mtime moved (an entry came or went), as
+    # in Docker's naive diff, so both snapshotters report the same paths.
+    if any(getattr(a, k) != getattr(b, k) for k in keys):
+        return False
+    if stat.S_ISLNK(a.st_mode):
+        return os.readlink(pa) == os.readlink(pb)
+    return True
+
+
+def compare(lower: str, upper: str) -> tuple[list[str], list[str]]:
+    """(added or changed, deleted) relative paths of ``upper`` against ``lower``, full trees both."""
+    changed, deleted = [], []
+    for rel, st in _walk(upper):
+        try:
+            lst = os.lstat(os.path.join(lower, rel))
+        except FileNotFoundError:
+            changed.append(rel)
+            continue
+        if not _same(st, lst, os.path.join(upper, rel), os.path.join(lower, rel)):
+            changed.append(rel)
+    gone_dirs: list[str] = []
+    for rel, _st in _walk(lower):
+        if any(rel.startswith(d + "/") for d in gone_dirs):
+            continue
+        if not os.path.lexists(os.path.join(upper, rel)):
+            deleted.append(rel)
+            if stat.S_ISDIR(_st.st_mode):
+                gone_dirs.append(rel)
+    return changed, deleted
+
+
+def _compare_items(lower: str, upper: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
+    changed, deleted = compare(lower, upper)
+    wanted = set(changed)
+    for rel in changed + deleted:  # a changed path needs its directories in the layer too
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in wanted:
+            wanted.add(parent)
+            parent = parent.rpartition("/")[0]
+    items = [(rel, "entry") for rel in wanted] + [(rel, "whiteout") for rel in deleted]
+    for rel, kind in sorted(items, key=lambda i: i[0].split("/")):
+        yield kind, rel, os.lstat(os.path.join(upper, rel)) if kind == "entry" else None
+
+
+def changes_compare(lower: str, upper: str) -> list[tuple[str, str]]:
+    """Docker's A/C/D list for a copy snapshot against its parent's tree."""
+    changed, deleted = compare(lower, upper)
+    out = [("C" if os.path.lexists(os.path.join(lower, r)) else "A", "/" + r) for r in changed]
+    out += [("D", "/" + r) for r in deleted]
+    return sorted(out, key=lambda c: c[1])
+
+
+def write_layer(upper: str, out: BinaryIO, lower: str | None = None) -> int:
+    """Write a layer tar to ``out``; return the number of entries.
+
+    Without ``lower``, ``upper`` is an overlay upper dir (whiteouts as 0/0
+    devices). With ``lower``, both are full trees and the layer holds what
+    ``upper`` changed against ``lower`` (the copy snapshotter's case).
+    """
+    items = _overlay_items(upper) if lower is None else _compare_items(lower, upper)
     count = 0
     seen_inodes: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for rel, st in _walk(upper):
-            path = os.path.join(upper, rel)
-            if is_whiteout(st):
+        for kind, rel, st in items:
+            if kind == "whiteout":
                 parent, _, name = rel.rpartition("/")
-                wh = tarfile.TarInfo(
-                    f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name
+                _marker(
+                    tar,
+                    f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name,
+                    st,
                 )
-                wh.mtime = int(st.st_mtime)
-                wh.uname = wh.gname = ""
-                tar.addfile(wh)
-                count += 1
-                continue
-            info = _info(rel, st, path)
-            key = (st.st_dev, st.st_ino)
-            if info.type == tarfile.REGTYPE and st.st_nlink > 1:
-                if key in seen_inodes:
-                    info.type, info.linkname, info.size = tarfile.LNKTYPE, seen_inodes[key], 0
-                else:
-                    seen_inodes[key] = rel
-            if info.type == tarfile.REGTYPE:
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
+            elif kind == "opaque":
+                _marker(tar, f"{rel}/{OPAQUE}", st)
             else:
-                tar.addfile(info)
+                assert st is not None
+                _entry(tar, upper, rel, st, seen_inodes)
             count += 1
-            if info.type == tarfile.DIRTYPE and _is_opaque(path):
-                opq = tarfile.TarInfo(f"{rel}/{OPAQUE}")
-                opq.mtime = info.mtime
-                opq.uname = opq.gname = ""
-                tar.addfile(opq)
-                count += 1
     return count
+
+
+def _marker(tar: tarfile.TarFile, name: str, st: os.stat_result | None) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = int(st.st_mtime) if st else 0
+    info.uname = info.gname = ""
+    tar.addfile(info)
+
+
+def _entry(tar: tarfile.TarFile, root: str, rel: str, st: os.stat_result,
+           seen_inodes: dict[tuple[int, int], str]) -> None:  # fmt: skip
+    path = os.path.join(root, rel)
+    info = _info(rel, st, path)
+    key = (st.st_dev, st.st_ino)
+    if info.type == tarfile.REGTYPE and st.st_nlink > 1:
+        if key in seen_inodes:
+            info.type, info.linkname, info.size = tarfile.LNKTYPE, seen_inodes[key], 0
+        else:
+            seen_inodes[key] = rel
+    if info.type == tarfile.REGTYPE:
+        with open(path, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        tar.addfile(info)

@@ -1,0 +1,91 @@
+"""New images from a container's snapshot (``commit``) and from a rootfs tarball (``import``)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import tempfile
+from typing import BinaryIO
+
+from dockyard.image.changes import apply_changes
+from dockyard.image.store import ImageStore, now_rfc3339
+from dockyard.snapshot.diff import changes, changes_compare, write_layer
+
+__all__ = ["commit_snapshot", "diff_snapshot", "import_rootfs"]
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+
+
+def _layer_source(store: ImageStore, key: str, parent_chain: str | None, out: BinaryIO) -> None:
+    fs = store.snapshots.fs(key)
+    if store.snapshots.apply_mode == "overlay":
+        write_layer(fs, out)
+    else:
+        lower = (
+            store.snapshots.fs(parent_chain) if parent_chain else tempfile.mkdtemp(dir=store.root)
+        )
+        try:
+            write_layer(fs, out, lower=lower)
+        finally:
+            if not parent_chain:
+                os.rmdir(lower)
+
+
+def diff_snapshot(store: ImageStore, key: str, image_id: str) -> list[tuple[str, str]]:
+    """``docker diff``: (A|C|D, path) of snapshot ``key`` against the image it was made from."""
+    layers = store.layers(image_id)
+    fs = store.snapshots.fs(key)
+    if store.snapshots.apply_mode == "overlay":
+        return changes(fs, [store.snapshots.fs(layer.chain_id) for layer in reversed(layers)])
+    return changes_compare(store.snapshots.fs(layers[-1].chain_id), fs)
+
+
+def commit_snapshot(store: ImageStore, key: str, image_id: str, *, comment: str = "", author: str = "",
+                    changes_: list[str] | None = None, created_by: str = "", ref: str | None = None) -> str:  # fmt: skip
+    """An image of ``image_id`` plus what snapshot ``key`` changed in it; tagged ``ref`` if given."""
+    parent_cfg = store.config(image_id)
+    layers = store.layers(image_id)
+    with tempfile.TemporaryFile(dir=store.root) as tmp:
+        _layer_source(store, key, layers[-1].chain_id if layers else None, tmp)
+        tmp.seek(0)
+        layer = store.add_layer(layers[-1] if layers else None, tmp)
+    created = now_rfc3339()
+    cfg = copy.deepcopy(parent_cfg)
+    cfg["created"] = created
+    if author:
+        cfg["author"] = author
+    cfg["config"] = apply_changes(cfg.get("config") or {}, changes_ or [])
+    cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"] = [
+        *[layer_.diff_id for layer_ in layers],
+        layer.diff_id,
+    ]
+    entry = {"created": created, "created_by": created_by}
+    if author:
+        entry["author"] = author
+    if comment:
+        entry["comment"] = comment
+    cfg["history"] = [*(cfg.get("history") or []), entry]
+    new_id = store.create_image(cfg, [*layers, layer], parent=image_id)
+    if ref:
+        store.tag(new_id, ref)
+    return new_id
+
+
+def import_rootfs(store: ImageStore, tarball: BinaryIO, *, ref: str | None = None, message: str = "",
+                  changes_: list[str] | None = None, source: str = "-") -> str:  # fmt: skip
+    """``docker import``: a one-layer image from a root filesystem tarball (plain, gzip or zstd)."""
+    layer = store.add_layer(None, tarball)
+    created = now_rfc3339()
+    cfg = {
+        "architecture": _ARCH.get(platform.machine(), platform.machine()),
+        "os": "linux",
+        "created": created,
+        "config": apply_changes({}, changes_ or []),
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{"created": created, "comment": message or f"Imported from {source}"}],
+    }
+    image_id = store.create_image(cfg, [layer])
+    if ref:
+        store.tag(image_id, ref)
+    return image_id
