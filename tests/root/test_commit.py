@@ -57,9 +57,11 @@ def test_commit_keeps_a_containers_changes(store: ImageStore, mnt: str) -> None:
     assert len(store.layers(new)) == 2 and store.resolve("busybox:motd") == new
     store.snapshots.prepare("check", store.layers(new)[-1].chain_id)
     store.snapshots.mount("check", mnt)
-    assert open(os.path.join(mnt, "etc/motd")).read() == "hello\n"
+    with open(os.path.join(mnt, "etc/motd")) as f:
+        assert f.read() == "hello\n"
     assert not os.path.exists(os.path.join(mnt, "bin/vi"))
-    assert open(os.path.join(mnt, "etc/passwd")).read().endswith("/bin/sh\n")
+    with open(os.path.join(mnt, "etc/passwd")) as f:
+        assert f.read().endswith("/bin/sh\n")
     unmount(mnt)
     # the layer itself carries a whiteout for the deleted file, nothing else untouched
     layer = store.layers(new)[-1]
