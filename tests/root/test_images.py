@@ -144,3 +144,39 @@ def test_filters(dy) -> None:  # type: ignore[no-untyped-def]
     assert dy("images", "--filter", "dangling=true", "-q").stdout == ""
     bad = dy("images", "--filter", "bogus=1", ok=False)
     assert bad.returncode == 125 and "invalid filter 'bogus'" in bad.stderr
+
+
+def test_prune_dangling_then_all(dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kept = dy("image", "bootstrap", "busybox").stdout.strip()
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        info = tarfile.TarInfo("f")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    dangling = dy("import", str(rootfs)).stdout.strip()
+    out = dy("image", "prune", "-f").stdout
+    assert f"deleted: {dangling}" in out and kept not in out
+    assert out.rstrip().splitlines()[-1].startswith("Total reclaimed space: ")
+    assert dy("images", "-q", "--no-trunc").stdout.strip() == kept
+    assert dy("image", "prune", "-f").stdout == "Total reclaimed space: 0B\n"
+    out = dy("image", "prune", "-a", "-f").stdout
+    assert "untagged: busybox:latest" in out and f"deleted: {kept}" in out
+    assert dy("images", "-q").stdout == ""
+
+
+def test_system_df_measures_the_disk(dy) -> None:  # type: ignore[no-untyped-def]
+    dy("image", "bootstrap", "busybox")
+    dy("tag", "busybox", "copy:1")  # a second name takes no space
+    lines = dy("system", "df").stdout.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    images = lines[1].split()
+    assert images[:3] == ["Images", "1", "0"]
+    store = ImageStore(dy.root, dy.snapshotter)
+    measured = store.disk_usage()
+    du_out = subprocess.run(["du", "-s", "-B1", "-c", os.path.join(dy.root, "content"),
+                             os.path.join(dy.root, "snapshots")], capture_output=True, text=True).stdout  # fmt: skip
+    total = int(du_out.strip().splitlines()[-1].split()[0])
+    assert abs(total - measured) <= 64 * 1024  # du counts directories' blocks a little differently
+    from dockyard.cli.format import human_size
+
+    assert images[3] == human_size(measured)

@@ -368,6 +368,76 @@ def import_cmd(
     click.echo(image_id)
 
 
+@click.command("prune")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones"
+)
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (label=...)")
+@click.pass_context
+def prune_cmd(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove unused images."""
+    store = _store(ctx)
+    if not force:
+        what = (
+            "all images without at least one container associated to them"
+            if all_
+            else "all dangling images"
+        )
+        if not click.confirm(
+            f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
+        ):
+            return
+    before = store.disk_usage()
+    lines = []
+    targets = [r["id"] for r in store.images()] if all_ else store.dangling()
+    for image_id in targets:
+        if filters and not _matches(
+            list(filters), store, {"id": image_id}, store.tags_of(image_id)
+        ):
+            continue
+        for t in store.tags_of(image_id) + store.digests_of(image_id):
+            lines.append(f"untagged: {store.untag(t)}")
+        store.delete_image(image_id)
+        lines.append(f"deleted: {image_id}")
+    if lines:
+        click.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
+    click.echo(f"Total reclaimed space: {human_size(max(before - store.disk_usage(), 0))}")
+
+
+@click.group("system")
+def system_group() -> None:
+    """Manage dockyard."""
+
+
+@system_group.command("df")
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage")
+@click.pass_context
+def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
+    """Show dockyard disk usage: measured on disk, shared layers counted once."""
+    store = _store(ctx)
+    images = list(store.images())
+    size = store.disk_usage()
+    # No containers yet (issue 4): every image is unused, so all of it is reclaimable.
+    pct = f" ({100 if size else 0}%)"
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            ["Images", str(len(images)), "0", human_size(size), human_size(size) + pct],
+            ["Containers", "0", "0", "0B", "0B"],
+            ["Local Volumes", "0", "0", "0B", "0B"],
+            ["Build Cache", "0", "0", "0B", "0B"]]  # fmt: skip
+    click.echo(table(rows), nl=False)
+    if verbose:
+        click.echo("\nImages space usage:\n")
+        detail = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+        for row in images:
+            for ref in store.tags_of(row["id"]) or [None]:
+                repo, tag = _split_tag(ref) if ref else ("<none>", "<none>")
+                detail.append(
+                    [repo, tag, _short(row["id"]), since(row["created"]), human_size(row["size"])]
+                )
+        click.echo(table(detail), nl=False)
+
+
 @click.group("image")
 def image_group() -> None:
     """Manage images."""
@@ -391,6 +461,8 @@ def register(cli: click.Group) -> None:
     image_group.add_command(save_cmd, "save")
     image_group.add_command(load_cmd, "load")
     image_group.add_command(import_cmd, "import")
+    image_group.add_command(prune_cmd, "prune")
+    cli.add_command(system_group)
     image_group.add_command(images_cmd, "ls")
     image_group.add_command(images_cmd, "list")
     image_group.add_command(image_inspect_cmd, "inspect")

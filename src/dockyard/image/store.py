@@ -24,7 +24,7 @@ from dockyard.metadata import Database
 from dockyard.snapshot.apply import decompressed
 from dockyard.snapshot.snapshotter import SNAPSHOTTERS, Snapshotter
 
-__all__ = ["ImageStore", "Layer", "chain_ids", "now_rfc3339"]
+__all__ = ["ImageStore", "Layer", "chain_ids", "du", "now_rfc3339"]
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -320,6 +320,20 @@ class ImageStore:
         self.gc_blobs()
         return freed
 
+    def dangling(self) -> list[str]:
+        """Images with no tag and no digest that no other image builds on."""
+        rows = self.db.query(
+            "SELECT id FROM images i WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id) "
+            "AND NOT EXISTS (SELECT 1 FROM repo_digests d WHERE d.image_id = i.id) "
+            "AND NOT EXISTS (SELECT 1 FROM images c WHERE c.parent = i.id)"
+        )
+        return [r["id"] for r in rows]
+
+    def disk_usage(self) -> int:
+        """Bytes the store takes on disk: blobs and unpacked layers, each inode once."""
+        seen: set[tuple[int, int]] = set()
+        return du(self.content.root, seen) + du(self.snapshots.root, seen)
+
     def prune_layers(self, only: set[str] | None = None) -> list[str]:
         """Remove layers no image uses; return their chain IDs.
 
@@ -366,3 +380,20 @@ class ImageStore:
         for row in self.db.query("SELECT blob_digest FROM layers"):
             keep.add(row["blob_digest"])
         return len(self.content.gc(keep))
+
+
+def du(path: str, seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes allocated under ``path`` (hard links and shared inodes counted once across calls)."""
+    seen = set() if seen is None else seen
+    total = 0
+    for base, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(base, name))
+            except FileNotFoundError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen.add(key)
+                total += st.st_blocks * 512
+    return total
