@@ -125,10 +125,15 @@ def test_ten_images_on_one_50mb_base_store_it_once(tmp_path) -> None:  # type: i
         ids.append(store.create_image(config, [base, top]))
         store.tag(ids[-1], f"app{i}:latest")
     assert len(set(ids)) == 10
-    assert len([i for i in store.snapshots.list() if i.kind == "committed"]) == 11  # one base + ten tops
+    assert (
+        len([i for i in store.snapshots.list() if i.kind == "committed"]) == 11
+    )  # one base + ten tops
     # ten images cost the base once plus ten small layers, not ten bases
     assert store.disk_usage() - one_base < 2 << 20
-    assert chain_ids([base.diff_id, store.layers(ids[0])[1].diff_id])[1] == store.layers(ids[0])[1].chain_id
+    assert (
+        chain_ids([base.diff_id, store.layers(ids[0])[1].diff_id])[1]
+        == store.layers(ids[0])[1].chain_id
+    )
 
 
 def test_filters(dy) -> None:  # type: ignore[no-untyped-def]

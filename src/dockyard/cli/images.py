@@ -438,6 +438,47 @@ def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
         click.echo(table(detail), nl=False)
 
 
+@click.command("layers")
+@click.argument("name")
+@click.option("--format", "fmt", default="table", help="'table' or 'json'")
+@click.pass_context
+def layers_cmd(ctx: click.Context, name: str, fmt: str) -> None:
+    """Per layer: files added, changed and deleted, and bytes wasted on files later layers replace."""
+    from dockyard.image.forensics import layer_reports
+
+    store = _store(ctx)
+    reports = layer_reports(store, store.resolve(name))
+    if fmt == "json":
+        click.echo(json.dumps([r.as_json() for r in reports], indent=2))
+        return
+    rows = [["LAYER", "DIFF ID", "SIZE", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"]]
+    for i, r in enumerate(reports):
+        created_by = r.created_by if len(r.created_by) <= 45 else r.created_by[:44] + "…"
+        rows.append([str(i), _short(r.diff_id), human_size(r.size), str(len(r.added)), str(len(r.changed)),
+                     str(len(r.deleted)), human_size(r.wasted), created_by])  # fmt: skip
+    click.echo(table(rows), nl=False)
+    total = sum(r.wasted for r in reports)
+    click.echo(f"\nTotal wasted: {human_size(total)} (files a later layer overwrites or deletes)")
+
+
+@click.command("diff")
+@click.argument("first")
+@click.argument("second")
+@click.option("--format", "fmt", default="table", help="'table' or 'json'")
+@click.pass_context
+def image_diff_cmd(ctx: click.Context, first: str, second: str, fmt: str) -> None:
+    """Compare two images file by file (A added, C changed, D deleted going from FIRST to SECOND)."""
+    from dockyard.image.forensics import image_diff
+
+    store = _store(ctx)
+    changes = image_diff(store, store.resolve(first), store.resolve(second))
+    if fmt == "json":
+        click.echo(json.dumps([{"Kind": k, "Path": p} for k, p in changes], indent=2))
+        return
+    for kind, path in changes:
+        click.echo(f"{kind} {path}")
+
+
 @click.group("image")
 def image_group() -> None:
     """Manage images."""
@@ -462,6 +503,8 @@ def register(cli: click.Group) -> None:
     image_group.add_command(load_cmd, "load")
     image_group.add_command(import_cmd, "import")
     image_group.add_command(prune_cmd, "prune")
+    image_group.add_command(layers_cmd, "layers")
+    image_group.add_command(image_diff_cmd, "diff")
     cli.add_command(system_group)
     image_group.add_command(images_cmd, "ls")
     image_group.add_command(images_cmd, "list")
