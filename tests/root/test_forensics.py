@@ -72,9 +72,10 @@ def test_image_diff(images) -> None:  # type: ignore[no-untyped-def]
 
 def test_cli_layers_and_diff(images) -> None:  # type: ignore[no-untyped-def]
     store, _ids = images
-    run = lambda *a: subprocess.run(
-        [DOCKYARD, "--root", store.root, *a], capture_output=True, text=True
-    )  # noqa: E731
+
+    def run(*a):
+        return subprocess.run([DOCKYARD, "--root", store.root, *a], capture_output=True, text=True)
+
     out = run("image", "layers", "f:wipe")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
