@@ -182,3 +182,25 @@ def test_system_df_measures_the_disk(dy) -> None:  # type: ignore[no-untyped-def
     from dockyard.cli.format import human_size
 
     assert images[3] == human_size(measured)
+
+
+def test_system_check_finds_and_repairs_crash_leftovers(dy) -> None:  # type: ignore[no-untyped-def]
+    image_id = dy("image", "bootstrap", "busybox").stdout.strip()
+    assert dy("system", "check").stdout == "no problems found\n"
+    store = ImageStore(dy.root, dy.snapshotter)
+    w = store.content.writer()
+    w.write(b"half")  # a writer that "died"
+    os.mkdir(os.path.join(dy.root, "load-crashed"))
+    store.snapshots.prepare("unpack-crashed", None)
+    orphan = store.content.ingest(b"nobody refers to me").digest
+    os.makedirs(os.path.join(store.snapshots.root, "committed", "abc.tmp-1234"))
+    proc = dy("system", "check", ok=False)
+    assert proc.returncode == 1
+    kinds = {line.split(":")[0] for line in proc.stdout.splitlines()}
+    assert kinds == {"interrupted write", "interrupted load", "interrupted unpack", "unreferenced blob",
+                     "half-made snapshot"}  # fmt: skip
+    assert orphan in proc.stdout
+    repaired = dy("system", "check", "--repair").stdout
+    assert repaired.count("repaired ") == 5
+    assert dy("system", "check", "--verify").stdout == "no problems found\n"
+    assert dy("images", "-q", "--no-trunc").stdout.strip() == image_id  # the good image survived

@@ -479,6 +479,27 @@ def image_diff_cmd(ctx: click.Context, first: str, second: str, fmt: str) -> Non
         click.echo(f"{kind} {path}")
 
 
+@system_group.command("check")
+@click.option("--repair", is_flag=True, help="Remove what a crash left behind")
+@click.option("--verify", is_flag=True, help="Also re-hash every blob")
+@click.pass_context
+def system_check_cmd(ctx: click.Context, repair: bool, verify: bool) -> None:
+    """Check the store for what a crash left (orphan blobs, half-unpacked layers, records without files)."""
+    from dockyard.image.check import check
+
+    findings = check(_store(ctx), repair=repair, verify=verify)
+    for finding in findings:
+        click.echo(("repaired " if repair else "") + str(finding))
+    if not findings:
+        click.echo("no problems found")
+    elif not repair:
+        click.echo(
+            f"{len(findings)} problem(s); run 'dockyard system check --repair' to fix them",
+            err=True,
+        )
+        ctx.exit(1)
+
+
 @click.group("image")
 def image_group() -> None:
     """Manage images."""

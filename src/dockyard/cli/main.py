@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or "-D" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
     try:
-        cli.main(args=args, prog_name="dockyard", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        code = cli.main(args=args, prog_name="dockyard", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else str(err))
         return 0
