@@ -59,6 +59,7 @@ class Writer:
         self._size = size
         self._hash = hashlib.sha256()
         self._written = 0
+        self.existed = False  # set by commit(): the blob was in the store already
         self._path = os.path.join(store.root, "ingest", secrets.token_hex(16))
         self._file: BinaryIO | None = open(self._path, "xb")  # noqa: SIM115 - closed in commit/abort
 
@@ -91,6 +92,7 @@ class Writer:
             if self._expected is not None and digest != self._expected:
                 raise DigestMismatch(f"digest mismatch: expected {self._expected}, got {digest}")
             target = self._store.path(digest)
+            self.existed = os.path.exists(target)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             # rename() replaces atomically: a concurrent writer of the same
             # content leaves one identical file either way.

@@ -12,9 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tarfile
-import tempfile
 from typing import Any, BinaryIO
 
 from dockyard.errors import InvalidArgument
@@ -157,71 +155,100 @@ def _save_oci(store: ImageStore, images: list[tuple[str, list[str]]], tar: tarfi
     _add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())
 
 
+class _Archive:
+    """The archive's files, each streamed once straight into the content store.
+
+    Layers and configs land where they will stay, so a load writes each byte
+    once (no scratch copy); the archive's own bookkeeping files that no image
+    refers to are removed afterwards.
+    """
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+        self.files: dict[str, str] = {}  # name in the archive -> digest
+        self.added: set[str] = set()  # digests this load brought into the store
+
+    def read(self, src: BinaryIO) -> None:
+        from dockyard.snapshot.apply import normalise_name
+
+        links: list[tuple[str, str]] = []
+        try:
+            with tarfile.open(fileobj=decompressed(src), mode="r|") as tar:
+                for member in tar:
+                    rel = normalise_name(member.name)
+                    if member.isreg():
+                        f = tar.extractfile(member)
+                        assert f is not None
+                        with self.store.content.writer(size=member.size) as w:
+                            while chunk := f.read(1 << 20):
+                                w.write(chunk)
+                            digest = w.commit().digest
+                        if not w.existed:
+                            self.added.add(digest)
+                        self.files[rel] = digest
+                    elif member.issym():
+                        # docker save links identical layers; resolved inside the archive only
+                        target = os.path.normpath(
+                            os.path.join(os.path.dirname(rel), member.linkname)
+                        )
+                        links.append((rel, normalise_name(target)))
+        except (tarfile.TarError, EOFError) as err:
+            raise InvalidArgument(f"invalid image archive: {err}") from None
+        for rel, target in links:
+            if target in self.files:
+                self.files[rel] = self.files[target]
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def digest(self, name: str) -> str:
+        from dockyard.snapshot.apply import normalise_name
+
+        try:
+            return self.files[normalise_name(name)]
+        except KeyError:
+            raise InvalidArgument(f"invalid image archive: {name} is missing") from None
+
+    def bytes(self, name: str) -> bytes:
+        return self.store.content.read(self.digest(name))
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.bytes(name))
+        except ValueError as err:
+            raise InvalidArgument(f"invalid image archive: {name}: {err}") from None
+
+    def discard_unreferenced(self) -> None:
+        keep = set()
+        for row in self.store.db.query("SELECT id, manifest_digest FROM images"):
+            keep.update((row["id"], row["manifest_digest"]))
+        keep |= {r["blob_digest"] for r in self.store.db.query("SELECT blob_digest FROM layers")}
+        for digest in self.added - keep:
+            self.store.content.delete(digest)
+
+
 def load(store: ImageStore, src: BinaryIO) -> list[str]:
     """Load every image in a docker-archive or OCI layout tar; return lines as ``docker load`` prints."""
-    scratch = tempfile.mkdtemp(prefix="load-", dir=store.root)
     before = {r["chain_id"] for r in store.db.query("SELECT chain_id FROM layers")}
+    archive = _Archive(store)
     try:
-        _extract(src, scratch)
+        archive.read(src)
         # Docker 25+ writes both layouts in one tar; manifest.json carries the tags.
-        if os.path.exists(os.path.join(scratch, "manifest.json")):
-            return _load_docker(store, scratch)
-        if os.path.exists(os.path.join(scratch, "index.json")):
-            return _load_oci(store, scratch)
+        if archive.has("manifest.json"):
+            return _load_docker(store, archive)
+        if archive.has("index.json"):
+            return _load_oci(store, archive)
         raise InvalidArgument("not an image archive: no manifest.json or index.json")
     except BaseException:
         after = {r["chain_id"] for r in store.db.query("SELECT chain_id FROM layers")}
         store.prune_layers(only=after - before)  # what this load stored before it failed
         raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        archive.discard_unreferenced()
 
 
-def _extract(src: BinaryIO, dest: str) -> None:
-    """Unpack the archive's plain files only; names are checked like layer entries."""
-    from dockyard.snapshot.apply import normalise_name
-
-    try:
-        with tarfile.open(fileobj=decompressed(src), mode="r|") as tar:
-            for member in tar:
-                rel = normalise_name(member.name)
-                if not rel:
-                    continue
-                path = os.path.join(dest, rel)
-                if member.isdir():
-                    os.makedirs(path, exist_ok=True)
-                elif member.isreg():
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    with open(path, "wb") as out:
-                        shutil.copyfileobj(f, out, 1 << 20)
-                elif member.issym():
-                    # docker save links identical layers; follow the link inside the archive only
-                    target = normalise_name(
-                        os.path.normpath(os.path.join(os.path.dirname(rel), member.linkname))
-                    )
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    shutil.copyfile(os.path.join(dest, target), path)
-    except (tarfile.TarError, EOFError) as err:
-        raise InvalidArgument(f"invalid image archive: {err}") from None
-
-
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise InvalidArgument(f"invalid image archive: {os.path.basename(path)}: {err}") from None
-
-
-def _within(root: str, rel: str) -> str:
-    from dockyard.snapshot.apply import normalise_name
-
-    return os.path.join(root, normalise_name(rel))
-
-
-def _layers_for(store: ImageStore, config: dict[str, Any], blobs: list[str], opener) -> list[Layer]:  # type: ignore[no-untyped-def]
+def _layers_for(store: ImageStore, config: dict[str, Any], blobs: list[str]) -> list[Layer]:
+    """Layers from blob digests already in the store, checked against the config's diff IDs."""
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(blobs):
         raise InvalidArgument(
@@ -229,8 +256,7 @@ def _layers_for(store: ImageStore, config: dict[str, Any], blobs: list[str], ope
         )
     layers: list[Layer] = []
     for want, blob in zip(diff_ids, blobs, strict=True):
-        with opener(blob) as f:
-            layer = store.add_layer(layers[-1] if layers else None, f)
+        layer = store.layer_from_blob(layers[-1] if layers else None, blob)
         if layer.diff_id != want:
             raise InvalidArgument(
                 f"layer {blob} has diff ID {layer.diff_id}, the config says {want}"
@@ -239,17 +265,12 @@ def _layers_for(store: ImageStore, config: dict[str, Any], blobs: list[str], ope
     return layers
 
 
-def _load_docker(store: ImageStore, root: str) -> list[str]:
+def _load_docker(store: ImageStore, archive: _Archive) -> list[str]:
     lines = []
-    for entry in _read_json(os.path.join(root, "manifest.json")):
-        with open(_within(root, entry["Config"]), "rb") as f:
-            config_bytes = f.read()
+    for entry in archive.json("manifest.json"):
+        config_bytes = archive.bytes(entry["Config"])
         config = json.loads(config_bytes)
-
-        def opener(rel: str) -> BinaryIO:
-            return open(_within(root, rel), "rb")
-
-        layers = _layers_for(store, config, entry["Layers"], opener)
+        layers = _layers_for(store, config, [archive.digest(p) for p in entry["Layers"]])
         image_id = store.create_image(config_bytes, layers)
         tags = entry.get("RepoTags") or []
         for t in tags:
@@ -260,39 +281,33 @@ def _load_docker(store: ImageStore, root: str) -> list[str]:
     return lines
 
 
-def _load_oci(store: ImageStore, root: str) -> list[str]:
+def _load_oci(store: ImageStore, archive: _Archive) -> list[str]:
     lines = []
 
-    def blob_path(digest: str) -> str:
+    def blob(digest: str) -> str:
+        """The store digest of blob ``digest``, which must be what its name says."""
         algo, _, hexpart = digest.partition(":")
-        return _within(root, f"blobs/{algo}/{hexpart}")
-
-    def manifests(index: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        found = []
-        for desc in index.get("manifests") or []:
-            if desc.get("mediaType") in (_MEDIA_INDEX, _DOCKER_LIST):
-                found += manifests(_read_json(blob_path(desc["digest"])))
-            else:
-                found.append((desc, _read_json(blob_path(desc["digest"]))))
+        found = archive.digest(f"blobs/{algo}/{hexpart}")
+        if found != digest:
+            raise InvalidArgument(f"blob {digest} does not match its content ({found})")
         return found
 
-    for desc, manifest in manifests(_read_json(os.path.join(root, "index.json"))):
-        config_digest = manifest["config"]["digest"]
-        with open(blob_path(config_digest), "rb") as f:
-            config_bytes = f.read()
-        config = json.loads(config_bytes)
-        blobs = [layer["digest"] for layer in manifest.get("layers") or []]
+    def manifests(index: dict[str, Any]) -> list[tuple[dict[str, Any], bytes]]:
+        found = []
+        for desc in index.get("manifests") or []:
+            raw = store.content.read(blob(desc["digest"]))
+            if desc.get("mediaType") in (_MEDIA_INDEX, _DOCKER_LIST):
+                found += manifests(json.loads(raw))
+            else:
+                found.append((desc, raw))
+        return found
 
-        def opener(digest: str) -> BinaryIO:
-            return open(blob_path(digest), "rb")
-
-        layers = _layers_for(store, config, blobs, opener)
-        for layer, want in zip(layers, blobs, strict=True):
-            if layer.blob_digest != want:
-                raise InvalidArgument(
-                    f"blob {want} does not match its content ({layer.blob_digest})"
-                )
-        image_id = store.create_image(config_bytes, layers)
+    for desc, manifest_bytes in manifests(archive.json("index.json")):
+        manifest = json.loads(manifest_bytes)
+        config_bytes = store.content.read(blob(manifest["config"]["digest"]))
+        layers = _layers_for(store, json.loads(config_bytes),
+                             [blob(layer["digest"]) for layer in manifest.get("layers") or []])  # fmt: skip
+        image_id = store.create_image(config_bytes, layers, manifest=manifest_bytes)
         annotations = desc.get("annotations") or {}
         name = annotations.get("io.containerd.image.name")
         ref_name = annotations.get("org.opencontainers.image.ref.name")

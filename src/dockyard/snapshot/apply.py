@@ -17,12 +17,9 @@ hardlinks to outside, and entries of unknown type.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import shutil
 import stat
-import tarfile
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from dockyard.errors import InvalidArgument
@@ -121,20 +118,39 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
-    for key, value in (member.pax_headers or {}).items():
-        if key.startswith("SCHILY.xattr."):
-            name = key[len("SCHILY.xattr.") :]
-            raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-            try:
-                os.setxattr(path, name, raw, follow_symlinks=False)
-            except OSError as err:
-                if err.errno not in (errno.ENOTSUP, errno.EPERM):
-                    raise
+def _set_xattrs(path: str, xattrs: dict[str, bytes]) -> None:
+    for name, raw in xattrs.items():
+        try:
+            os.setxattr(path, name, raw, follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
 
 
-def _make_parents(parent: str) -> None:
-    os.makedirs(parent, mode=0o755, exist_ok=True)
+class _Unpacker:
+    """State of one apply: the directories known to exist, and mtimes to set at the end."""
+
+    def __init__(self, dest: str, mode: str) -> None:
+        self.dest = dest
+        self.mode = mode
+        # An empty destination (an overlay lower being made) cannot hold a path this
+        # layer did not create, which saves an lstat per entry.
+        self.fresh = not os.listdir(dest)
+        self.dirs: dict[str, str] = {"": dest}  # relative dir -> real path, verified
+        self.created: set[str] = set()
+        self.dir_times: list[tuple[str, float]] = []
+
+    def parent(self, parent_rel: str, entry: str) -> str:
+        real = self.dirs.get(parent_rel)
+        if real is None:
+            real = _resolve_parent(self.dest, parent_rel, entry)
+            os.makedirs(real, mode=0o755, exist_ok=True)
+            self.dirs[parent_rel] = real
+        return real
+
+    def forget(self) -> None:
+        """After removing or replacing something, the known-directory cache may lie."""
+        self.dirs = {"": self.dest}
 
 
 def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: bool = True) -> int:
@@ -145,51 +161,47 @@ def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: 
     applied numerically, as Docker does; directory mtimes are set last, since
     creating their entries changes them.
     """
+    from dockyard.snapshot.tarstream import TarFormatError, TarReader
+
     if mode not in ("overlay", "flat"):
         raise ValueError(f"unknown apply mode: {mode}")
     dest = os.path.realpath(dest)
     os.makedirs(dest, exist_ok=True)
-    dir_times: list[tuple[str, float]] = []
+    state = _Unpacker(dest, mode)
     count = 0
     try:
         source = decompressed(stream) if decompress else stream
-        tar = tarfile.open(fileobj=source, mode="r|")  # noqa: SIM115 - closed below
-    except tarfile.TarError as err:
-        raise LayerError(f"not a tar archive: {err}") from None
-    try:
-        for member in _members(tar):
-            rel = normalise_name(member.name)
+        reader = TarReader(source)
+        for entry in reader:
+            rel = normalise_name(entry.name)
             if not rel:
                 continue  # the root itself ("./")
             parent_rel, _, base = rel.rpartition("/")
-            parent = _resolve_parent(dest, parent_rel, member.name)
-            _make_parents(parent)
-            path = os.path.join(parent, base)
+            parent = state.parent(parent_rel, entry.name)
             count += 1
             if base == OPAQUE:
                 _opaque(parent, mode)
+                state.forget()
                 continue
             if base.startswith(WHITEOUT_PREFIX):
                 _whiteout(os.path.join(parent, base[len(WHITEOUT_PREFIX) :]), mode)
+                state.forget()
                 continue
-            _apply_entry(tar, member, path, dest, dir_times)
-    except tarfile.TarError as err:
+            _apply_entry(reader, entry, rel, os.path.join(parent, base), state)
+    except TarFormatError as err:
         raise LayerError(f"corrupt layer: {err}") from None
-    except EOFError:
-        raise LayerError("corrupt layer: truncated") from None
-    finally:
-        tar.close()
-    for path, mtime in reversed(dir_times):
+    except (OSError, EOFError) as err:
+        if isinstance(err, OSError) and not _is_stream_error(err):
+            raise
+        raise LayerError(f"corrupt layer: {err}") from None
+    for path, mtime in reversed(state.dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
     return count
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    while True:
-        member = tar.next()
-        if member is None:
-            return
-        yield member
+def _is_stream_error(err: OSError) -> bool:
+    # gzip and zstd report bad input as OSError subclasses without an errno
+    return err.errno is None
 
 
 def _opaque(directory: str, mode: str) -> None:
@@ -206,53 +218,64 @@ def _whiteout(path: str, mode: str) -> None:
         os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
 
 
-def _apply_entry(
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    path: str,
-    dest: str,
-    dir_times: list[tuple[str, float]],
-) -> None:
+_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _apply_entry(reader, entry, rel: str, path: str, state: _Unpacker) -> None:  # type: ignore[no-untyped-def]
+    from dockyard.snapshot import tarstream as ts
+
+    kind = entry.type
     existing = None
-    try:
-        existing = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+    if not state.fresh or rel in state.created:
+        try:
+            existing = os.lstat(path)
+        except FileNotFoundError:
+            pass
+    if existing is not None and not (kind == ts.DIR and stat.S_ISDIR(existing.st_mode)):
         _remove(path)
-    if member.isdir():
+        state.forget()
+    state.created.add(rel)
+    mode_bits = entry.mode & 0o7777
+    if kind == ts.REG:
+        fd = os.open(path, _O_CREATE, 0o600)
+        try:
+            while chunk := reader.read(1 << 20):
+                os.write(fd, chunk)
+            os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, mode_bits)  # after chown: chown clears setuid/setgid
+            if entry.xattrs:
+                _set_xattrs(path, entry.xattrs)
+            os.utime(fd, (entry.mtime, entry.mtime))
+        finally:
+            os.close(fd)
+        return
+    if kind == ts.DIR:
         if existing is None or not stat.S_ISDIR(existing.st_mode):
             os.mkdir(path, 0o700)
-        dir_times.append((path, member.mtime))
-    elif member.isreg():
-        src = tar.extractfile(member)
-        assert src is not None
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
-        with io.FileIO(fd, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-    elif member.issym():
-        os.symlink(member.linkname, path)
-    elif member.islnk():
-        target_rel = normalise_name(member.linkname)
+        state.dirs[rel] = path
+        state.dir_times.append((path, entry.mtime))
+    elif kind == ts.SYM:
+        os.symlink(entry.linkname, path)
+        state.forget()  # a new symlink may sit where a cached directory path goes
+    elif kind == ts.LNK:
+        target_rel = normalise_name(entry.linkname)
         t_parent_rel, _, t_base = target_rel.rpartition("/")
-        target = os.path.join(_resolve_parent(dest, t_parent_rel, member.name), t_base)
+        target = os.path.join(_resolve_parent(state.dest, t_parent_rel, entry.name), t_base)
         if not os.path.lexists(target):
-            raise LayerError(f"tar entry {member.name!r}: hardlink to missing {member.linkname!r}")
+            raise LayerError(f"tar entry {entry.name!r}: hardlink to missing {entry.linkname!r}")
         os.link(target, path, follow_symlinks=False)
         return  # a hardlink shares the target's inode: metadata is the target's
-    elif member.ischr() or member.isblk():
-        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-    elif member.isfifo():
+    elif kind in (ts.CHR, ts.BLK):
+        fmt = stat.S_IFCHR if kind == ts.CHR else stat.S_IFBLK
+        os.mknod(path, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor))
+    elif kind == ts.FIFO:
         os.mkfifo(path, 0o600)
     else:
-        raise LayerError(f"tar entry {member.name!r}: unsupported type {member.type!r}")
-    os.chown(path, member.uid, member.gid, follow_symlinks=False)
-    if not member.issym():
-        # chmod after chown: chown clears setuid/setgid bits.
-        os.chmod(path, member.mode & 0o7777)
-    _set_xattrs(path, member)
-    if not member.isdir():
-        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+        raise LayerError(f"tar entry {entry.name!r}: unsupported type {kind!r}")
+    os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+    if kind != ts.SYM:
+        os.chmod(path, mode_bits)
+    if entry.xattrs:
+        _set_xattrs(path, entry.xattrs)
+    if kind != ts.DIR:
+        os.utime(path, (entry.mtime, entry.mtime), follow_symlinks=False)
