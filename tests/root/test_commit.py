@@ -94,3 +94,25 @@ def test_import_with_changes_via_cli(tmp_path) -> None:  # type: ignore[no-untyp
     bad = subprocess.run([DOCKYARD, "--root", root, "import", "-c", "RUN true", str(src)],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 125 and bad.stderr == "dockyard: RUN is not a valid change command\n"
+
+
+def test_export_flattens_image_and_changes(store: ImageStore, mnt: str) -> None:
+    from dockyard.image.commit import export_snapshot
+
+    base = bootstrap_busybox(store)
+    fs = store.snapshots.prepare("exp", store.layers(base)[-1].chain_id)
+    store.snapshots.mount("exp", mnt)
+    with open(os.path.join(mnt, "added.txt"), "w") as f:
+        f.write("mine")
+    os.unlink(os.path.join(mnt, "bin/vi"))
+    unmount(mnt)
+    assert os.path.isdir(fs)
+    buf = io.BytesIO()
+    export_snapshot(store, "exp", buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("added.txt").read() == b"mine"  # type: ignore[union-attr]
+    assert "bin/busybox" in names and "bin/vi" not in names
+    assert not any(n.split("/")[-1].startswith(".wh.") for n in names)
+    assert not [d for d in os.listdir(store.root) if d.startswith("export-")]

@@ -12,7 +12,7 @@ from dockyard.image.changes import apply_changes
 from dockyard.image.store import ImageStore, now_rfc3339
 from dockyard.snapshot.diff import changes, changes_compare, write_layer
 
-__all__ = ["commit_snapshot", "diff_snapshot", "import_rootfs"]
+__all__ = ["commit_snapshot", "diff_snapshot", "export_snapshot", "import_rootfs"]
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
@@ -89,3 +89,21 @@ def import_rootfs(store: ImageStore, tarball: BinaryIO, *, ref: str | None = Non
     if ref:
         store.tag(image_id, ref)
     return image_id
+
+
+def export_snapshot(store: ImageStore, key: str, out: BinaryIO) -> int:
+    """``docker export``: the snapshot's whole file tree (its image's layers and its own
+    changes, flattened) as one plain tar. Returns the number of entries."""
+    from dockyard.snapshot.diff import write_tree
+
+    target = tempfile.mkdtemp(prefix="export-", dir=store.root)
+    try:
+        store.snapshots.mount(key, target, readonly=True)
+        try:
+            return write_tree(target, out)
+        finally:
+            from dockyard.snapshot.snapshotter import unmount
+
+            unmount(target)
+    finally:
+        os.rmdir(target)

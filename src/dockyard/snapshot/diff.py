@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from dockyard.snapshot.apply import OPAQUE, WHITEOUT_PREFIX
 
-__all__ = ["changes", "is_whiteout", "write_layer"]
+__all__ = ["changes", "is_whiteout", "write_layer", "write_tree"]
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 # Overlay's own bookkeeping never goes into a layer.
@@ -217,3 +217,14 @@ def _entry(tar: tarfile.TarFile, root: str, rel: str, st: os.stat_result,
             tar.addfile(info, f)
     else:
         tar.addfile(info)
+
+
+def write_tree(root: str, out: BinaryIO) -> int:
+    """A whole directory tree as a plain tar (owners, modes, times, xattrs, hardlinks kept)."""
+    count = 0
+    seen_inodes: dict[tuple[int, int], str] = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for rel, st in _walk(root):
+            _entry(tar, root, rel, st, seen_inodes)
+            count += 1
+    return count
