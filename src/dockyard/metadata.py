@@ -55,6 +55,32 @@ _MIGRATIONS = [
         image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
     );
     """,
+    # 2: containers (config and state apart, as podman keeps them)
+    """
+    CREATE TABLE containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        image_ref TEXT NOT NULL,
+        created TEXT NOT NULL,
+        config TEXT NOT NULL,
+        host_config TEXT NOT NULL
+    );
+    CREATE TABLE container_state (
+        id TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN
+            ('created', 'running', 'paused', 'restarting', 'removing', 'exited', 'dead')),
+        pid INTEGER NOT NULL DEFAULT 0,
+        monitor_pid INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER NOT NULL DEFAULT 0,
+        oom_killed INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+        finished_at TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        stopped_by_user INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 

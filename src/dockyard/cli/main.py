@@ -45,9 +45,10 @@ def version_cmd() -> None:
 
 
 def _register() -> None:
-    from dockyard.cli import images
+    from dockyard.cli import containers, images
 
     images.register(cli)
+    containers.register(cli)
 
 
 _register()

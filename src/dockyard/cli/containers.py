@@ -1,0 +1,602 @@
+"""Container commands: run, create, start, stop, kill, rm, ps, logs, wait, inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import time
+from typing import Any
+
+import click
+
+from dockyard.cli.format import human_duration, parse_time, table
+from dockyard.engine import stream
+from dockyard.engine.containers import Engine
+from dockyard.errors import CommandNotExecutable, CommandNotFound, DockyardError, InvalidArgument
+
+__all__ = ["register"]
+
+
+def _engine(ctx: click.Context) -> Engine:
+    obj = ctx.find_root().obj
+    if "engine" not in obj:
+        obj["engine"] = Engine(obj["root"], obj.get("snapshotter", "overlay"))
+    return obj["engine"]
+
+
+_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def ram_in_bytes(text: str) -> int:
+    """Docker's RAMInBytes: 512, 64m, 1.5g (binary units)."""
+    t = text.strip().lower()
+    if t.endswith(("kb", "mb", "gb", "tb")):
+        t = t[:-1]
+    unit = _UNITS.get(t[-1:])
+    number = t[:-1] if unit else t
+    try:
+        return int(float(number) * (unit or 1))
+    except ValueError:
+        raise InvalidArgument(f"invalid size: '{text}'") from None
+
+
+def _env_files(paths: tuple[str, ...]) -> list[str]:
+    out = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        out.append(line if "=" in line else f"{line}={os.environ.get(line, '')}")
+        except OSError as err:
+            raise InvalidArgument(f"open {path}: {err.strerror}") from None
+    return out
+
+
+def _restart_policy(text: str) -> dict[str, Any]:
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy '{text}'")
+    if count and name != "on-failure":
+        raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
+    return {"Name": name, "MaximumRetryCount": int(count) if count else 0}
+
+
+def create_options(f: Any) -> Any:
+    opts = [
+        click.option(
+            "-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"
+        ),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
+        click.option("--name", help="Assign a name to the container"),
+        click.option("-e", "--env", multiple=True, help="Set environment variables"),
+        click.option("--env-file", multiple=True, help="Read in a file of environment variables"),
+        click.option("-w", "--workdir", help="Working directory inside the container"),
+        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        click.option("-h", "--hostname", help="Container host name"),
+        click.option(
+            "-v", "--volume", multiple=True, help="Bind mount a volume (HOST:CONTAINER[:ro])"
+        ),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (PATH[:OPTIONS])"),
+        click.option(
+            "--read-only", is_flag=True, help="Mount the container's root filesystem as read only"
+        ),
+        click.option("-m", "--memory", help="Memory limit"),
+        click.option(
+            "--memory-swap", help="Swap limit equal to memory plus swap: '-1' for unlimited"
+        ),
+        click.option("--cpus", type=float, help="Number of CPUs"),
+        click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)"),
+        click.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
+        click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)"),
+        click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])"),
+        click.option("--sysctl", multiple=True, help="Sysctl options"),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
+        click.option(
+            "--privileged", is_flag=True, help="Give extended privileges to this container"
+        ),
+        click.option("--security-opt", multiple=True, help="Security options"),
+        click.option(
+            "--restart", default="no", help="Restart policy to apply when a container exits"
+        ),
+        click.option("--stop-signal", help="Signal to stop the container"),
+        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
+        click.option("--log-opt", multiple=True, help="Log driver options (max-size=, max-file=)"),
+        click.option(
+            "--runtime", default="dockyard-runtime", help="Runtime to use for this container"
+        ),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
+    labels = dict(item.partition("=")[::2] for item in kw["label"])
+    config: dict[str, Any] = {
+        "Hostname": kw["hostname"] or "",
+        "User": kw["user"] or "",
+        "AttachStdin": kw["interactive"],
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Tty": kw["tty"],
+        "OpenStdin": kw["interactive"],
+        "StdinOnce": kw["interactive"],
+        "Env": _env_files(kw["env_file"])
+        + [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in kw["env"]],
+        "Cmd": list(kw["command"]) or None,
+        "WorkingDir": kw["workdir"] or "",
+        "Entrypoint": ([kw["entrypoint"]] if kw["entrypoint"] else [])
+        if kw["entrypoint"] is not None
+        else None,
+        "Labels": labels,
+        "StopSignal": kw["stop_signal"] or "",
+    }
+    if kw["stop_timeout"] is not None:
+        config["StopTimeout"] = kw["stop_timeout"]
+    ulimits = []
+    for item in kw["ulimit"]:
+        name, _, limits = item.partition("=")
+        soft, _, hard = limits.partition(":")
+        ulimits.append({"Name": name, "Soft": int(soft), "Hard": int(hard or soft)})
+    tmpfs = {}
+    for item in kw["tmpfs"]:
+        path, _, options = item.partition(":")
+        tmpfs[path] = options
+    log_opts = dict(item.partition("=")[::2] for item in kw["log_opt"])
+    memory = ram_in_bytes(kw["memory"]) if kw["memory"] else 0
+    swap = (
+        -1
+        if kw["memory_swap"] == "-1"
+        else (ram_in_bytes(kw["memory_swap"]) if kw["memory_swap"] else 0)
+    )
+    host: dict[str, Any] = {
+        "AutoRemove": kw["rm"],
+        "RestartPolicy": _restart_policy(kw["restart"]),
+        "ReadonlyRootfs": kw["read_only"],
+        "Memory": memory,
+        "MemorySwap": swap,
+        "NanoCpus": int(kw["cpus"] * 1e9) if kw["cpus"] else 0,
+        "CpuShares": kw["cpu_shares"] or 0,
+        "CpusetCpus": kw["cpuset_cpus"] or "",
+        "PidsLimit": kw["pids_limit"],
+        "Ulimits": ulimits,
+        "Sysctls": dict(item.partition("=")[::2] for item in kw["sysctl"]),
+        "CapAdd": list(kw["cap_add"]),
+        "CapDrop": list(kw["cap_drop"]),
+        "Privileged": kw["privileged"],
+        "SecurityOpt": list(kw["security_opt"]),
+        "Binds": list(kw["volume"]),
+        "Tmpfs": tmpfs,
+        "Runtime": kw["runtime"],
+        "LogConfig": {"Type": "json-file", "Config": log_opts},
+    }
+    if kw["rm"] and host["RestartPolicy"]["Name"] != "no":
+        raise InvalidArgument("conflicting options: cannot both remove and restart containers")
+    return kw["image"], config, host, kw["name"]
+
+
+@click.command("create", context_settings={"allow_interspersed_args": False})
+@create_options
+@click.pass_context
+def create_cmd(ctx: click.Context, **kw: Any) -> None:
+    """Create a new container."""
+    image, config, host, name = _build(kw)
+    click.echo(_engine(ctx).create(image, config, host, name))
+
+
+@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run container in background and print container ID"
+)
+@click.option(
+    "--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process"
+)
+@click.option(
+    "--detach-keys", default="ctrl-p,ctrl-q", help="Override the key sequence for detaching"
+)
+@create_options
+@click.pass_context
+def run_cmd(ctx: click.Context, detach: bool, sig_proxy: bool, detach_keys: str, **kw: Any) -> None:
+    """Create and run a new container from an image."""
+    engine = _engine(ctx)
+    image, config, host, name = _build(kw)
+    cid = engine.create(image, config, host, name)
+    if detach:
+        try:
+            engine.start(cid)
+        except DockyardError:
+            if host["AutoRemove"]:
+                engine.remove(cid, force=True)
+            raise
+        click.echo(cid)
+        return
+    monitor = engine.start(cid, attach=True)
+    code = _attach(engine, cid, config["OpenStdin"], config["Tty"], sig_proxy)
+    monitor.wait()  # with --rm the monitor removes the container before it exits
+    ctx.exit(code)
+
+
+def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool) -> int:
+    """Stream the container's output here (and our input there) until it exits; its exit code."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(os.path.join(engine.cdir(cid), "attach.sock"))
+    reader = stream.FrameReader()
+    saved_tty = None
+    if tty and stdin and os.isatty(0):
+        import termios
+        import tty as tty_mod
+
+        saved_tty = termios.tcgetattr(0)
+        tty_mod.setraw(0)
+        rows, cols = os.get_terminal_size(0)
+        sock.sendall(stream.frame(stream.RESIZE, json.dumps({"h": rows, "w": cols}).encode()))
+    if sig_proxy and not tty:
+        import signal
+
+        def forward(sig: int, _frame: Any) -> None:
+            try:
+                engine.kill(cid, str(sig))
+            except DockyardError:
+                pass
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, forward)
+    watch: list[Any] = [sock] + ([0] if stdin else [])
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(watch, [], [])
+            except InterruptedError:
+                continue
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    sock.sendall(stream.frame(stream.STDIN, data))
+                else:
+                    sock.sendall(stream.frame(stream.STDIN_CLOSE, b""))
+                    watch.remove(0)
+            if sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return engine.wait(cid)
+                for kind, payload in reader.feed(data):
+                    if kind == stream.STDOUT:
+                        stream.send_all(1, payload)
+                    elif kind == stream.STDERR:
+                        stream.send_all(2, payload)
+                    elif kind == stream.EXIT:
+                        info = json.loads(payload)
+                        if info.get("Error"):
+                            _raise_start_error(info["Error"], info.get("ExitCode", 125))
+                        return int(info.get("ExitCode", 0))
+    finally:
+        if saved_tty is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved_tty)
+        sock.close()
+
+
+def _raise_start_error(message: str, code: int) -> None:
+    if code == 127:
+        raise CommandNotFound(message)
+    if code == 126:
+        raise CommandNotExecutable(message)
+    raise DockyardError(message)
+
+
+@click.command("start")
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def start_cmd(
+    ctx: click.Context, attach: bool, interactive: bool, containers: tuple[str, ...]
+) -> None:
+    """Start one or more stopped containers."""
+    engine = _engine(ctx)
+    if attach or interactive:
+        if len(containers) > 1:
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        cid = engine.lookup(containers[0])
+        rec = engine.record(cid)
+        monitor = engine.start(cid, attach=True)
+        code = _attach(engine, cid, interactive, rec["config"].get("Tty", False), True)
+        monitor.wait()
+        ctx.exit(code)
+    for ref in containers:
+        engine.start(engine.lookup(ref))
+        click.echo(ref)
+
+
+@click.command("stop")
+@click.option(
+    "-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container"
+)
+@click.option("-s", "--signal", "sig", help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def stop_cmd(
+    ctx: click.Context, timeout: int | None, sig: str | None, containers: tuple[str, ...]
+) -> None:
+    """Stop one or more running containers."""
+    engine = _engine(ctx)
+    for ref in containers:
+        note = engine.stop(engine.lookup(ref), timeout)
+        if note:
+            click.echo(f"dockyard: {ref}: {note}", err=True)
+        click.echo(ref)
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
+    """Kill one or more running containers."""
+    engine = _engine(ctx)
+    for ref in containers:
+        engine.kill(engine.lookup(ref), sig)
+        click.echo(ref)
+
+
+@click.command("rm")
+@click.option(
+    "-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)"
+)
+@click.option(
+    "-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container"
+)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    engine = _engine(ctx)
+    for ref in containers:
+        engine.remove(engine.lookup(ref), force)
+        click.echo(ref)
+
+
+def _status_text(rec: dict[str, Any]) -> str:
+    now = time.time()
+    status = rec["status"]
+    if status == "running":
+        return "Up " + human_duration(now - parse_time(rec["started_at"]))
+    if status == "paused":
+        return "Up " + human_duration(now - parse_time(rec["started_at"])) + " (Paused)"
+    if status == "restarting":
+        return f"Restarting ({rec['exit_code']}) {human_duration(now - parse_time(rec['finished_at']))} ago"
+    if status == "exited":
+        return f"Exited ({rec['exit_code']}) {human_duration(now - parse_time(rec['finished_at']))} ago"
+    return status.capitalize()
+
+
+def _command_text(cfg: dict[str, Any], trunc: bool) -> str:
+    cmd = " ".join(list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []))
+    if trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    return f'"{cmd}"'
+
+
+@click.command("ps")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)"
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@click.option("-n", "--last", "last", type=int, default=-1, help="Show n last created containers")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
+)
+@click.option("--format", "fmt", default="table", help="'table' or 'json'")
+@click.pass_context
+def ps_cmd(ctx: click.Context, all_: bool, quiet: bool, last: int, latest: bool, size: bool, no_trunc: bool,
+           filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
+    """List containers."""
+    engine = _engine(ctx)
+    if latest:
+        last = 1
+    recs = engine.list(all_ or last > 0 or bool(filters))
+    if last > 0:
+        recs = recs[:last]
+    for flt in filters:
+        key, _, value = flt.partition("=")
+        if key == "status":
+            recs = [r for r in recs if r["status"] == value]
+        elif key == "name":
+            recs = [r for r in recs if value in r["name"]]
+        elif key == "label":
+            lk, eq, lv = value.partition("=")
+            recs = [r for r in recs if lk in (r["config"].get("Labels") or {})
+                    and (not eq or r["config"]["Labels"][lk] == lv)]  # fmt: skip
+        elif key == "ancestor":
+            recs = [r for r in recs if r["image_ref"] == value or r["image_id"].startswith(value)
+                    or r["image_id"][7:].startswith(value)]  # fmt: skip
+        elif key == "exited":
+            recs = [r for r in recs if r["status"] == "exited" and str(r["exit_code"]) == value]
+        elif key == "id":
+            recs = [r for r in recs if r["id"].startswith(value)]
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    if quiet:
+        for r in recs:
+            click.echo(r["id"] if no_trunc else r["id"][:12])
+        return
+    rows = []
+    for r in recs:
+        row = {"ID": r["id"] if no_trunc else r["id"][:12], "Image": r["image_ref"],
+               "Command": _command_text(r["config"], not no_trunc), "CreatedAt": r["created"],
+               "RunningFor": human_duration(time.time() - parse_time(r["created"])) + " ago",
+               "Status": _status_text(r), "State": r["status"], "Ports": "", "Names": r["name"]}  # fmt: skip
+        if size:
+            from dockyard.image.store import du
+
+            row["Size"] = _human(du(engine.images.snapshots.fs(r["id"])))
+        rows.append(row)
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+        return
+    header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + (
+        ["SIZE"] if size else []
+    )
+    body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
+            + ([r["Size"]] if size else []) for r in rows]  # fmt: skip
+    click.echo(table([header, *body]), nl=False)
+
+
+def _human(n: int) -> str:
+    from dockyard.cli.format import human_size
+
+    return human_size(n)
+
+
+def _log_files(engine: Engine, cid: str) -> list[str]:
+    base = os.path.join(engine.cdir(cid), f"{cid}-json.log")
+    rotated = sorted((p for p in os.listdir(engine.cdir(cid)) if p.startswith(f"{cid}-json.log.")),
+                     key=lambda p: -int(p.rsplit(".", 1)[1]))  # fmt: skip
+    return [os.path.join(engine.cdir(cid), p) for p in rotated] + [base]
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output")
+@click.option(
+    "-n", "--tail", default="all", help="Number of lines to show from the end of the logs"
+)
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.option("--since", help="Show logs since timestamp (RFC 3339) or relative (e.g. 42m)")
+@click.option("--until", help="Show logs before a timestamp (RFC 3339) or relative (e.g. 42m)")
+@click.argument("container")
+@click.pass_context
+def logs_cmd(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
+             until: str | None, container: str) -> None:  # fmt: skip
+    """Fetch the logs of a container."""
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    lo, hi = _time_bound(since), _time_bound(until)
+    records = []
+    for path in _log_files(engine, cid):
+        try:
+            with open(path, "rb") as f:
+                records += [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            pass
+    records = [r for r in records if (lo is None or parse_time(r["time"]) >= lo)
+               and (hi is None or parse_time(r["time"]) < hi)]  # fmt: skip
+    if tail != "all":
+        records = records[-int(tail) :] if int(tail) > 0 else []
+    for r in records:
+        _print_record(r, timestamps)
+    if not follow:
+        return
+    path = _log_files(engine, cid)[-1]
+    pos = os.path.getsize(path) if os.path.exists(path) else 0
+    while True:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                f.seek(pos)
+                for line in f:
+                    if line.endswith(b"\n"):
+                        _print_record(json.loads(line), timestamps)
+                        pos += len(line)
+        if engine.refresh(cid)["status"] not in ("running", "restarting", "paused", "created"):
+            break
+        time.sleep(0.05)
+
+
+def _time_bound(text: str | None) -> float | None:
+    if not text:
+        return None
+    if text[-1] in "smhd" and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
+    value = parse_time(text)
+    if not value:
+        try:
+            return float(text)
+        except ValueError:
+            raise InvalidArgument(f"invalid time: {text}") from None
+    return value
+
+
+def _print_record(r: dict[str, Any], timestamps: bool) -> None:
+    text = (r["time"] + " " if timestamps else "") + r["log"]
+    stream.send_all(2 if r["stream"] == "stderr" else 1, text.encode())
+
+
+@click.command("wait")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def wait_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    engine = _engine(ctx)
+    for ref in containers:
+        click.echo(engine.wait(engine.lookup(ref)))
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None)
+@click.pass_context
+def inspect_cmd(ctx: click.Context, names: tuple[str, ...], kind: str | None) -> None:
+    """Return low-level information on containers or images."""
+    from dockyard.cli.images import inspect_image
+    from dockyard.errors import NotFound
+
+    engine = _engine(ctx)
+    out, missing = [], []
+    for name in names:
+        try:
+            if kind != "image":
+                try:
+                    out.append(engine.inspect(engine.lookup(name)))
+                    continue
+                except NotFound:
+                    if kind == "container":
+                        raise
+            out.append(inspect_image(engine.images, engine.images.resolve(name)))
+        except NotFound:
+            missing.append(name)
+    click.echo(json.dumps(out, indent=4))
+    if missing:
+        click.echo(f"dockyard: Error: No such object: {missing[0]}", err=True)
+        ctx.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    commands = (
+        run_cmd,
+        create_cmd,
+        start_cmd,
+        stop_cmd,
+        kill_cmd,
+        rm_cmd,
+        ps_cmd,
+        logs_cmd,
+        wait_cmd,
+    )
+    for cmd in commands:
+        cli.add_command(cmd)
+    cli.add_command(inspect_cmd)
+
+    @click.group("container")
+    def container_group() -> None:
+        """Manage containers."""
+
+    for cmd in commands:
+        container_group.add_command(cmd)
+    container_group.add_command(ps_cmd, "ls")
+    container_group.add_command(ps_cmd, "list")
+    container_group.add_command(inspect_cmd, "inspect")
+    cli.add_command(container_group)

@@ -1,0 +1,1 @@
+"""The engine: containers as named objects, their monitors, logs and state."""

@@ -1,0 +1,361 @@
+"""Containers as named objects: create, start, stop, kill, remove, list, inspect, wait.
+
+The engine keeps each container's Docker-shaped Config and HostConfig and its
+state in the database; a per-container monitor process (``engine.monitor``)
+runs it. Reads reconcile the record with the kernel, so a killed monitor
+never leaves ``ps`` lying.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.image import reference
+from dockyard.image.store import ImageStore, now_rfc3339
+from dockyard.runtime import lifecycle
+
+__all__ = ["Engine"]
+
+_NEVER = "0001-01-01T00:00:00Z"
+
+
+def _alive(pid: int) -> bool:
+    from dockyard.runtime.state import proc_start_time
+
+    return pid > 0 and proc_start_time(pid) is not None
+
+
+class Engine:
+    """dockyard's state under ``root``; the Python API that the CLI (and later the API server) call."""
+
+    def __init__(self, root: str, snapshotter: str = "overlay") -> None:
+        self.root = root
+        self.images = ImageStore(root, snapshotter)
+        self.db = self.images.db
+        self.snapshotter = snapshotter
+        self.exec_root = os.path.join(root, "exec")
+
+    # -- paths
+    def cdir(self, cid: str) -> str:
+        return os.path.join(self.root, "containers", cid)
+
+    def runtime_opts(self) -> lifecycle.Options:
+        return lifecycle.Options(root=self.exec_root)
+
+    # -- lookup
+    def lookup(self, ref: str) -> str:
+        """The ID of the container named or ID-prefixed by ``ref``; NotFound otherwise."""
+        name = ref.lstrip("/")
+        rows = self.db.query("SELECT id FROM containers WHERE name = ? OR id = ?", (name, ref))
+        if not rows and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = self.db.query("SELECT id FROM containers WHERE id LIKE ?", (ref + "%",))
+            if len(rows) > 1:
+                raise Conflict(f"multiple containers found with provided prefix: {ref}")
+        if not rows:
+            raise NotFound(f"No such container: {ref}")
+        return rows[0]["id"]
+
+    def record(self, cid: str) -> dict[str, Any]:
+        rows = self.db.query(
+            "SELECT c.*, s.* FROM containers c JOIN container_state s ON s.id = c.id WHERE c.id = ?",
+            (cid,),
+        )
+        if not rows:
+            raise NotFound(f"No such container: {cid}")
+        rec = dict(rows[0])
+        rec["config"] = json.loads(rec["config"])
+        rec["host_config"] = json.loads(rec["host_config"])
+        return rec
+
+    def set_state(self, cid: str, **fields: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self.db.tx() as c:
+            c.execute(f"UPDATE container_state SET {cols} WHERE id = ?", (*fields.values(), cid))
+
+    def refresh(self, cid: str) -> dict[str, Any]:
+        """The record, corrected from the kernel when its monitor died without saying so."""
+        rec = self.record(cid)
+        live = rec["status"] in ("running", "paused", "restarting")
+        if live and not _alive(rec["monitor_pid"]) and not _alive(rec["pid"]):
+            # Monitor and container both gone: nobody recorded the exit, so say so.
+            self.set_state(cid, status="exited", exit_code=rec["exit_code"] or 255,
+                           error="the container's monitor died", finished_at=now_rfc3339())  # fmt: skip
+            self.cleanup_runtime(cid)
+            rec = self.record(cid)
+        return rec
+
+    # -- create
+    def create(
+        self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None = None
+    ) -> str:
+        """A new container from ``image`` with Docker-shaped ``config`` and ``host`` settings."""
+        try:
+            image_id = self.images.resolve(image)
+        except NotFound:
+            shown = reference.parse(image).familiar() if not image.startswith("sha256:") else image
+            raise NotFound(f"Unable to find image '{shown}' locally") from None
+        img_cfg = self.images.config(image_id).get("config") or {}
+        merged = dict(config)
+        env = {e.partition("=")[0]: e for e in img_cfg.get("Env") or []}
+        env.update({e.partition("=")[0]: e for e in config.get("Env") or []})
+        merged["Env"] = list(env.values())
+        if config.get("Entrypoint") is not None:
+            merged["Cmd"] = config.get("Cmd") or []
+        else:
+            merged["Entrypoint"] = img_cfg.get("Entrypoint")
+            merged["Cmd"] = config.get("Cmd") or img_cfg.get("Cmd")
+        for key in ("WorkingDir", "User", "StopSignal"):
+            merged[key] = config.get(key) or img_cfg.get(key) or ""
+        merged["Labels"] = {**(img_cfg.get("Labels") or {}), **(config.get("Labels") or {})}
+        merged["Image"] = image
+        if not (merged.get("Entrypoint") or merged.get("Cmd")):
+            raise InvalidArgument("no command specified")
+        cid = secrets.token_hex(32)
+        if name is None:
+            from dockyard.engine.names import random_name
+
+            name = random_name()
+            while self.db.query("SELECT 1 FROM containers WHERE name = ?", (name,)):
+                name = random_name()
+        elif not name or not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
+            raise InvalidArgument(
+                f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        merged.setdefault("Hostname", cid[:12])
+        merged["Hostname"] = merged["Hostname"] or cid[:12]
+        cdir = self.cdir(cid)
+        os.makedirs(cdir, mode=0o711)
+        layers = self.images.layers(image_id)
+        try:
+            self.images.snapshots.prepare(cid, layers[-1].chain_id if layers else None)
+            hostname = merged["Hostname"]
+            with open(os.path.join(cdir, "hostname"), "w") as f:
+                f.write(hostname + "\n")
+            with open(os.path.join(cdir, "hosts"), "w") as f:
+                f.write(
+                    f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+                )
+            with open(os.path.join(cdir, "resolv.conf"), "w") as f:
+                f.write("# no network yet: the container has its own, with loopback only\n")
+            os.makedirs(os.path.join(cdir, "rootfs"))
+            try:
+                with self.db.tx() as c:
+                    c.execute("INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (cid, name, image_id, image, now_rfc3339(), json.dumps(merged), json.dumps(host)))  # fmt: skip
+                    c.execute(
+                        "INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,)
+                    )
+            except Exception as err:
+                if "UNIQUE" in str(err) and "name" in str(err):
+                    holder = self.db.query("SELECT id FROM containers WHERE name = ?", (name,))
+                    other = holder[0]["id"] if holder else "?"
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                                   f'"{other}". You have to remove (or rename) that container to be able to '
+                                   "reuse that name.") from None  # fmt: skip
+                raise
+        except BaseException:
+            if self.images.snapshots.exists(cid):
+                self.images.snapshots.remove(cid)
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        return cid
+
+    # -- start
+    def start(self, cid: str, attach: bool = False) -> subprocess.Popen[bytes]:
+        """Hand the container to a new monitor; with ``attach`` the monitor waits for a client.
+
+        Without ``attach``, returns once the container runs (or raises its start error).
+        """
+        rec = self.refresh(cid)
+        if rec["status"] in ("running", "paused", "restarting"):
+            return None  # type: ignore[return-value]  # docker start on a running container is a no-op
+        if rec["status"] == "removing":
+            raise Conflict(f"container {cid[:12]} is marked for removal and cannot be started")
+        self.set_state(cid, error="", stopped_by_user=0)
+        args = [sys.executable, "-m", "dockyard.engine.monitor", self.root, cid, self.snapshotter]
+        if attach:
+            args.append("--attach")
+        sock = os.path.join(self.cdir(cid), "attach.sock")
+        if os.path.exists(sock):
+            os.unlink(sock)
+        monitor = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)  # fmt: skip
+        if attach:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(sock):
+                if monitor.poll() is not None or time.monotonic() > deadline:
+                    self._raise_start_error(cid)
+                time.sleep(0.001)
+            return monitor
+        deadline = time.monotonic() + 60
+        delay = 0.001
+        while True:
+            rec = self.record(cid)
+            if rec["error"]:
+                self._raise_start_error(cid)
+            if rec["status"] != "created" or rec["pid"]:
+                return monitor
+            if monitor.poll() is not None and self.record(cid)["status"] == "created":
+                self._raise_start_error(cid)
+            if time.monotonic() > deadline:
+                raise InvalidArgument(f"container {cid[:12]} did not start within 60s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _raise_start_error(self, cid: str) -> None:
+        from dockyard.errors import CommandNotExecutable, CommandNotFound, DockyardError
+
+        rec = self.record(cid)
+        message = rec["error"] or "the container's monitor exited before starting it"
+        if "executable file not found" in message or "no such file or directory" in message:
+            raise CommandNotFound(message)
+        if "permission denied" in message:
+            raise CommandNotExecutable(message)
+        raise DockyardError(message)
+
+    # -- signals
+    def kill(self, cid: str, signal: str = "KILL") -> None:
+        rec = self.refresh(cid)
+        if rec["status"] not in ("running", "paused", "restarting"):
+            raise Conflict(f"Cannot kill container: {cid[:12]}: Container {cid} is not running")
+        sig = lifecycle.parse_signal(signal)
+        if sig == 9:
+            self.set_state(cid, stopped_by_user=1)
+        try:
+            lifecycle.kill(self.runtime_opts(), cid, sig)
+        except (lifecycle.ContainerError, Exception) as err:
+            if "not running" not in str(err) and "does not exist" not in str(err):
+                raise
+
+    def stop(self, cid: str, timeout: int | None = None) -> str:
+        """Stop signal, then SIGKILL after ``timeout`` seconds; returns a note if it had to escalate."""
+        rec = self.refresh(cid)
+        if rec["status"] not in ("running", "paused", "restarting"):
+            return ""
+        self.set_state(cid, stopped_by_user=1)
+        stop_signal = rec["config"].get("StopSignal") or "SIGTERM"
+        wait = timeout if timeout is not None else rec["config"].get("StopTimeout") or 10
+        try:
+            lifecycle.kill(self.runtime_opts(), cid, lifecycle.parse_signal(stop_signal))
+        except Exception:
+            pass
+        if self._wait_exit(cid, wait):
+            return ""
+        try:
+            lifecycle.kill(self.runtime_opts(), cid, 9)
+        except Exception:
+            pass
+        self._wait_exit(cid, 30)
+        args = rec["config"].get("Entrypoint") or rec["config"].get("Cmd") or []
+        pid1 = args[0] if args else "?"
+        return (f"sent {stop_signal}, no exit after {wait}s, sent SIGKILL; PID 1 is {pid1}, "
+                "which ignores SIGTERM — use the exec form or --init")  # fmt: skip
+
+    def _wait_exit(self, cid: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.refresh(cid)["status"] not in ("running", "paused", "restarting"):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def wait(self, cid: str) -> int:
+        """Block until the container exits; its exit code."""
+        delay = 0.002
+        while True:
+            rec = self.refresh(cid)
+            if rec["status"] in ("exited", "dead", "created") and not _alive(rec["monitor_pid"]):
+                return rec["exit_code"]
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # -- removal
+    def cleanup_runtime(self, cid: str) -> None:
+        """Delete the runtime's container and unmount the rootfs; idempotent."""
+        try:
+            lifecycle.delete(self.runtime_opts(), cid, force=True)
+        except Exception:
+            pass
+        from dockyard.snapshot.snapshotter import unmount
+
+        unmount(os.path.join(self.cdir(cid), "rootfs"))
+
+    def remove(self, cid: str, force: bool = False) -> None:
+        rec = self.refresh(cid)
+        if rec["status"] in ("running", "paused", "restarting"):
+            if not force:
+                raise Conflict(f"You cannot remove a running container {cid}. Stop the container before "
+                               "attempting removal or force remove")  # fmt: skip
+            self.set_state(cid, stopped_by_user=1)
+            try:
+                lifecycle.kill(self.runtime_opts(), cid, 9)
+            except Exception:
+                pass
+            self._wait_exit(cid, 30)
+        if _alive(rec["monitor_pid"]):
+            deadline = time.monotonic() + 10
+            while _alive(rec["monitor_pid"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.set_state(cid, status="removing")
+        self.cleanup_runtime(cid)
+        if self.images.snapshots.exists(cid):
+            self.images.snapshots.remove(cid)
+        shutil.rmtree(self.cdir(cid), ignore_errors=True)
+        with self.db.tx() as c:
+            c.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    # -- listing
+    def list(self, all_: bool = False) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT id FROM containers ORDER BY created DESC")
+        out = []
+        for row in rows:
+            rec = self.refresh(row["id"])
+            if all_ or rec["status"] in ("running", "paused", "restarting"):
+                out.append(rec)
+        return out
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        """Docker's ContainerJSON."""
+        rec = self.refresh(cid)
+        cfg = rec["config"]
+        args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        status = rec["status"]
+        return {
+            "Id": cid,
+            "Created": rec["created"],
+            "Path": args[0] if args else "",
+            "Args": args[1:],
+            "State": {
+                "Status": status,
+                "Running": status in ("running", "paused"),
+                "Paused": status == "paused",
+                "Restarting": status == "restarting",
+                "OOMKilled": bool(rec["oom_killed"]),
+                "Dead": status == "dead",
+                "Pid": rec["pid"] if status in ("running", "paused") else 0,
+                "ExitCode": rec["exit_code"],
+                "Error": rec["error"],
+                "StartedAt": rec["started_at"],
+                "FinishedAt": rec["finished_at"],
+            },
+            "Image": rec["image_id"],
+            "ResolvConfPath": os.path.join(self.cdir(cid), "resolv.conf"),
+            "HostnamePath": os.path.join(self.cdir(cid), "hostname"),
+            "HostsPath": os.path.join(self.cdir(cid), "hosts"),
+            "LogPath": os.path.join(self.cdir(cid), f"{cid}-json.log"),
+            "Name": "/" + rec["name"],
+            "RestartCount": rec["restart_count"],
+            "Driver": self.snapshotter,
+            "HostConfig": rec["host_config"],
+            "Mounts": [],
+            "Config": cfg,
+            "NetworkSettings": {"Networks": {}, "IPAddress": "", "Ports": {}},
+        }

@@ -1,0 +1,167 @@
+"""From Docker's container Config/HostConfig and an image to an OCI runtime config.
+
+The defaults are Docker's: its 14 default capabilities, a writable root, no
+rlimits of its own, the hostname set to the short container ID, /etc/hostname,
+/etc/hosts and /etc/resolv.conf bind-mounted from the container's directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dockyard.errors import InvalidArgument
+from dockyard.runtime.spec import default_spec
+
+__all__ = ["DEFAULT_CAPS", "oci_spec", "resolve_user"]
+
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]  # fmt: skip
+_DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _lookup(rootfs: str, table: str, name: str) -> list[str] | None:
+    try:
+        with open(os.path.join(rootfs, "etc", table)) as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if fields and fields[0] == name:
+                    return fields
+    except OSError:
+        pass
+    return None
+
+
+def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
+    """``user``, ``uid``, ``user:group`` or ``uid:gid`` to uid/gid as Docker resolves them."""
+    if not user:
+        return {"uid": 0, "gid": 0}
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        entry = _lookup_uid(rootfs, uid)
+        gid = int(entry[3]) if entry else 0  # Docker: a uid not in passwd runs with gid 0
+    else:
+        entry = _lookup(rootfs, "passwd", name)
+        if entry is None:
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(entry[2]), int(entry[3])
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            gentry = _lookup(rootfs, "group", group)
+            if gentry is None:
+                raise InvalidArgument(
+                    f"unable to find group {group}: no matching entries in group file"
+                )
+            gid = int(gentry[2])
+    return {"uid": uid, "gid": gid}
+
+
+def _lookup_uid(rootfs: str, uid: int) -> list[str] | None:
+    try:
+        with open(os.path.join(rootfs, "etc", "passwd")) as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) > 3 and fields[2] == str(uid):
+                    return fields
+    except OSError:
+        pass
+    return None
+
+
+def oci_spec(
+    cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str, cdir: str
+) -> dict[str, Any]:
+    """The config.json for container ``cid`` (Docker-shaped ``config``/``host``, mounted ``rootfs``)."""
+    spec = default_spec()
+    proc = spec["process"]
+    args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    if not args:
+        raise InvalidArgument("no command specified")
+    proc["args"] = args
+    proc["terminal"] = bool(config.get("Tty"))
+    env = list(config.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, _DEFAULT_PATH)
+    env.append(f"HOSTNAME={config.get('Hostname') or cid[:12]}")
+    if config.get("Tty") and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    proc["env"] = env
+    proc["cwd"] = config.get("WorkingDir") or "/"
+    proc["user"] = resolve_user(rootfs, config.get("User") or "")
+    proc.pop("rlimits", None)  # Docker sets none by default
+    proc["noNewPrivileges"] = "no-new-privileges" in (host.get("SecurityOpt") or [])
+    caps = list(DEFAULT_CAPS)
+    if host.get("Privileged"):
+        from dockyard.linux.capabilities import CAPABILITIES, cap_last
+
+        caps = list(CAPABILITIES[: cap_last() + 1])
+    for cap in host.get("CapAdd") or []:
+        name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
+        if name == "CAP_ALL":
+            from dockyard.linux.capabilities import CAPABILITIES, cap_last
+
+            caps = list(CAPABILITIES[: cap_last() + 1])
+        elif name not in caps:
+            caps.append(name)
+    for cap in host.get("CapDrop") or []:
+        name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
+        caps = [] if name == "CAP_ALL" else [c for c in caps if c != name]
+    proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
+    spec["root"] = {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))}
+    spec["hostname"] = config.get("Hostname") or cid[:12]
+    linux = spec["linux"]
+    linux["cgroupsPath"] = f"/dockyard/{cid}"
+    linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
+    res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    if host.get("Memory"):
+        res["memory"] = {"limit": host["Memory"]}
+        if host.get("MemorySwap"):
+            res["memory"]["swap"] = host["MemorySwap"]
+    cpu: dict[str, Any] = {}
+    if host.get("CpuShares"):
+        cpu["shares"] = host["CpuShares"]
+    if host.get("NanoCpus"):
+        cpu["period"] = 100000
+        cpu["quota"] = host["NanoCpus"] * 100000 // 1_000_000_000
+    if host.get("CpusetCpus"):
+        cpu["cpus"] = host["CpusetCpus"]
+    if cpu:
+        res["cpu"] = cpu
+    if host.get("PidsLimit"):
+        res["pids"] = {"limit": host["PidsLimit"]}
+    if host.get("Privileged"):
+        res["devices"] = [{"allow": True, "access": "rwm"}]
+        linux.pop("maskedPaths", None)
+        linux.pop("readonlyPaths", None)
+    linux["resources"] = res
+    if host.get("Sysctls"):
+        linux["sysctl"] = dict(host["Sysctls"])
+    if host.get("Ulimits"):
+        proc["rlimits"] = [{"type": f"RLIMIT_{u['Name'].upper()}", "soft": u["Soft"], "hard": u["Hard"]}
+                           for u in host["Ulimits"]]  # fmt: skip
+    mounts = spec["mounts"]
+    for name in ("hostname", "hosts", "resolv.conf"):
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(cdir, name),
+                       "options": ["rbind", "rprivate"]})  # fmt: skip
+    for target, opts in (host.get("Tmpfs") or {}).items():
+        mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", *[o for o in opts.split(",") if o]]})  # fmt: skip
+    for bind in host.get("Binds") or []:
+        parts = bind.split(":")
+        if len(parts) < 2 or not parts[0].startswith("/"):
+            raise InvalidArgument(f"invalid volume specification: '{bind}'")
+        options = ["rbind"] + (["ro"] if len(parts) > 2 and "ro" in parts[2].split(",") else [])
+        mounts.append(
+            {"destination": parts[1], "type": "bind", "source": parts[0], "options": options}
+        )
+    if config.get("StopSignal"):
+        spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = config[
+            "StopSignal"
+        ]
+    return spec

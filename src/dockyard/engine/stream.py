@@ -1,0 +1,44 @@
+"""Frames on a container's attach socket, in the shape of Docker's stdcopy stream.
+
+Each frame is an 8-byte header (stream id, three zero bytes, big-endian
+length) and the payload. Streams: 0 stdin (client to monitor), 1 stdout,
+2 stderr, 3 the container's exit (JSON payload: ``{"ExitCode": n, ...}``),
+4 stdin closed, 5 terminal resize (JSON ``{"h": rows, "w": cols}``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+__all__ = ["EXIT", "RESIZE", "STDERR", "STDIN", "STDIN_CLOSE", "STDOUT", "FrameReader", "frame"]
+
+STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE = 0, 1, 2, 3, 4, 5
+_HEADER = struct.Struct(">B3xI")
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return _HEADER.pack(stream, len(payload)) + payload
+
+
+class FrameReader:
+    """Reassembles frames from a non-blocking socket's chunks."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= _HEADER.size:
+            stream, size = _HEADER.unpack_from(self._buf)
+            if len(self._buf) < _HEADER.size + size:
+                break
+            out.append((stream, self._buf[_HEADER.size : _HEADER.size + size]))
+            self._buf = self._buf[_HEADER.size + size :]
+        return out
+
+
+def send_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
