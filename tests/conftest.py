@@ -95,6 +95,9 @@ def no_leaks(work_dir: str, tmp_path_factory: pytest.TempPathFactory):  # type: 
         return
     leaks = _leaks(ID_PREFIX, work_dir)
     base = str(tmp_path_factory.getbasetemp())
+    out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+    leaks += [f"process: {line.strip()}" for line in out.splitlines()
+              if base in line and "pytest" not in line]  # fmt: skip
     with open("/proc/self/mountinfo") as f:
         leaks += [f"mount: {line.split()[4]}" for line in f
                   if line.split()[4].startswith(base) and work_dir not in line.split()[4]]  # fmt: skip

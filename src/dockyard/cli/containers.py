@@ -229,7 +229,8 @@ def run_cmd(ctx: click.Context, detach: bool, sig_proxy: bool, detach_keys: str,
 def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool) -> int:
     """Stream the container's output here (and our input there) until it exits; its exit code."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(os.path.join(engine.cdir(cid), "attach.sock"))
+    with stream.ShortPath(os.path.join(engine.cdir(cid), "attach.sock")) as short:
+        sock.connect(short)
     reader = stream.FrameReader()
     saved_tty = None
     if tty and stdin and os.isatty(0):

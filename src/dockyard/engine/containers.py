@@ -287,6 +287,15 @@ class Engine:
         from dockyard.snapshot.snapshotter import unmount
 
         unmount(os.path.join(self.cdir(cid), "rootfs"))
+        # The engine's cgroups live under /dockyard; drop that parent once it is empty.
+        from dockyard.runtime.cgroups import mounts
+
+        for mountpoint, fstype, _opts in mounts():
+            if fstype in ("cgroup", "cgroup2"):
+                try:
+                    os.rmdir(os.path.join(mountpoint, "dockyard"))
+                except OSError:
+                    pass
 
     def remove(self, cid: str, force: bool = False) -> None:
         rec = self.refresh(cid)

@@ -287,7 +287,8 @@ def main(argv: list[str]) -> int:
     tmp = sock_path + ".tmp"
     if os.path.exists(tmp):
         os.unlink(tmp)
-    listener.bind(tmp)
+    with stream.ShortPath(tmp) as short:
+        listener.bind(short)
     listener.listen(8)
     os.rename(tmp, sock_path)  # appears only once it accepts
     if attach:

@@ -11,7 +11,17 @@ from __future__ import annotations
 import os
 import struct
 
-__all__ = ["EXIT", "RESIZE", "STDERR", "STDIN", "STDIN_CLOSE", "STDOUT", "FrameReader", "frame"]
+__all__ = [
+    "EXIT",
+    "RESIZE",
+    "STDERR",
+    "STDIN",
+    "STDIN_CLOSE",
+    "STDOUT",
+    "FrameReader",
+    "ShortPath",
+    "frame",
+]
 
 STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE = 0, 1, 2, 3, 4, 5
 _HEADER = struct.Struct(">B3xI")
@@ -42,3 +52,18 @@ class FrameReader:
 def send_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data) :]
+
+
+class ShortPath:
+    """A short name for a socket path via /proc/self/fd: AF_UNIX paths are limited to
+    108 bytes, and a container's directory under a deep root is longer than that."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.path = f"/proc/self/fd/{self._fd}/{os.path.basename(path)}"
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)

@@ -1,0 +1,240 @@
+"""Containers through the ``dockyard`` command, as a Docker user drives them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+DOCKYARD = os.path.join(os.path.dirname(sys.executable), "dockyard")
+
+
+def _processes() -> list[tuple[int, list[str]]]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    out.append((int(name), f.read().decode(errors="replace").split("\0")))
+            except OSError:
+                pass
+    return out
+
+
+class Dy:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def __call__(
+        self, *args: str, ok: bool = True, timeout: float = 60, **kw
+    ) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+        proc = subprocess.run([DOCKYARD, "--root", self.root, *args], capture_output=True, text=True,
+                              timeout=timeout, **kw)  # fmt: skip
+        if ok:
+            assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        return proc
+
+    def record(self, ref: str) -> dict:
+        return json.loads(self("inspect", ref).stdout)[0]
+
+
+@pytest.fixture(scope="module")
+def dy(tmp_path_factory):  # type: ignore[no-untyped-def]
+    d = Dy(str(tmp_path_factory.mktemp("engine") / "root"))
+    d("image", "bootstrap", "busybox")
+    yield d
+    ids = d("ps", "-aq", "--no-trunc").stdout.split()
+    if ids:
+        d("rm", "-f", *ids)
+    with open("/proc/self/mountinfo") as f:
+        assert d.root not in f.read()
+
+
+def test_run_passes_output_and_exit_status(dy: Dy) -> None:
+    proc = dy("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", ok=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
+    proc = dy("run", "--rm", "busybox", "ls", "-d", "/bin")  # "-d" goes to ls, not to run
+    assert proc.stdout == "/bin\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["busybox", "no-such-cmd"],
+            127,
+            'dockyard: exec: "no-such-cmd": executable file not found in $PATH\n',
+        ),
+        (["busybox", "/etc/passwd"], 126, 'dockyard: exec: "/etc/passwd": permission denied\n'),
+        (["no-such-image"], 125, "dockyard: Unable to find image 'no-such-image:latest' locally\n"),
+        (["--bogus", "busybox"], 125, "dockyard: unknown flag: --bogus\n"),
+    ],
+)
+def test_exit_codes_and_messages(dy: Dy, args: list[str], code: int, message: str) -> None:
+    proc = dy("run", "--rm", *args, ok=False)
+    assert (proc.returncode, proc.stderr) == (code, message)
+
+
+def test_rm_flag_leaves_nothing(dy: Dy) -> None:
+    before = set(dy("ps", "-aq", "--no-trunc").stdout.split())
+    dy("run", "--rm", "busybox", "true")
+    assert set(dy("ps", "-aq", "--no-trunc").stdout.split()) == before
+    assert sorted(os.listdir(os.path.join(dy.root, "containers"))) == sorted(before)
+
+
+def test_detached_logs_stop_rm(dy: Dy) -> None:
+    cid = dy("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+             "trap 'echo bye; exit 0' TERM; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done").stdout.strip()  # fmt: skip
+    assert len(cid) == 64
+    deadline = time.monotonic() + 10
+    while "tick 2" not in dy("logs", "ticker").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ps = dy("ps").stdout.splitlines()
+    assert ps[0].split()[:2] == ["CONTAINER", "ID"] and any(
+        line.endswith("ticker") for line in ps[1:]
+    )
+    assert dy("logs", "--tail", "1", "ticker").stdout.startswith("tick ")
+    stop = dy("stop", "ticker")
+    assert stop.stdout == "ticker\n" and stop.stderr == ""  # exited on SIGTERM: no escalation note
+    assert dy("logs", "--tail", "1", "ticker").stdout == "bye\n"
+    state = dy.record("ticker")["State"]
+    assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 0, False)
+    with open(os.path.join(dy.root, "containers", cid, f"{cid}-json.log")) as f:
+        first = json.loads(f.readline())
+    assert (
+        first["stream"] == "stdout" and first["log"] == "tick 0\n" and first["time"].endswith("Z")
+    )
+    dy("rm", "ticker")
+    assert dy("ps", "-a", "--filter", "name=ticker", "-q").stdout == ""
+
+
+def test_stop_says_when_it_had_to_kill(dy: Dy) -> None:
+    dy("run", "-d", "--name", "stubborn", "busybox", "sleep", "60")
+    proc = dy("stop", "-t", "1", "stubborn")
+    assert "sent SIGTERM, no exit after 1s, sent SIGKILL; PID 1 is sleep" in proc.stderr
+    assert dy.record("stubborn")["State"]["ExitCode"] == 137
+    dy("rm", "stubborn")
+
+
+def test_name_conflict_names_the_holder(dy: Dy) -> None:
+    cid = dy("create", "--name", "taken", "busybox", "true").stdout.strip()
+    proc = dy("create", "--name", "taken", "busybox", "true", ok=False)
+    assert proc.returncode == 125
+    assert f'The container name "/taken" is already in use by container "{cid}"' in proc.stderr
+    dy("rm", "taken")
+
+
+def test_killed_monitor_does_not_lose_the_container(dy: Dy) -> None:
+    cid = dy("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    monitor = next(
+        pid for pid, args in _processes() if "dockyard.engine.monitor" in args and cid in args
+    )
+    pid = dy.record(cid)["State"]["Pid"]
+    os.kill(monitor, signal.SIGKILL)
+    time.sleep(0.2)
+    assert dy.record(cid)["State"]["Status"] == "running"  # the truth: still running
+    os.kill(pid, 0)
+    dy("rm", "-f", cid)
+    from dockyard.runtime.state import proc_start_time
+
+    assert proc_start_time(pid) is None  # gone (or a zombie awaiting the host's init)
+    assert not os.path.exists(os.path.join(dy.root, "containers", cid))
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/dockyard/{cid}")
+
+
+def test_twenty_parallel_runs(dy: Dy) -> None:
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(
+            pool.map(
+                lambda i: dy("run", "-d", "--name", f"par{i}", "busybox", "sleep", "60"), range(20)
+            )
+        )
+    ids = {r.stdout.strip() for r in results}
+    assert len(ids) == 20
+    running = dy("ps", "--no-trunc", "-q").stdout.split()
+    assert ids <= set(running)
+    dy("rm", "-f", *ids)
+
+
+def test_stdin_is_passed_with_i(dy: Dy) -> None:
+    proc = dy("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z", input="hello\n")
+    assert proc.stdout == "HELLO\n"
+
+
+def test_restart_on_failure_gives_up_after_n(dy: Dy) -> None:
+    dy("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1")
+    assert dy("wait", "flaky", timeout=60).stdout.strip() == "1"
+    deadline = time.monotonic() + 30
+    while (
+        dy.record("flaky")["RestartCount"] != 2 or dy.record("flaky")["State"]["Status"] != "exited"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    dy("rm", "-f", "flaky")
+
+
+def test_restart_always_brings_it_back(dy: Dy) -> None:
+    dy("run", "-d", "--name", "phoenix", "--restart", "always", "busybox", "sleep", "60")
+    pid = dy.record("phoenix")["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        state = dy.record("phoenix")
+        if state["State"]["Status"] == "running" and state["State"]["Pid"] not in (0, pid):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert state["RestartCount"] >= 1
+    dy("stop", "-t", "1", "phoenix")
+    assert dy.record("phoenix")["State"]["Status"] == "exited"  # stop is not a failure to restart
+    dy("rm", "phoenix")
+
+
+def test_inspect_fields(dy: Dy) -> None:
+    dy(
+        "create",
+        "--name",
+        "insp",
+        "-e",
+        "A=1",
+        "-l",
+        "team=x",
+        "-m",
+        "64m",
+        "busybox",
+        "echo",
+        "hi",
+    )
+    info = dy.record("insp")
+    for key in ("Id", "Created", "Path", "Args", "State", "Image", "Name", "RestartCount", "HostConfig",
+                "Mounts", "Config", "NetworkSettings"):  # fmt: skip
+        assert key in info
+    assert (info["Path"], info["Args"], info["Name"]) == ("echo", ["hi"], "/insp")
+    assert "A=1" in info["Config"]["Env"] and info["Config"]["Labels"] == {"team": "x"}
+    assert info["HostConfig"]["Memory"] == 64 << 20
+    assert info["State"]["Status"] == "created"
+    dy("rm", "insp")
+
+
+def test_log_rotation(dy: Dy) -> None:
+    cid = dy("run", "--name", "chatty", "--log-opt", "max-size=2k", "--log-opt", "max-file=2", "busybox",
+             "sh", "-c", "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done").stdout  # fmt: skip
+    del cid
+    full = dy.record("chatty")["Id"]
+    files = sorted(
+        f for f in os.listdir(os.path.join(dy.root, "containers", full)) if "-json.log" in f
+    )
+    assert files == [f"{full}-json.log", f"{full}-json.log.1"]
+    for name in files:
+        assert os.path.getsize(os.path.join(dy.root, "containers", full, name)) < 4096
+    assert dy("logs", "--tail", "1", "chatty").stdout == "line-299\n"
+    dy("rm", "chatty")
