@@ -238,3 +238,66 @@ def test_log_rotation(dy: Dy) -> None:
         assert os.path.getsize(os.path.join(dy.root, "containers", full, name)) < 4096
     assert dy("logs", "--tail", "1", "chatty").stdout == "line-299\n"
     dy("rm", "chatty")
+
+
+def test_exec_top_pause_rename_update(dy: Dy) -> None:
+    cid = dy("run", "-d", "--name", "busy", "busybox", "sleep", "60").stdout.strip()
+    proc = dy("exec", "-e", "X=1", "busy", "sh", "-c", "echo $X $(hostname); exit 4", ok=False)
+    assert (proc.returncode, proc.stdout) == (4, f"1 {cid[:12]}\n")
+    missing = dy("exec", "busy", "nope", ok=False)
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
+    assert "sleep 60" in dy("top", "busy").stdout
+    dy("pause", "busy")
+    assert dy.record("busy")["State"]["Paused"] is True
+    assert dy("exec", "busy", "true", ok=False).returncode == 125
+    dy("unpause", "busy")
+    dy("rename", "busy", "busier")
+    assert dy.record("busier")["Name"] == "/busier"
+    dy("update", "--pids-limit", "33", "busier")
+    with open(f"/sys/fs/cgroup/pids/dockyard/{cid}/pids.max") as f:
+        assert f.read().strip() == "33"
+    stats = dy("stats", "--no-stream", "busier").stdout.splitlines()
+    assert stats[0].split()[:3] == ["CONTAINER", "ID", "NAME"] and stats[1].split()[1] == "busier"
+    dy("rm", "-f", "busier")
+
+
+def test_cp_resolves_container_symlinks_inside_the_container(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dy("run", "-d", "--name", "cpbox", "busybox", "sleep", "60")
+    dy("exec", "cpbox", "ln", "-s", "/etc", "/tmp/evil")
+    src = tmp_path / "payload.txt"
+    src.write_text("payload\n")
+    dy("cp", str(src), "cpbox:/tmp/evil/")
+    assert dy("exec", "cpbox", "cat", "/etc/payload.txt").stdout == "payload\n"
+    assert not os.path.exists("/etc/payload.txt")  # the host's /etc is untouched
+    out = tmp_path / "passwd-copy"
+    dy("cp", "cpbox:/tmp/evil/passwd", str(out))
+    assert out.read_text().startswith("root:x:0:0:root:/root:/bin/sh")  # the container's passwd
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f").write_text("deep")
+    dy("cp", str(tree), "cpbox:/")
+    assert dy("exec", "cpbox", "cat", "/tree/sub/f").stdout == "deep"
+    dy("rm", "-f", "cpbox")
+
+
+def test_rmi_refuses_an_image_in_use(dy: Dy) -> None:
+    dy("tag", "busybox", "inuse:1")
+    dy("run", "-d", "--name", "holder", "inuse:1", "sleep", "60")
+    assert dy("rmi", "inuse:1").stdout == "Untagged: inuse:1\n"  # another name remains: just untag
+    proc = dy("rmi", "-f", "busybox", ok=False)
+    assert proc.returncode == 125 and "image is being used by running container" in proc.stderr
+    dy("rm", "-f", "holder")
+    cid = dy("create", "busybox", "true").stdout.strip()
+    proc = dy("rmi", "busybox", ok=False)
+    assert proc.returncode == 125 and f"container {cid[:12]} is using its referenced image" in proc.stderr
+    dy("rm", cid)
+    assert dy("images", "-q").stdout.strip()  # still there for the tests after this one
+
+
+def test_container_prune(dy: Dy) -> None:
+    a = dy("create", "busybox", "true").stdout.strip()
+    b = dy("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    out = dy("container", "prune", "-f").stdout
+    assert a in out and b not in out
+    assert b in dy("ps", "-q", "--no-trunc").stdout
+    dy("rm", "-f", b)

@@ -600,4 +600,246 @@ def register(cli: click.Group) -> None:
     container_group.add_command(ps_cmd, "ls")
     container_group.add_command(ps_cmd, "list")
     container_group.add_command(inspect_cmd, "inspect")
+    register_more(cli, container_group)
     cli.add_command(container_group)
+
+
+@click.command("pause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def pause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Pause all processes within one or more containers."""
+    engine = _engine(ctx)
+    for ref in containers:
+        engine.pause(engine.lookup(ref))
+        click.echo(ref)
+
+
+@click.command("unpause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def unpause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Unpause all processes within one or more containers."""
+    engine = _engine(ctx)
+    for ref in containers:
+        engine.unpause(engine.lookup(ref))
+        click.echo(ref)
+
+
+@click.command("rename")
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename_cmd(ctx: click.Context, container: str, new_name: str) -> None:
+    """Rename a container."""
+    engine = _engine(ctx)
+    engine.rename(engine.lookup(container), new_name)
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-e", "--env", multiple=True, help="Set environment variables")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+@click.option("-w", "--workdir", help="Working directory inside the container")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_cmd(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
+             user: str | None, workdir: str | None, container: str, command: tuple[str, ...]) -> None:  # fmt: skip
+    """Execute a command in a running container."""
+    from dockyard.engine.spec import resolve_user
+    from dockyard.runtime.exec import exec_process
+    from dockyard.runtime.lifecycle import ContainerError
+
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    rec = engine.refresh(cid)
+    if rec["status"] == "paused":
+        raise InvalidArgument(f"Container {cid} is paused, unpause the container before exec")
+    if rec["status"] != "running":
+        raise InvalidArgument(f"Container {cid} is not running")
+    with open(os.path.join(engine.cdir(cid), "config.json")) as f:
+        proc = dict(json.load(f)["process"])
+    proc["args"] = list(command)
+    proc["terminal"] = tty
+    proc["env"] = list(proc.get("env") or []) + [
+        e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env
+    ]
+    if workdir:
+        proc["cwd"] = workdir
+    if user:
+        proc["user"] = resolve_user(os.path.join(engine.cdir(cid), "rootfs"), user)
+    if not interactive and not detach:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    try:
+        code = exec_process(engine.runtime_opts(), cid, proc, detach=detach)
+    except ContainerError as err:
+        _raise_start_error(str(err), {"not-found": 127, "not-executable": 126}.get(err.kind, 125))
+    ctx.exit(code)
+
+
+@click.command("top", context_settings={"allow_interspersed_args": False})
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
+    """Display the running processes of a container."""
+    from dockyard.runtime import commands
+
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    if engine.refresh(cid)["status"] not in ("running", "paused"):
+        raise InvalidArgument(f"Container {cid} is not running")
+    sys_stdout_flush()
+    commands.cmd_ps({"root": engine.exec_root}, {}, [cid, *ps_args])
+
+
+def sys_stdout_flush() -> None:
+    import sys
+
+    sys.stdout.flush()
+
+
+@click.command("stats")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)"
+)
+@click.option(
+    "--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result"
+)
+@click.argument("containers", nargs=-1)
+@click.pass_context
+def stats_cmd(ctx: click.Context, all_: bool, no_stream: bool, containers: tuple[str, ...]) -> None:
+    """Display a live stream of container(s) resource usage statistics."""
+    from dockyard.cli.format import human_size
+
+    engine = _engine(ctx)
+    ids = [engine.lookup(c) for c in containers] or [r["id"] for r in engine.list(all_)]
+
+    def sample() -> dict[str, tuple[float, dict[str, Any]]]:
+        return {cid: (time.monotonic(), engine.stats(cid)) for cid in ids}
+
+    before = sample()
+    while True:
+        time.sleep(0.5)
+        after = sample()
+        rows = [
+            [
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "NET I/O",
+                "BLOCK I/O",
+                "PIDS",
+            ]
+        ]
+        for cid in ids:
+            t0, s0 = before[cid]
+            t1, s1 = after[cid]
+            cpu0 = ((s0.get("cpu") or {}).get("usage") or {}).get("total", 0)
+            cpu1 = ((s1.get("cpu") or {}).get("usage") or {}).get("total", 0)
+            cpu_pct = (cpu1 - cpu0) / max((t1 - t0) * 1e9, 1) * 100
+            mem = (s1.get("memory") or {}).get("usage") or {}
+            usage, limit = mem.get("usage", 0), mem.get("limit", 0)
+            host_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            limit = limit if 0 < limit < host_mem else host_mem
+            rows.append([cid[:12], engine.record(cid)["name"], f"{cpu_pct:.2f}%",
+                         f"{human_size(usage)} / {human_size(limit)}", f"{usage / limit * 100:.2f}%",
+                         "0B / 0B", "0B / 0B", str((s1.get("pids") or {}).get("current", 0))])  # fmt: skip
+        if not no_stream:
+            click.echo("\033[2J\033[H", nl=False)
+        click.echo(table(rows), nl=False)
+        if no_stream:
+            return
+        before = after
+
+
+@click.command("cp")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
+@click.argument("src")
+@click.argument("dest")
+@click.pass_context
+def cp_cmd(ctx: click.Context, archive: bool, follow_link: bool, src: str, dest: str) -> None:
+    """Copy files between a container and the host (CONTAINER:SRC_PATH DEST or SRC CONTAINER:DEST_PATH)."""
+    from dockyard.engine.copy import copy_from, copy_to
+    from dockyard.snapshot.snapshotter import unmount
+
+    engine = _engine(ctx)
+    if ":" in src and not src.startswith(("/", ".")):
+        ref, _, path = src.partition(":")
+        cid = engine.lookup(ref)
+        rootfs, mounted = engine.rootfs_for_copy(cid)
+        try:
+            copy_from(rootfs, path, dest, follow_link)
+        finally:
+            if mounted:
+                unmount(rootfs)
+    elif ":" in dest and not dest.startswith(("/", ".")):
+        ref, _, path = dest.partition(":")
+        cid = engine.lookup(ref)
+        rootfs, mounted = engine.rootfs_for_copy(cid)
+        try:
+            copy_to(src, rootfs, path, archive)
+        finally:
+            if mounted:
+                unmount(rootfs)
+    else:
+        raise InvalidArgument("must specify at least one container source")
+
+
+@click.command("update")
+@click.option("-m", "--memory", help="Memory limit")
+@click.option("--cpus", type=float, help="Number of CPUs")
+@click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+@click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
+@click.option("--restart", help="Restart policy to apply when a container exits")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def update_cmd(ctx: click.Context, memory: str | None, cpus: float | None, cpu_shares: int | None,
+               pids_limit: int | None, restart: str | None, containers: tuple[str, ...]) -> None:  # fmt: skip
+    """Update configuration of one or more containers."""
+    engine = _engine(ctx)
+    changes = {"Memory": ram_in_bytes(memory) if memory else None, "NanoCpus": int(cpus * 1e9) if cpus else None,
+               "CpuShares": cpu_shares, "PidsLimit": pids_limit,
+               "RestartPolicy": _restart_policy(restart) if restart else None}  # fmt: skip
+    for ref in containers:
+        engine.update(engine.lookup(ref), changes)
+        click.echo(ref)
+
+
+@click.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.pass_context
+def container_prune_cmd(ctx: click.Context, force: bool) -> None:
+    """Remove all stopped containers."""
+    if not force and not click.confirm(
+        "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"
+    ):
+        return
+    gone = _engine(ctx).prune()
+    if gone:
+        click.echo("Deleted Containers:\n" + "\n".join(gone) + "\n")
+    click.echo("Total reclaimed space: 0B")
+
+
+def register_more(cli: click.Group, group: click.Group) -> None:
+    for cmd in (
+        pause_cmd,
+        unpause_cmd,
+        rename_cmd,
+        exec_cmd,
+        top_cmd,
+        stats_cmd,
+        cp_cmd,
+        update_cmd,
+    ):
+        cli.add_command(cmd)
+        group.add_command(cmd)
+    group.add_command(container_prune_cmd)

@@ -202,9 +202,22 @@ def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
 def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove one or more images."""
     store = _store(ctx)
+    from dockyard.engine.containers import Engine
+
+    engine = Engine(store.root, store.snapshotter_name)
     for name in names:
         image_id = store.resolve(name)
         tags = store.tags_of(image_id)
+        users = engine.users_of_image(image_id)
+        running = [u for u in users if u["status"] in ("running", "paused", "restarting")]
+        # Docker refuses only when this rmi would delete the image, not when it just untags.
+        would_delete = reference_is_id(name) or len(tags) <= 1
+        if running and would_delete:
+            raise Conflict(f"conflict: unable to delete {_short(image_id)} (cannot be forced) - image is "
+                           f"being used by running container {running[0]['id'][:12]}")  # fmt: skip
+        if users and would_delete and not force:
+            raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - container '
+                           f"{users[0]['id'][:12]} is using its referenced image {_short(image_id)}")  # fmt: skip
         by_id = _short(image_id).startswith(name.removeprefix("sha256:")[:12]) and reference_is_id(
             name
         )
@@ -220,6 +233,8 @@ def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
                 continue
         for d in store.digests_of(image_id):
             click.echo(f"Untagged: {store.untag(d)}")
+        if users:
+            continue  # forced: the names go, the image stays for its stopped containers
         store.delete_image(image_id)
         click.echo(f"Deleted: {image_id}")
 

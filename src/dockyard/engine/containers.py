@@ -321,6 +321,90 @@ class Engine:
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id = ?", (cid,))
 
+    # -- more verbs
+    def pause(self, cid: str) -> None:
+        rec = self.refresh(cid)
+        if rec["status"] != "running":
+            raise Conflict(f"Container {cid} is not running")
+        lifecycle.pause(self.runtime_opts(), cid)
+        self.set_state(cid, status="paused")
+
+    def unpause(self, cid: str) -> None:
+        rec = self.refresh(cid)
+        if rec["status"] != "paused":
+            raise Conflict(f"Container {cid} is not paused")
+        lifecycle.resume(self.runtime_opts(), cid)
+        self.set_state(cid, status="running")
+
+    def rename(self, cid: str, new_name: str) -> None:
+        new_name = new_name.lstrip("/")
+        if (
+            not new_name
+            or not new_name[0].isalnum()
+            or not all(c.isalnum() or c in "_.-" for c in new_name)
+        ):
+            raise InvalidArgument(
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        holder = self.db.query("SELECT id FROM containers WHERE name = ?", (new_name,))
+        if holder:
+            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                           f'"{holder[0]["id"]}". You have to remove (or rename) that container to be able to '
+                           "reuse that name.")  # fmt: skip
+        with self.db.tx() as c:
+            c.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, cid))
+
+    def users_of_image(self, image_id: str) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT id FROM containers WHERE image_id = ?", (image_id,))
+        return [self.refresh(r["id"]) for r in rows]
+
+    def stats(self, cid: str) -> dict[str, Any]:
+        """Memory, cpu and pids of a running container, from its cgroup."""
+        from dockyard.runtime import cgroups
+        from dockyard.runtime import state as st
+
+        try:
+            return cgroups.from_state(st.load(self.exec_root, cid).get("cgroup") or {}).stats()
+        except st.ContainerNotFound:
+            return {}
+
+    def update(self, cid: str, resources: dict[str, Any]) -> None:
+        """Change a container's limits now (cgroup) and for its next start (HostConfig)."""
+        from dockyard.runtime import cgroups
+        from dockyard.runtime import state as st
+
+        rec = self.refresh(cid)
+        host = rec["host_config"]
+        host.update({k: v for k, v in resources.items() if v is not None})
+        with self.db.tx() as c:
+            c.execute("UPDATE containers SET host_config = ? WHERE id = ?", (json.dumps(host), cid))
+        if rec["status"] in ("running", "paused"):
+            from dockyard.engine.spec import oci_spec
+
+            spec = oci_spec(
+                cid, rec["config"], host, os.path.join(self.cdir(cid), "rootfs"), self.cdir(cid)
+            )
+            res = {k: v for k, v in spec["linux"]["resources"].items() if k != "devices"}
+            cgroups.from_state(st.load(self.exec_root, cid).get("cgroup") or {}).apply(res)
+
+    def prune(self) -> list[str]:
+        """Remove every stopped container; their IDs."""
+        gone = []
+        for rec in self.list(all_=True):
+            if rec["status"] in ("exited", "created", "dead"):
+                self.remove(rec["id"])
+                gone.append(rec["id"])
+        return gone
+
+    def rootfs_for_copy(self, cid: str) -> tuple[str, bool]:
+        """The container's root on the host, mounting it if the container is not running;
+        (path, whether the caller must unmount it)."""
+        rootfs = os.path.join(self.cdir(cid), "rootfs")
+        if os.path.ismount(rootfs):
+            return rootfs, False
+        self.images.snapshots.mount(cid, rootfs)
+        return rootfs, True
+
     # -- listing
     def list(self, all_: bool = False) -> list[dict[str, Any]]:
         rows = self.db.query("SELECT id FROM containers ORDER BY created DESC")
@@ -368,3 +452,9 @@ class Engine:
             "Config": cfg,
             "NetworkSettings": {"Networks": {}, "IPAddress": "", "Ports": {}},
         }
+
+
+def _tree_size(path: str) -> int:
+    from dockyard.image.store import du
+
+    return du(path)
