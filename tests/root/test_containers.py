@@ -289,7 +289,10 @@ def test_rmi_refuses_an_image_in_use(dy: Dy) -> None:
     dy("rm", "-f", "holder")
     cid = dy("create", "busybox", "true").stdout.strip()
     proc = dy("rmi", "busybox", ok=False)
-    assert proc.returncode == 125 and f"container {cid[:12]} is using its referenced image" in proc.stderr
+    assert (
+        proc.returncode == 125
+        and f"container {cid[:12]} is using its referenced image" in proc.stderr
+    )
     dy("rm", cid)
     assert dy("images", "-q").stdout.strip()  # still there for the tests after this one
 
@@ -301,3 +304,66 @@ def test_container_prune(dy: Dy) -> None:
     assert a in out and b not in out
     assert b in dy("ps", "-q", "--no-trunc").stdout
     dy("rm", "-f", b)
+
+
+def _pty_run(dy: Dy, *args: str, rows: int = 33, cols: int = 101):  # type: ignore[no-untyped-def]
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen([DOCKYARD, "--root", dy.root, *args], stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)  # fmt: skip
+    os.close(slave)
+    return proc, master
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while needle not in out:
+        assert time.monotonic() < deadline, f"no {needle!r} in {out!r}"
+        ready, _, _ = __import__("select").select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_interactive_terminal(dy: Dy) -> None:
+    proc, master = _pty_run(dy, "run", "-it", "--name", "tty1", "busybox", "sh")
+    try:
+        _read_until(master, b"# ")
+        os.write(master, b"stty size; tty; echo $((6*7))\r")
+        out = _read_until(master, b"42")
+        assert b"33 101" in out and b"/dev/pts/0" in out  # our window size reached the container
+        os.write(master, b"sleep 30\r")
+        time.sleep(0.3)
+        os.write(master, b"\x03")  # ^C goes to the container's shell, not to dockyard
+        _read_until(master, b"# ")
+        assert dy.record("tty1")["State"]["Running"] is True
+        os.write(master, b"\x10\x11")  # ctrl-p ctrl-q: detach, the container keeps running
+        assert proc.wait(timeout=20) == 0
+        assert dy.record("tty1")["State"]["Running"] is True
+    finally:
+        os.close(master)
+        proc.kill()
+        proc.wait()
+        dy("rm", "-f", "tty1")
+
+
+def test_interactive_exit_code(dy: Dy) -> None:
+    proc, master = _pty_run(dy, "run", "-it", "--rm", "busybox", "sh")
+    try:
+        _read_until(master, b"# ")
+        os.write(master, b"exit 7\r")
+        assert proc.wait(timeout=20) == 7
+    finally:
+        os.close(master)

@@ -221,13 +221,34 @@ def run_cmd(ctx: click.Context, detach: bool, sig_proxy: bool, detach_keys: str,
         click.echo(cid)
         return
     monitor = engine.start(cid, attach=True)
-    code = _attach(engine, cid, config["OpenStdin"], config["Tty"], sig_proxy)
+    code = _attach(
+        engine, cid, config["OpenStdin"], config["Tty"], sig_proxy, _detach_keys(detach_keys)
+    )
+    if code is None:  # detached with the key sequence: the container goes on
+        click.echo("read escape sequence", err=True)
+        ctx.exit(0)
     monitor.wait()  # with --rm the monitor removes the container before it exits
     ctx.exit(code)
 
 
-def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool) -> int:
-    """Stream the container's output here (and our input there) until it exits; its exit code."""
+def _detach_keys(spec: str) -> bytes:
+    """Docker's --detach-keys: "ctrl-p,ctrl-q" -> b"\x10\x11"."""
+    out = bytearray()
+    for key in spec.split(","):
+        key = key.strip()
+        if key.startswith("ctrl-") and len(key) == 6:
+            out.append((ord(key[5].lower()) - ord("a") + 1) & 0x1F)
+        elif len(key) == 1:
+            out += key.encode()
+        else:
+            raise InvalidArgument(f"invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
+            detach_keys: bytes = b"\x10\x11") -> int | None:  # fmt: skip
+    """Stream the container's output here (and our input there) until it exits; its exit code,
+    or None when the user detached with the key sequence."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with stream.ShortPath(os.path.join(engine.cdir(cid), "attach.sock")) as short:
         sock.connect(short)
@@ -239,8 +260,14 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool) -
 
         saved_tty = termios.tcgetattr(0)
         tty_mod.setraw(0)
-        rows, cols = os.get_terminal_size(0)
-        sock.sendall(stream.frame(stream.RESIZE, json.dumps({"h": rows, "w": cols}).encode()))
+        import signal as signal_mod
+
+        def resize(*_args: Any) -> None:
+            cols, rows = os.get_terminal_size(0)
+            sock.sendall(stream.frame(stream.RESIZE, json.dumps({"h": rows, "w": cols}).encode()))
+
+        resize()
+        signal_mod.signal(signal_mod.SIGWINCH, resize)
     if sig_proxy and not tty:
         import signal
 
@@ -253,6 +280,7 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool) -
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, forward)
     watch: list[Any] = [sock] + ([0] if stdin else [])
+    pending = b""
     try:
         while True:
             try:
@@ -261,7 +289,20 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool) -
                 continue
             if 0 in ready:
                 data = os.read(0, 65536)
-                if data:
+                if data and tty and detach_keys:
+                    pending += data
+                    if detach_keys in pending:
+                        before = pending.split(detach_keys, 1)[0]
+                        if before:
+                            sock.sendall(stream.frame(stream.STDIN, before))
+                        return None
+                    # hold back a possible start of the sequence, send the rest
+                    keep = next((n for n in range(len(detach_keys) - 1, 0, -1)
+                                 if pending.endswith(detach_keys[:n])), 0)  # fmt: skip
+                    data, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+                    if data:
+                        sock.sendall(stream.frame(stream.STDIN, data))
+                elif data:
                     sock.sendall(stream.frame(stream.STDIN, data))
                 else:
                     sock.sendall(stream.frame(stream.STDIN_CLOSE, b""))
