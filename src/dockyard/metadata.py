@@ -81,6 +81,23 @@ _MIGRATIONS = [
         stopped_by_user INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 3: named volumes, and which container uses which
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL DEFAULT 'local',
+        created TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        anonymous INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE container_volumes (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        volume TEXT NOT NULL REFERENCES volumes(name),
+        destination TEXT NOT NULL,
+        read_only INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (container_id, destination)
+    );
+    """,
 ]
 
 

@@ -367,3 +367,76 @@ def test_interactive_exit_code(dy: Dy) -> None:
         assert proc.wait(timeout=20) == 7
     finally:
         os.close(master)
+
+
+def test_named_volume_is_filled_from_the_image_then_kept(dy: Dy) -> None:
+    dy("volume", "create", "--label", "team=x", "etcvol")
+    out = dy(
+        "run",
+        "--rm",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/group | head -1; echo kept > /etc/mine",
+    )
+    assert out.stdout == "root:x:0:\n"  # the empty volume got the image's /etc on first use
+    again = dy(
+        "run",
+        "--rm",
+        "-v",
+        "etcvol:/data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/mine; touch /data/x",
+        ok=False,
+    )
+    assert again.stdout == "kept\n" and "Read-only file system" in again.stderr
+    info = json.loads(dy("volume", "inspect", "etcvol").stdout)[0]
+    assert info["Labels"] == {"team": "x"} and info["Mountpoint"].endswith("/volumes/etcvol/_data")
+    cid = dy("run", "-d", "-v", "etcvol:/d", "busybox", "sleep", "60").stdout.strip()
+    mounts = dy.record(cid)["Mounts"]
+    assert (
+        mounts[0]["Type"] == "volume"
+        and mounts[0]["Name"] == "etcvol"
+        and mounts[0]["Destination"] == "/d"
+    )
+    busy = dy("volume", "rm", "etcvol", ok=False)
+    assert busy.returncode == 125 and f"volume is in use - [{cid}]" in busy.stderr
+    dy("rm", "-f", cid)
+    dy("volume", "rm", "etcvol")
+    assert "etcvol" not in dy("volume", "ls", "-q").stdout
+
+
+def test_anonymous_volumes_go_with_rm_v_and_prune(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = set(dy("volume", "ls", "-q").stdout.split())
+    cid = dy("create", "-v", "/cache", "busybox", "true").stdout.strip()
+    new = set(dy("volume", "ls", "-q").stdout.split()) - before
+    assert len(new) == 1
+    dy("rm", "-v", cid)
+    assert set(dy("volume", "ls", "-q").stdout.split()) == before
+    host = tmp_path / "hostdir"
+    host.mkdir()
+    (host / "f").write_text("from host")
+    proc = dy(
+        "run",
+        "--rm",
+        "--mount",
+        f"type=bind,source={host},target=/h,readonly",
+        "busybox",
+        "cat",
+        "/h/f",
+    )
+    assert proc.stdout == "from host"
+    bad = dy(
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/no/such/dir,target=/x",
+        "busybox",
+        "true",
+        ok=False,
+    )
+    assert bad.returncode == 125 and "bind source path does not exist" in bad.stderr

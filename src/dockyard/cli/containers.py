@@ -85,6 +85,12 @@ def create_options(f: Any) -> Any:
         ),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (PATH[:OPTIONS])"),
         click.option(
+            "--mount",
+            "mounts",
+            multiple=True,
+            help="Attach a filesystem mount (type=bind|volume|tmpfs,...)",
+        ),
+        click.option(
             "--read-only", is_flag=True, help="Mount the container's root filesystem as read only"
         ),
         click.option("-m", "--memory", help="Memory limit"),
@@ -176,6 +182,7 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
         "Privileged": kw["privileged"],
         "SecurityOpt": list(kw["security_opt"]),
         "Binds": list(kw["volume"]),
+        "MountSpecs": list(kw["mounts"]),
         "Tmpfs": tmpfs,
         "Runtime": kw["runtime"],
         "LogConfig": {"Type": "json-file", "Config": log_opts},
@@ -405,7 +412,7 @@ def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str
     """Remove one or more containers."""
     engine = _engine(ctx)
     for ref in containers:
-        engine.remove(engine.lookup(ref), force)
+        engine.remove(engine.lookup(ref), force, volumes)
         click.echo(ref)
 
 
@@ -642,6 +649,7 @@ def register(cli: click.Group) -> None:
     container_group.add_command(ps_cmd, "list")
     container_group.add_command(inspect_cmd, "inspect")
     register_more(cli, container_group)
+    cli.add_command(volume_group)
     cli.add_command(container_group)
 
 
@@ -884,3 +892,110 @@ def register_more(cli: click.Group, group: click.Group) -> None:
         cli.add_command(cmd)
         group.add_command(cmd)
     group.add_command(container_prune_cmd)
+
+
+@click.group("volume")
+def volume_group() -> None:
+    """Manage volumes."""
+
+
+@volume_group.command("create")
+@click.argument("name", required=False)
+@click.option("--label", multiple=True, help="Set metadata for a volume")
+@click.option("-d", "--driver", default="local", help="Specify volume driver name")
+@click.pass_context
+def volume_create_cmd(
+    ctx: click.Context, name: str | None, label: tuple[str, ...], driver: str
+) -> None:
+    """Create a volume."""
+    if driver != "local":
+        raise InvalidArgument(f"volume driver {driver} is not supported (local only)")
+    labels = dict(item.partition("=")[::2] for item in label)
+    click.echo(_engine(ctx).volumes.create(name, labels))
+
+
+@volume_group.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    help="Provide filter values (dangling=, name=, label=)",
+)
+@click.pass_context
+def volume_ls_cmd(ctx: click.Context, quiet: bool, filters: tuple[str, ...]) -> None:
+    """List volumes."""
+    vols = _engine(ctx).volumes
+    rows = vols.list()
+    for flt in filters:
+        key, _, value = flt.partition("=")
+        if key == "dangling":
+            want = value.lower() in ("true", "1")
+            rows = [r for r in rows if (not vols.users(r["name"])) == want]
+        elif key == "name":
+            rows = [r for r in rows if value in r["name"]]
+        elif key == "label":
+            lk, eq, lv = value.partition("=")
+            rows = [
+                r
+                for r in rows
+                if lk in json.loads(r["labels"]) and (not eq or json.loads(r["labels"])[lk] == lv)
+            ]
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    if quiet:
+        for r in rows:
+            click.echo(r["name"])
+        return
+    click.echo(
+        table([["DRIVER", "VOLUME NAME"], *[[r["driver"], r["name"]] for r in rows]]), nl=False
+    )
+
+
+@volume_group.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def volume_inspect_cmd(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Display detailed information on one or more volumes."""
+    vols = _engine(ctx).volumes
+    click.echo(json.dumps([vols.inspect(n) for n in names], indent=4))
+
+
+@volume_group.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def volume_rm_cmd(ctx: click.Context, force: bool, names: tuple[str, ...]) -> None:
+    """Remove one or more volumes."""
+    vols = _engine(ctx).volumes
+    for name in names:
+        vols.remove(name, force)
+        click.echo(name)
+
+
+@volume_group.command("prune")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones"
+)
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.pass_context
+def volume_prune_cmd(ctx: click.Context, all_: bool, force: bool) -> None:
+    """Remove unused local volumes (anonymous ones, or all with -a)."""
+    from dockyard.cli.format import human_size
+    from dockyard.image.store import du
+
+    if not force and not click.confirm("WARNING! This will remove anonymous local volumes not used by at least one "
+                                       "container.\nAre you sure you want to continue?"):  # fmt: skip
+        return
+    vols = _engine(ctx).volumes
+    gone, freed = [], 0
+    for r in vols.list():
+        if vols.users(r["name"]) or not (all_ or r["anonymous"]):
+            continue
+        freed += du(os.path.dirname(vols.path(r["name"])))
+        vols.remove(r["name"])
+        gone.append(r["name"])
+    if gone:
+        click.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
+    click.echo(f"Total reclaimed space: {human_size(freed)}")

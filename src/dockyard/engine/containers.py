@@ -42,6 +42,9 @@ class Engine:
         self.db = self.images.db
         self.snapshotter = snapshotter
         self.exec_root = os.path.join(root, "exec")
+        from dockyard.engine.volumes import VolumeStore
+
+        self.volumes = VolumeStore(root, self.db)
 
     # -- paths
     def cdir(self, cid: str) -> str:
@@ -129,6 +132,8 @@ class Engine:
             raise InvalidArgument(
                 f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
+        host = dict(host)
+        host["Mounts"] = self._resolve_mounts(host, img_cfg)
         merged.setdefault("Hostname", cid[:12])
         merged["Hostname"] = merged["Hostname"] or cid[:12]
         cdir = self.cdir(cid)
@@ -153,6 +158,10 @@ class Engine:
                     c.execute(
                         "INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,)
                     )
+                    for m in host["Mounts"]:
+                        if m["Type"] == "volume":
+                            c.execute("INSERT INTO container_volumes VALUES (?, ?, ?, ?)",
+                                      (cid, m["Name"], m["Target"], int(m.get("ReadOnly", False))))  # fmt: skip
             except Exception as err:
                 if "UNIQUE" in str(err) and "name" in str(err):
                     holder = self.db.query("SELECT id FROM containers WHERE name = ?", (name,))
@@ -167,6 +176,56 @@ class Engine:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
         return cid
+
+    def _resolve_mounts(
+        self, host: dict[str, Any], img_cfg: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """-v, --mount, --tmpfs and the image's VOLUMEs as one list of Docker mount points."""
+        out: list[dict[str, Any]] = []
+
+        def volume(name: str | None, target: str, ro: bool) -> None:
+            anonymous = name is None
+            name = self.volumes.create(name, anonymous=anonymous)
+            out.append({"Type": "volume", "Name": name, "Source": self.volumes.path(name), "Target": target,
+                        "ReadOnly": ro, "Anonymous": anonymous})  # fmt: skip
+
+        for bind in host.get("Binds") or []:
+            parts = bind.split(":")
+            ro = len(parts) > 2 and "ro" in parts[2].split(",")
+            if len(parts) == 1:
+                volume(None, parts[0], False)
+            elif parts[0].startswith("/"):
+                if not os.path.exists(parts[0]):
+                    os.makedirs(parts[0])  # as docker -v does for a missing host path
+                out.append({"Type": "bind", "Source": parts[0], "Target": parts[1], "ReadOnly": ro})
+            else:
+                volume(parts[0], parts[1], ro)
+        for spec in host.get("MountSpecs") or []:
+            fields = dict(item.partition("=")[::2] for item in spec.split(","))
+            kind = fields.get("type", "volume")
+            target = fields.get("target") or fields.get("destination") or fields.get("dst")
+            if not target:
+                raise InvalidArgument(
+                    f'invalid argument "{spec}" for "--mount" flag: target is required'
+                )
+            ro = "readonly" in fields or "ro" in fields
+            source = fields.get("source") or fields.get("src")
+            if kind == "bind":
+                if not source or not os.path.exists(source):
+                    raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not '
+                                          f"exist: {source}")  # fmt: skip
+                out.append({"Type": "bind", "Source": source, "Target": target, "ReadOnly": ro})
+            elif kind == "volume":
+                volume(source, target, ro)
+            elif kind == "tmpfs":
+                out.append({"Type": "tmpfs", "Source": "", "Target": target, "ReadOnly": ro})
+            else:
+                raise InvalidArgument(f"invalid mount type: {kind}")
+        taken = {m["Target"] for m in out}
+        for target in img_cfg.get("Volumes") or {}:
+            if target not in taken:
+                volume(None, target, False)
+        return out
 
     # -- start
     def start(self, cid: str, attach: bool = False) -> subprocess.Popen[bytes]:
@@ -297,7 +356,7 @@ class Engine:
                 except OSError:
                     pass
 
-    def remove(self, cid: str, force: bool = False) -> None:
+    def remove(self, cid: str, force: bool = False, volumes: bool = False) -> None:
         rec = self.refresh(cid)
         if rec["status"] in ("running", "paused", "restarting"):
             if not force:
@@ -320,6 +379,15 @@ class Engine:
         shutil.rmtree(self.cdir(cid), ignore_errors=True)
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        anonymous = [
+            m["Name"] for m in rec["host_config"].get("Mounts") or [] if m.get("Anonymous")
+        ]
+        if volumes or rec["host_config"].get("AutoRemove"):
+            for name in anonymous:  # --rm and rm -v take the anonymous volumes along, as Docker
+                try:
+                    self.volumes.remove(name)
+                except (Conflict, NotFound):
+                    pass
 
     # -- more verbs
     def pause(self, cid: str) -> None:
@@ -448,7 +516,19 @@ class Engine:
             "RestartCount": rec["restart_count"],
             "Driver": self.snapshotter,
             "HostConfig": rec["host_config"],
-            "Mounts": [],
+            "Mounts": [
+                {
+                    "Type": m["Type"],
+                    "Name": m.get("Name", ""),
+                    "Source": m["Source"],
+                    "Destination": m["Target"],
+                    "Driver": "local" if m["Type"] == "volume" else "",
+                    "Mode": "",
+                    "RW": not m.get("ReadOnly"),
+                    "Propagation": "rprivate" if m["Type"] == "bind" else "",
+                }
+                for m in rec["host_config"].get("Mounts") or []
+            ],
             "Config": cfg,
             "NetworkSettings": {"Networks": {}, "IPAddress": "", "Ports": {}},
         }

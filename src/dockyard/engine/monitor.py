@@ -122,6 +122,11 @@ def run_once(engine: Engine, cid: str, rec: dict[str, Any], log: LogWriter, clie
     if not os.path.ismount(rootfs):
         engine.images.snapshots.mount(cid, rootfs)
     config, host = rec["config"], rec["host_config"]
+    from dockyard.runtime.rootfs import secure_join
+
+    for m in host.get("Mounts") or []:
+        if m["Type"] == "volume":
+            engine.volumes.fill_from(m["Name"], secure_join(rootfs, m["Target"]))
     spec = oci_spec(cid, config, host, rootfs, cdir)
     with open(os.path.join(cdir, "config.json"), "w") as f:
         json.dump(spec, f)

@@ -152,14 +152,20 @@ def oci_spec(
     for target, opts in (host.get("Tmpfs") or {}).items():
         mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
                        "options": ["nosuid", "nodev", *[o for o in opts.split(",") if o]]})  # fmt: skip
-    for bind in host.get("Binds") or []:
-        parts = bind.split(":")
-        if len(parts) < 2 or not parts[0].startswith("/"):
-            raise InvalidArgument(f"invalid volume specification: '{bind}'")
-        options = ["rbind"] + (["ro"] if len(parts) > 2 and "ro" in parts[2].split(",") else [])
-        mounts.append(
-            {"destination": parts[1], "type": "bind", "source": parts[0], "options": options}
-        )
+    for m in host.get("Mounts") or []:
+        options = ["rbind"] + (["ro"] if m.get("ReadOnly") else [])
+        if m["Type"] == "tmpfs":
+            mounts.append({"destination": m["Target"], "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev"] + (["ro"] if m.get("ReadOnly") else [])})  # fmt: skip
+        else:
+            mounts.append(
+                {
+                    "destination": m["Target"],
+                    "type": "bind",
+                    "source": m["Source"],
+                    "options": options,
+                }
+            )
     if config.get("StopSignal"):
         spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = config[
             "StopSignal"
