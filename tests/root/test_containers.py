@@ -135,9 +135,14 @@ def test_name_conflict_names_the_holder(dy: Dy) -> None:
 
 def test_killed_monitor_does_not_lose_the_container(dy: Dy) -> None:
     cid = dy("run", "-d", "busybox", "sleep", "60").stdout.strip()
-    monitor = next(
-        pid for pid, args in _processes() if "dockyard.engine.monitor" in args and cid in args
-    )
+    # the monitor, in its lean shape once the container runs
+    deadline = time.monotonic() + 10
+    while not (
+        found := [p for p, a in _processes() if "lean.py" in " ".join(a) and cid in " ".join(a)]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    monitor = found[0]
     pid = dy.record(cid)["State"]["Pid"]
     os.kill(monitor, signal.SIGKILL)
     time.sleep(0.2)

@@ -1,0 +1,211 @@
+"""The monitor's idle loop, run as ``python -S lean.py ...`` with C modules only.
+
+A running container spends its life here: copying output to the json-file log
+and to attached clients, passing input along, and waiting for the exit. The
+full monitor (``engine.monitor``) sets the container up, then execs this to
+hold a few megabytes instead of the engine's working set; when the container
+exits, this execs the full monitor again (``--finish CODE``) for the
+bookkeeping. Same process throughout, so it stays the container's parent.
+
+No imports beyond the interpreter's built-in C modules (and the frozen ``os``),
+so nothing of site-packages is loaded.
+
+argv: PYTHON MONITOR_ARGV_JSON PID TTY IN_FD LISTEN_FD LOG_PATH MAX_SIZE MAX_FILES OUT_FD:NAME...
+"""
+
+import _json
+import _signal
+import _socket
+import os
+import select
+import time
+
+_enc = _json.encode_basestring_ascii
+STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE = 0, 1, 2, 3, 4, 5
+
+
+def now():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+class Log:
+    def __init__(self, path, max_size, max_files):
+        self.path, self.max_size, self.max_files = path, max_size, max_files
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+        self.partial = {"stdout": b"", "stderr": b""}
+
+    def write(self, name, data, final=False):
+        buf = self.partial[name] + data
+        lines = buf.split(b"\n")
+        self.partial[name] = lines.pop()
+        for line in lines:
+            self.emit(name, line + b"\n")
+        while len(self.partial[name]) >= 16384:
+            self.emit(name, self.partial[name][:16384])
+            self.partial[name] = self.partial[name][16384:]
+        if final and self.partial[name]:
+            self.emit(name, self.partial[name])
+            self.partial[name] = b""
+
+    def emit(self, name, chunk):
+        text = chunk.decode("utf-8", "replace")
+        rec = (
+            '{"log":' + _enc(text) + ',"stream":"' + name + '","time":"' + now() + '"}\n'
+        ).encode()
+        os.write(self.fd, rec)
+        self.size += len(rec)
+        if self.size >= self.max_size:
+            os.close(self.fd)
+            for i in range(self.max_files - 1, 0, -1):
+                src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{i}")
+            if self.max_files <= 1:
+                os.truncate(self.path, 0)
+            self.fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+            )
+            self.size = 0
+
+
+def frame(kind, payload):
+    return bytes((kind, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
+
+
+def main(argv):
+    python, monitor_argv, pid, tty, in_fd, listen_fd, log_path, max_size, max_files = argv[:9]
+    pid, tty, in_fd, listen_fd = int(pid), tty == "1", int(in_fd), int(listen_fd)
+    outs = {}
+    client_fds = []
+    for item in argv[9:]:
+        fd, _, name = item.partition(":")
+        if name == "client":
+            client_fds.append(int(fd))
+        else:
+            outs[int(fd)] = name
+    log = Log(log_path, int(max_size), int(max_files))
+    listener = _socket.socket(fileno=listen_fd)
+    clients = {fd: [_socket.socket(fileno=fd), b""] for fd in client_fds}
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    _signal.set_wakeup_fd(wake_w)
+    _signal.signal(_signal.SIGCHLD, lambda *a: None)
+
+    def send(kind, data):
+        for fd, (sock, _buf) in list(clients.items()):
+            try:
+                sock.sendall(frame(kind, data))
+            except OSError:
+                drop(fd)
+
+    def drop(fd):
+        sock, _buf = clients.pop(fd)
+        sock.close()
+
+    open_outs = dict(outs)
+    exited = None
+    while True:
+        if exited is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                exited = os.waitstatus_to_exitcode(status)
+                exited = 128 - exited if exited < 0 else exited
+        if exited is not None and (not open_outs or tty):
+            break
+        watch = [*open_outs, wake_r, listen_fd, *clients]
+        try:
+            ready, _, _ = select.select(watch, [], [], None if exited is None else 0.05)
+        except InterruptedError:
+            continue
+        for fd in ready:
+            if fd == wake_r:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            elif fd == listen_fd:
+                cfd, _addr = listener._accept()
+                os.set_inheritable(cfd, True)
+                clients[cfd] = [_socket.socket(fileno=cfd), b""]
+            elif fd in clients:
+                sock, buf = clients[fd]
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    drop(fd)
+                    continue
+                buf += data
+                while len(buf) >= 8:
+                    size = int.from_bytes(buf[4:8], "big")
+                    if len(buf) < 8 + size:
+                        break
+                    kind, payload, buf = buf[0], buf[8 : 8 + size], buf[8 + size :]
+                    if kind == STDIN and in_fd >= 0:
+                        try:
+                            os.write(in_fd, payload)
+                        except OSError:
+                            pass
+                    elif kind == STDIN_CLOSE and in_fd >= 0 and not tty:
+                        os.close(in_fd)
+                        in_fd = -1
+                    elif kind == RESIZE and tty:
+                        import fcntl
+                        import termios
+
+                        size_obj = _json.make_scanner(_Ctx())(payload.decode(), 0)[0]
+                        packed = (
+                            size_obj["h"].to_bytes(2, "little")
+                            + size_obj["w"].to_bytes(2, "little")
+                            + bytes(4)
+                        )
+                        fcntl.ioctl(in_fd, termios.TIOCSWINSZ, packed)
+                if fd in clients:
+                    clients[fd][1] = buf
+            else:
+                name = open_outs[fd]
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    log.write(name, b"", final=True)
+                    del open_outs[fd]
+                    continue
+                log.write(name, data)
+                send(STDOUT if name == "stdout" else STDERR, data)
+    for name in open_outs.values():
+        log.write(name, b"", final=True)
+    os.close(log.fd)
+    for fd in outs:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    if in_fd >= 0 and not tty:
+        os.close(in_fd)
+    _signal.set_wakeup_fd(-1)
+    args = _json.make_scanner(_Ctx())(monitor_argv, 0)[0]
+    args += ["--finish", str(exited), "--listen-fd", str(listen_fd)]
+    for fd in clients:
+        args += ["--client-fd", str(fd)]
+    os.execv(python, [python, *args])
+
+
+class _Ctx:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = None
+    memo = {}
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
