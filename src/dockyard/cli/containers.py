@@ -327,13 +327,30 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
                         info = json.loads(payload)
                         if info.get("Error"):
                             _raise_start_error(info["Error"], info.get("ExitCode", 125))
-                        return int(info.get("ExitCode", 0))
+                        code = int(info.get("ExitCode", 0))
+                        if info.get("ClientFinish"):
+                            from dockyard.engine.monitor import finish_by_client
+
+                            finish_by_client(engine, cid, code)
+                            sock.sendall(stream.frame(stream.FINISHED, b""))
+                            _finish_removal(engine, cid)
+                        return code
     finally:
         if saved_tty is not None:
             import termios
 
             termios.tcsetattr(0, termios.TCSADRAIN, saved_tty)
         sock.close()
+
+
+def _finish_removal(engine: Engine, cid: str) -> None:
+    sock_path = os.path.join(engine.cdir(cid), "attach.sock")
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    if engine.record(cid)["host_config"].get("AutoRemove"):
+        engine.remove(cid, force=True)
 
 
 def _raise_start_error(message: str, code: int) -> None:

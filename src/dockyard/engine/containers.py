@@ -12,8 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -25,6 +23,47 @@ from dockyard.runtime import lifecycle
 __all__ = ["Engine"]
 
 _NEVER = "0001-01-01T00:00:00Z"
+
+
+class MonitorProcess:
+    """The monitor as a child of this process (until this process exits and it is adopted)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _fork_monitor(args: list[str]) -> MonitorProcess:
+    """Start a monitor by forking this process: the engine is imported already, which saves
+    a new interpreter's start-up on every container start. The child makes its own database
+    connection (SQLite connections must not cross a fork) and soon execs the lean loop."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            from dockyard.engine import monitor
+
+            code = monitor.main(args)
+        finally:
+            os._exit(code)
+    return MonitorProcess(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -228,7 +267,7 @@ class Engine:
         return out
 
     # -- start
-    def start(self, cid: str, attach: bool = False) -> subprocess.Popen[bytes]:
+    def start(self, cid: str, attach: bool = False) -> MonitorProcess:
         """Hand the container to a new monitor; with ``attach`` the monitor waits for a client.
 
         Without ``attach``, returns once the container runs (or raises its start error).
@@ -239,14 +278,11 @@ class Engine:
         if rec["status"] == "removing":
             raise Conflict(f"container {cid[:12]} is marked for removal and cannot be started")
         self.set_state(cid, error="", stopped_by_user=0)
-        args = [sys.executable, "-m", "dockyard.engine.monitor", self.root, cid, self.snapshotter]
-        if attach:
-            args.append("--attach")
+        args = [self.root, cid, self.snapshotter] + (["--attach"] if attach else [])
         sock = os.path.join(self.cdir(cid), "attach.sock")
         if os.path.exists(sock):
             os.unlink(sock)
-        monitor = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)  # fmt: skip
+        monitor = _fork_monitor(args)
         if attach:
             deadline = time.monotonic() + 30
             while not os.path.exists(sock):

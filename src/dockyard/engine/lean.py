@@ -10,7 +10,12 @@ bookkeeping. Same process throughout, so it stays the container's parent.
 No imports beyond the interpreter's built-in C modules (and the frozen ``os``),
 so nothing of site-packages is loaded.
 
-argv: PYTHON MONITOR_ARGV_JSON PID TTY IN_FD LISTEN_FD LOG_PATH MAX_SIZE MAX_FILES OUT_FD:NAME...
+When an attached client may do the bookkeeping itself (a foreground ``run``
+without a restart policy: it has the engine loaded already), the exit frame
+says so and, once the client confirms, this process just exits.
+
+argv: PYTHON MONITOR_ARGV_JSON PID TTY IN_FD LISTEN_FD LOG_PATH MAX_SIZE MAX_FILES CLIENT_FINISH
+      OUT_FD:NAME... CLIENT_FD:client...
 """
 
 import _json
@@ -21,7 +26,7 @@ import select
 import time
 
 _enc = _json.encode_basestring_ascii
-STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE = 0, 1, 2, 3, 4, 5
+STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED = 0, 1, 2, 3, 4, 5, 6
 
 
 def now():
@@ -75,11 +80,22 @@ def frame(kind, payload):
 
 
 def main(argv):
-    python, monitor_argv, pid, tty, in_fd, listen_fd, log_path, max_size, max_files = argv[:9]
+    (
+        python,
+        monitor_argv,
+        pid,
+        tty,
+        in_fd,
+        listen_fd,
+        log_path,
+        max_size,
+        max_files,
+        client_finish,
+    ) = argv[:10]
     pid, tty, in_fd, listen_fd = int(pid), tty == "1", int(in_fd), int(listen_fd)
     outs = {}
     client_fds = []
-    for item in argv[9:]:
+    for item in argv[10:]:
         fd, _, name = item.partition(":")
         if name == "client":
             client_fds.append(int(fd))
@@ -188,11 +204,46 @@ def main(argv):
     if in_fd >= 0 and not tty:
         os.close(in_fd)
     _signal.set_wakeup_fd(-1)
+    if client_finish == "1" and clients and handed_over(clients, exited):
+        os._exit(0)
     args = _json.make_scanner(_Ctx())(monitor_argv, 0)[0]
     args += ["--finish", str(exited), "--listen-fd", str(listen_fd)]
     for fd in clients:
         args += ["--client-fd", str(fd)]
     os.execv(python, [python, *args])
+
+
+def handed_over(clients, code):
+    """Offer the exit to the attached clients; True once one of them has recorded it."""
+    payload = ('{"ExitCode":' + str(code) + ',"ClientFinish":true}').encode()
+    for fd, (sock, _buf) in list(clients.items()):
+        try:
+            sock.sendall(frame(EXIT, payload))
+        except OSError:
+            del clients[fd]
+    deadline = time.monotonic() + 30
+    while clients and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(clients), [], [], deadline - time.monotonic())
+        for fd in ready:
+            sock, buf = clients[fd]
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                del clients[fd]
+                continue
+            buf += data
+            while len(buf) >= 8:
+                size = int.from_bytes(buf[4:8], "big")
+                if len(buf) < 8 + size:
+                    break
+                if buf[0] == FINISHED:
+                    return True
+                buf = buf[8 + size :]
+            if fd in clients:
+                clients[fd][1] = buf
+    return False
 
 
 class _Ctx:

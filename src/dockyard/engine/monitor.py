@@ -120,11 +120,23 @@ def launch(
         if fd >= 0:
             os.set_inheritable(fd, True)
     max_size, max_files = _log_limits(host)
+    # Without a restart policy an attached client may record the exit itself.
+    client_finish = ((host.get("RestartPolicy") or {}).get("Name") or "no") == "no"
     me = ["-m", "dockyard.engine.monitor", engine.root, cid, snapshotter]
     args = [sys.executable, "-I", "-S", _LEAN, sys.executable, json.dumps(me), str(state["pid"]), "1" if tty else "0",
             str(in_w), str(listener.fileno()), os.path.join(cdir, f"{cid}-json.log"), str(max_size),
-            str(max_files), *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
+            str(max_files), "1" if client_finish else "0",
+            *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
     os.execv(sys.executable, args)
+
+
+def finish_by_client(engine: Engine, cid: str, code: int) -> None:
+    """The attached client's share of the end: what the monitor would have done after the exit."""
+    from dockyard.snapshot.snapshotter import unmount
+
+    finish(engine, cid, code)
+    unmount(os.path.join(engine.cdir(cid), "rootfs"))
+    engine.set_state(cid, monitor_pid=0)
 
 
 def finish(engine: Engine, cid: str, code: int) -> None:

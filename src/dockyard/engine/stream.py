@@ -3,7 +3,8 @@
 Each frame is an 8-byte header (stream id, three zero bytes, big-endian
 length) and the payload. Streams: 0 stdin (client to monitor), 1 stdout,
 2 stderr, 3 the container's exit (JSON payload: ``{"ExitCode": n, ...}``),
-4 stdin closed, 5 terminal resize (JSON ``{"h": rows, "w": cols}``).
+4 stdin closed, 5 terminal resize (JSON ``{"h": rows, "w": cols}``), 6 the client has
+recorded the exit (sent after an exit frame that says ``"ClientFinish": true``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = [
     "frame",
 ]
 
-STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE = 0, 1, 2, 3, 4, 5
+STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED = 0, 1, 2, 3, 4, 5, 6
 _HEADER = struct.Struct(">B3xI")
 
 
