@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import time
 from typing import Any
 
@@ -256,6 +255,8 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
             detach_keys: bytes = b"\x10\x11") -> int | None:  # fmt: skip
     """Stream the container's output here (and our input there) until it exits; its exit code,
     or None when the user detached with the key sequence."""
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with stream.ShortPath(os.path.join(engine.cdir(cid), "attach.sock")) as short:
         sock.connect(short)

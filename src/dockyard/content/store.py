@@ -18,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
+from collections import namedtuple
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import InvalidArgument, NotFound
@@ -42,12 +41,10 @@ def check_digest(digest: str) -> str:
     return digest
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(namedtuple("Descriptor", "digest size")):
     """What identifies a blob: its digest and size (an OCI descriptor without media type)."""
 
-    digest: str
-    size: int
+    __slots__ = ()
 
 
 class Writer:
@@ -60,7 +57,7 @@ class Writer:
         self._hash = hashlib.sha256()
         self._written = 0
         self.existed = False  # set by commit(): the blob was in the store already
-        self._path = os.path.join(store.root, "ingest", secrets.token_hex(16))
+        self._path = os.path.join(store.root, "ingest", os.urandom(16).hex())
         self._file: BinaryIO | None = open(self._path, "xb")  # noqa: SIM115 - closed in commit/abort
 
     @property

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import time
 from typing import Any
@@ -160,7 +159,7 @@ class Engine:
         merged["Image"] = image
         if not (merged.get("Entrypoint") or merged.get("Cmd")):
             raise InvalidArgument("no command specified")
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         if name is None:
             from dockyard.engine.names import random_name
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 __all__ = ["random_name"]
 
@@ -15,4 +15,5 @@ _RIGHT = ("archimedes", "babbage", "curie", "darwin", "euler", "fermi", "galileo
 
 
 def random_name() -> str:
-    return f"{secrets.choice(_LEFT)}_{secrets.choice(_RIGHT)}"
+    a, b = os.urandom(2)
+    return f"{_LEFT[a % len(_LEFT)]}_{_RIGHT[b % len(_RIGHT)]}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 from typing import Any
@@ -32,7 +31,7 @@ class VolumeStore:
     def create(
         self, name: str | None = None, labels: dict[str, str] | None = None, anonymous: bool = False
     ) -> str:
-        name = name or secrets.token_hex(32)
+        name = name or os.urandom(32).hex()
         if not name[0].isalnum() or not all(c.isalnum() or c in "_.-" for c in name):
             raise InvalidArgument(f'"{name}" includes invalid characters for a local volume name, only '
                                   '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')  # fmt: skip

@@ -8,7 +8,7 @@ The grammar is distribution's ``reference`` package.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from dockyard.errors import InvalidArgument
 
@@ -30,14 +30,10 @@ _REFERENCE = re.compile(
 _NAME_MAX = 255
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(namedtuple("Reference", "domain path tag digest", defaults=(None, None))):
     """A normalised reference: registry domain, repository path, tag and/or digest."""
 
-    domain: str
-    path: str
-    tag: str | None = None
-    digest: str | None = None
+    __slots__ = ()
 
     @property
     def name(self) -> str:

@@ -13,8 +13,8 @@ import hashlib
 import json
 import os
 import time
+from collections import namedtuple
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dockyard.content import ContentStore, check_digest
@@ -49,14 +49,10 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-@dataclass(frozen=True)
-class Layer:
-    chain_id: str
-    diff_id: str
-    size: int
-    blob_digest: str
-    blob_size: int
-    media_type: str
+class Layer(namedtuple("Layer", "chain_id diff_id size blob_digest blob_size media_type")):
+    """A layer of the store: its chain ID (snapshot name), diff ID, unpacked size and blob."""
+
+    __slots__ = ()
 
 
 class _HashingReader:

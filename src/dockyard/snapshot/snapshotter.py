@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import shutil
 import subprocess
+from collections import namedtuple
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
@@ -35,11 +34,10 @@ __all__ = ["CopySnapshotter", "Info", "OverlaySnapshotter", "Snapshotter", "unmo
 _KEY_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:")
 
 
-@dataclass(frozen=True)
-class Info:
-    name: str
-    parent: str | None
-    kind: str  # "committed" or "active"
+class Info(namedtuple("Info", "name parent kind")):
+    """A snapshot: its name or key, its parent's name, and "committed" or "active"."""
+
+    __slots__ = ()
 
 
 def _dirname(name: str) -> str:
@@ -49,7 +47,7 @@ def _dirname(name: str) -> str:
 
 
 def _short_id() -> str:
-    return base64.b32encode(secrets.token_bytes(10)).decode().rstrip("=")
+    return base64.b32encode(os.urandom(10)).decode().rstrip("=")
 
 
 def unmount(target: str) -> None:
@@ -152,7 +150,7 @@ class Snapshotter:
             if pkind != "committed":
                 raise InvalidArgument(f"parent snapshot is not committed: {parent}")
         d = self._dir(name, kind)
-        tmp = f"{d}.tmp-{secrets.token_hex(4)}"
+        tmp = f"{d}.tmp-{os.urandom(4).hex()}"
         os.makedirs(os.path.join(tmp, "fs"))
         with open(os.path.join(tmp, "name"), "w") as f:
             f.write(name)
@@ -212,7 +210,7 @@ class Snapshotter:
             os.unlink(os.path.join(self.root, "l", self._link(d)))
         except FileNotFoundError:
             pass
-        trash = f"{d}.removing-{secrets.token_hex(4)}"
+        trash = f"{d}.removing-{os.urandom(4).hex()}"
         os.rename(d, trash)  # gone from view first, then from disk
         shutil.rmtree(trash)
 
@@ -231,7 +229,7 @@ class Snapshotter:
 
         if self.exists(name):
             return False
-        key = f"unpack-{secrets.token_hex(8)}"
+        key = f"unpack-{os.urandom(8).hex()}"
         fs = self.prepare(key, parent)
         try:
             apply_layer(layer, fs, mode=self.apply_mode)

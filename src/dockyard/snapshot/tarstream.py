@@ -10,7 +10,6 @@ corrupt or truncated layer is an error, not garbage on disk.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 __all__ = ["Entry", "TarFormatError", "TarReader"]
@@ -33,19 +32,18 @@ class TarFormatError(Exception):
     pass
 
 
-@dataclass
 class Entry:
-    name: str
-    type: bytes
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    mtime: float
-    linkname: str
-    devmajor: int
-    devminor: int
-    xattrs: dict[str, bytes] = field(default_factory=dict)
+    """One tar member, as much of it as unpacking needs."""
+
+    __slots__ = ("devmajor", "devminor", "gid", "linkname", "mode", "mtime", "name", "size", "type", "uid",
+                 "xattrs")  # fmt: skip
+
+    def __init__(self, name: str, type: bytes, mode: int, uid: int, gid: int, size: int, mtime: float,
+                 linkname: str, devmajor: int, devminor: int) -> None:  # fmt: skip
+        self.name, self.type, self.mode, self.uid, self.gid = name, type, mode, uid, gid
+        self.size, self.mtime, self.linkname = size, mtime, linkname
+        self.devmajor, self.devminor = devmajor, devminor
+        self.xattrs: dict[str, bytes] = {}
 
 
 def _num(field_: bytes) -> int:
