@@ -205,3 +205,23 @@ def edit_with(**changes: Any):  # type: ignore[no-untyped-def]
             node[last] = copy.deepcopy(value)
 
     return edit
+
+
+def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
+    """Read ``fd`` (a pty master, say) until ``needle`` shows up; fail after ``timeout``."""
+    import select
+
+    out = b""
+    deadline = time.monotonic() + timeout
+    while needle not in out:
+        assert time.monotonic() < deadline, f"no {needle!r} in {out!r}"
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from .conftest import read_until
+
 pytestmark = pytest.mark.root
 
 DOCKYARD = os.path.join(os.path.dirname(sys.executable), "dockyard")
@@ -325,34 +327,17 @@ def _pty_run(dy: Dy, *args: str, rows: int = 33, cols: int = 101):  # type: igno
     return proc, master
 
 
-def _read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
-    out = b""
-    deadline = time.monotonic() + timeout
-    while needle not in out:
-        assert time.monotonic() < deadline, f"no {needle!r} in {out!r}"
-        ready, _, _ = __import__("select").select([fd], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
-
-
 def test_interactive_terminal(dy: Dy) -> None:
     proc, master = _pty_run(dy, "run", "-it", "--name", "tty1", "busybox", "sh")
     try:
-        _read_until(master, b"# ")
+        read_until(master, b"# ")
         os.write(master, b"stty size; tty; echo $((6*7))\r")
-        out = _read_until(master, b"42")
+        out = read_until(master, b"42")
         assert b"33 101" in out and b"/dev/pts/0" in out  # our window size reached the container
         os.write(master, b"sleep 30\r")
         time.sleep(0.3)
         os.write(master, b"\x03")  # ^C goes to the container's shell, not to dockyard
-        _read_until(master, b"# ")
+        read_until(master, b"# ")
         assert dy.record("tty1")["State"]["Running"] is True
         os.write(master, b"\x10\x11")  # ctrl-p ctrl-q: detach, the container keeps running
         assert proc.wait(timeout=20) == 0
@@ -367,7 +352,7 @@ def test_interactive_terminal(dy: Dy) -> None:
 def test_interactive_exit_code(dy: Dy) -> None:
     proc, master = _pty_run(dy, "run", "-it", "--rm", "busybox", "sh")
     try:
-        _read_until(master, b"# ")
+        read_until(master, b"# ")
         os.write(master, b"exit 7\r")
         assert proc.wait(timeout=20) == 7
     finally:

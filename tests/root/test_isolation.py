@@ -9,13 +9,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
 from dockyard.runtime.state import proc_start_time
 
-from .conftest import Bundles, Runtime, edit_with
+from .conftest import Bundles, Runtime, edit_with, read_until
 
 pytestmark = pytest.mark.root
 
@@ -200,25 +199,6 @@ def _console_server(path: str) -> socket.socket:
     return srv
 
 
-def _read_until(fd: int, needle: bytes, timeout: float = 10) -> bytes:
-    out = b""
-    deadline = time.monotonic() + timeout
-    os.set_blocking(fd, False)
-    while needle not in out:
-        assert time.monotonic() < deadline, f"no {needle!r} in {out!r}"
-        try:
-            chunk = os.read(fd, 4096)
-        except BlockingIOError:
-            time.sleep(0.01)
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
-
-
 def test_terminal_gets_a_working_pty(bundles: Bundles, runtime: Runtime, work_dir: str) -> None:
     bundle, cid = bundles.make(
         ["/bin/sh", "-c", "tty; read line; echo got:$line"], edit_with(**{"process.terminal": True})
@@ -237,9 +217,9 @@ def test_terminal_gets_a_working_pty(bundles: Bundles, runtime: Runtime, work_di
         assert creating.wait(timeout=20) == 0, creating.stderr.read() if creating.stderr else ""
         master = fds[0]
         runtime.ok("start", cid)
-        assert b"/dev/pts/0" in _read_until(master, b"/dev/pts/0")
+        assert b"/dev/pts/0" in read_until(master, b"/dev/pts/0")
         os.write(master, b"hello\n")
-        assert b"got:hello" in _read_until(master, b"got:hello")
+        assert b"got:hello" in read_until(master, b"got:hello")
         os.close(master)
     finally:
         srv.close()

@@ -146,20 +146,8 @@ def main(argv):
                 os.set_inheritable(cfd, True)
                 clients[cfd] = [_socket.socket(fileno=cfd), b""]
             elif fd in clients:
-                sock, buf = clients[fd]
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    drop(fd)
-                    continue
-                buf += data
-                while len(buf) >= 8:
-                    size = int.from_bytes(buf[4:8], "big")
-                    if len(buf) < 8 + size:
-                        break
-                    kind, payload, buf = buf[0], buf[8 : 8 + size], buf[8 + size :]
+                frames = read_frames(clients, fd)
+                for kind, payload in frames or ():
                     if kind == STDIN and in_fd >= 0:
                         try:
                             os.write(in_fd, payload)
@@ -179,8 +167,6 @@ def main(argv):
                             + bytes(4)
                         )
                         fcntl.ioctl(in_fd, termios.TIOCSWINSZ, packed)
-                if fd in clients:
-                    clients[fd][1] = buf
             else:
                 name = open_outs[fd]
                 try:
@@ -213,6 +199,29 @@ def main(argv):
     os.execv(python, [python, *args])
 
 
+def read_frames(clients, fd):
+    """Complete frames now readable from client ``fd``; None (and the client dropped) at EOF."""
+    sock, buf = clients[fd]
+    try:
+        data = sock.recv(65536)
+    except OSError:
+        data = b""
+    if not data:
+        del clients[fd]
+        sock.close()
+        return None
+    buf += data
+    frames = []
+    while len(buf) >= 8:
+        size = int.from_bytes(buf[4:8], "big")
+        if len(buf) < 8 + size:
+            break
+        frames.append((buf[0], buf[8 : 8 + size]))
+        buf = buf[8 + size :]
+    clients[fd][1] = buf
+    return frames
+
+
 def handed_over(clients, code):
     """Offer the exit to the attached clients; True once one of them has recorded it."""
     payload = ('{"ExitCode":' + str(code) + ',"ClientFinish":true}').encode()
@@ -225,24 +234,8 @@ def handed_over(clients, code):
     while clients and time.monotonic() < deadline:
         ready, _, _ = select.select(list(clients), [], [], deadline - time.monotonic())
         for fd in ready:
-            sock, buf = clients[fd]
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                del clients[fd]
-                continue
-            buf += data
-            while len(buf) >= 8:
-                size = int.from_bytes(buf[4:8], "big")
-                if len(buf) < 8 + size:
-                    break
-                if buf[0] == FINISHED:
-                    return True
-                buf = buf[8 + size :]
-            if fd in clients:
-                clients[fd][1] = buf
+            if any(kind == FINISHED for kind, _payload in read_frames(clients, fd) or ()):
+                return True
     return False
 
 
