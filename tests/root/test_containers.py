@@ -430,3 +430,46 @@ def test_anonymous_volumes_go_with_rm_v_and_prune(dy: Dy, tmp_path) -> None:  # 
         ok=False,
     )
     assert bad.returncode == 125 and "bind source path does not exist" in bad.stderr
+
+
+def test_diff_commit_export(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dy(
+        "run",
+        "-d",
+        "--name",
+        "changer",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /etc/motd; rm /bin/vi; sleep 60",
+    )
+    deadline = time.monotonic() + 10
+    while "A /etc/motd" not in dy("diff", "changer").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # the engine's own mount points (hosts, hostname, resolv.conf) are not the container's changes
+    assert dy("diff", "changer").stdout.splitlines() == [
+        "C /bin",
+        "D /bin/vi",
+        "C /etc",
+        "A /etc/motd",
+    ]
+    image_id = dy(
+        "commit", "-m", "add motd", "-c", 'CMD ["cat", "/etc/motd"]', "changer", "busybox:motd"
+    ).stdout.strip()
+    assert dy("run", "--rm", "busybox:motd").stdout == "hi\n"
+    info = dy.record("busybox:motd")
+    assert (
+        info["Id"] == image_id
+        and info["Comment"] == "add motd"
+        and len(info["RootFS"]["Layers"]) == 2
+    )
+    out = tmp_path / "changer.tar"
+    dy("export", "-o", str(out), "changer")
+    import tarfile
+
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+    assert "etc/motd" in names and "bin/busybox" in names and "bin/vi" not in names
+    dy("rm", "-f", "changer")
+    dy("rmi", "busybox:motd")

@@ -896,22 +896,6 @@ def container_prune_cmd(ctx: click.Context, force: bool) -> None:
     click.echo("Total reclaimed space: 0B")
 
 
-def register_more(cli: click.Group, group: click.Group) -> None:
-    for cmd in (
-        pause_cmd,
-        unpause_cmd,
-        rename_cmd,
-        exec_cmd,
-        top_cmd,
-        stats_cmd,
-        cp_cmd,
-        update_cmd,
-    ):
-        cli.add_command(cmd)
-        group.add_command(cmd)
-    group.add_command(container_prune_cmd)
-
-
 @click.group("volume")
 def volume_group() -> None:
     """Manage volumes."""
@@ -1017,3 +1001,110 @@ def volume_prune_cmd(ctx: click.Context, all_: bool, force: bool) -> None:
     if gone:
         click.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
     click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+@click.command("diff")
+@click.argument("container")
+@click.pass_context
+def diff_cmd(ctx: click.Context, container: str) -> None:
+    """Inspect changes to files or directories on a container's filesystem (A added, C changed, D deleted)."""
+    from dockyard.image.commit import diff_snapshot
+
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    for kind, path in diff_snapshot(
+        engine.images, cid, engine.record(cid)["image_id"], engine.mount_points(cid)
+    ):
+        click.echo(f"{kind} {path}")
+
+
+@click.command("commit")
+@click.option(
+    "-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")'
+)
+@click.option(
+    "-c",
+    "--change",
+    "changes",
+    multiple=True,
+    help="Apply Dockerfile instruction to the created image",
+)
+@click.option("-m", "--message", default="", help="Commit message")
+@click.option(
+    "-p/--no-pause",
+    "--pause/--no-pause",
+    "pause",
+    default=True,
+    help="Pause container during commit",
+)
+@click.argument("container")
+@click.argument("ref", required=False)
+@click.pass_context
+def commit_cmd(ctx: click.Context, author: str, changes: tuple[str, ...], message: str, pause: bool,
+               container: str, ref: str | None) -> None:  # fmt: skip
+    """Create a new image from a container's changes."""
+    from dockyard.image.commit import commit_snapshot
+
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    rec = engine.refresh(cid)
+    paused = pause and rec["status"] == "running"
+    if paused:
+        engine.pause(cid)  # a consistent layer: nothing writes while it is read
+    try:
+        args = list(rec["config"].get("Entrypoint") or []) + list(rec["config"].get("Cmd") or [])
+        image_id = commit_snapshot(engine.images, cid, rec["image_id"], comment=message, author=author,
+                                   changes_=list(changes), created_by=" ".join(args), ref=ref,
+                                   exclude=engine.mount_points(cid))  # fmt: skip
+    finally:
+        if paused:
+            engine.unpause(cid)
+    click.echo(image_id)
+
+
+@click.command("export")
+@click.option("-o", "--output", help="Write to a file, instead of STDOUT")
+@click.argument("container")
+@click.pass_context
+def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
+    """Export a container's filesystem as a tar archive."""
+    import sys
+
+    from dockyard.image.commit import export_snapshot
+
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+            )
+        export_snapshot(engine.images, cid, sys.stdout.buffer)
+        return
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            export_snapshot(engine.images, cid, out)
+        os.rename(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def register_more(cli: click.Group, group: click.Group) -> None:
+    for cmd in (
+        pause_cmd,
+        unpause_cmd,
+        rename_cmd,
+        exec_cmd,
+        top_cmd,
+        stats_cmd,
+        cp_cmd,
+        update_cmd,
+        diff_cmd,
+        commit_cmd,
+        export_cmd,
+    ):
+        cli.add_command(cmd)
+        group.add_command(cmd)
+    group.add_command(container_prune_cmd)

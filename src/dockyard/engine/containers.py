@@ -424,6 +424,12 @@ class Engine:
                 except (Conflict, NotFound):
                     pass
 
+    def mount_points(self, cid: str) -> frozenset[str]:
+        """Paths the engine mounts over in the container, kept out of diff and commit."""
+        host = self.record(cid)["host_config"]
+        targets = {m["Target"] for m in host.get("Mounts") or []} | set(host.get("Tmpfs") or {})
+        return frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", *targets})
+
     # -- more verbs
     def pause(self, cid: str) -> None:
         rec = self.refresh(cid)

@@ -17,37 +17,46 @@ __all__ = ["commit_snapshot", "diff_snapshot", "export_snapshot", "import_rootfs
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
-def _layer_source(store: ImageStore, key: str, parent_chain: str | None, out: BinaryIO) -> None:
+def _layer_source(store: ImageStore, key: str, parent_chain: str | None, out: BinaryIO,
+                  exclude: frozenset[str]) -> None:  # fmt: skip
     fs = store.snapshots.fs(key)
     if store.snapshots.apply_mode == "overlay":
-        write_layer(fs, out)
+        write_layer(fs, out, exclude=exclude)
     else:
         lower = (
             store.snapshots.fs(parent_chain) if parent_chain else tempfile.mkdtemp(dir=store.root)
         )
         try:
-            write_layer(fs, out, lower=lower)
+            write_layer(fs, out, lower=lower, exclude=exclude)
         finally:
             if not parent_chain:
                 os.rmdir(lower)
 
 
-def diff_snapshot(store: ImageStore, key: str, image_id: str) -> list[tuple[str, str]]:
-    """``docker diff``: (A|C|D, path) of snapshot ``key`` against the image it was made from."""
+def diff_snapshot(
+    store: ImageStore, key: str, image_id: str, exclude: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """``docker diff``: (A|C|D, path) of snapshot ``key`` against the image it was made from.
+
+    ``exclude`` names paths the engine made as mount points (Docker keeps those in
+    an init layer, so they never show up as the container's changes)."""
     layers = store.layers(image_id)
     fs = store.snapshots.fs(key)
     if store.snapshots.apply_mode == "overlay":
-        return changes(fs, [store.snapshots.fs(layer.chain_id) for layer in reversed(layers)])
-    return changes_compare(store.snapshots.fs(layers[-1].chain_id), fs)
+        return changes(
+            fs, [store.snapshots.fs(layer.chain_id) for layer in reversed(layers)], exclude
+        )
+    return changes_compare(store.snapshots.fs(layers[-1].chain_id), fs, exclude)
 
 
 def commit_snapshot(store: ImageStore, key: str, image_id: str, *, comment: str = "", author: str = "",
-                    changes_: list[str] | None = None, created_by: str = "", ref: str | None = None) -> str:  # fmt: skip
+                    changes_: list[str] | None = None, created_by: str = "", ref: str | None = None,
+                    exclude: frozenset[str] = frozenset()) -> str:  # fmt: skip
     """An image of ``image_id`` plus what snapshot ``key`` changed in it; tagged ``ref`` if given."""
     parent_cfg = store.config(image_id)
     layers = store.layers(image_id)
     with tempfile.TemporaryFile(dir=store.root) as tmp:
-        _layer_source(store, key, layers[-1].chain_id if layers else None, tmp)
+        _layer_source(store, key, layers[-1].chain_id if layers else None, tmp, exclude)
         tmp.seek(0)
         layer = store.add_layer(layers[-1] if layers else None, tmp)
     created = now_rfc3339()

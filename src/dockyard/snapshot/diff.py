@@ -35,25 +35,32 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
-def _walk(upper: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of everything under ``upper``, sorted, parents first."""
+def _walk(
+    upper: str, rel: str = "", exclude: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of everything under ``upper``, sorted, parents first;
+    paths in ``exclude`` ("/etc/hosts" style) and what is below them are left out."""
     here = os.path.join(upper, rel) if rel else upper
     for name in sorted(os.listdir(here)):
         child = f"{rel}/{name}" if rel else name
+        if "/" + child in exclude:
+            continue
         st = os.lstat(os.path.join(upper, child))
         yield child, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(upper, child)
+            yield from _walk(upper, child, exclude)
 
 
 def _in_lower(rel: str, lowers: list[str]) -> bool:
     return any(os.path.lexists(os.path.join(lower, rel)) for lower in lowers)
 
 
-def changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
+def changes(
+    upper: str, lowers: list[str], exclude: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
     """[(kind, "/path")] with kind A (added), C (changed) or D (deleted), sorted by path."""
     out = []
-    for rel, st in _walk(upper):
+    for rel, st in _walk(upper, exclude=exclude):
         if is_whiteout(st):
             out.append(("D", "/" + rel))
         elif _in_lower(rel, lowers):
@@ -102,9 +109,11 @@ def _info(rel: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
     return info
 
 
-def _overlay_items(upper: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
+def _overlay_items(
+    upper: str, exclude: frozenset[str]
+) -> Iterator[tuple[str, str, os.stat_result | None]]:
     """("entry" | "whiteout" | "opaque", relative path, lstat) from an overlay upper dir."""
-    for rel, st in _walk(upper):
+    for rel, st in _walk(upper, exclude=exclude):
         if is_whiteout(st):
             yield "whiteout", rel, st
             continue
@@ -124,10 +133,12 @@ def _same(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool:
     return True
 
 
-def compare(lower: str, upper: str) -> tuple[list[str], list[str]]:
+def compare(
+    lower: str, upper: str, exclude: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     """(added or changed, deleted) relative paths of ``upper`` against ``lower``, full trees both."""
     changed, deleted = [], []
-    for rel, st in _walk(upper):
+    for rel, st in _walk(upper, exclude=exclude):
         try:
             lst = os.lstat(os.path.join(lower, rel))
         except FileNotFoundError:
@@ -136,7 +147,7 @@ def compare(lower: str, upper: str) -> tuple[list[str], list[str]]:
         if not _same(st, lst, os.path.join(upper, rel), os.path.join(lower, rel)):
             changed.append(rel)
     gone_dirs: list[str] = []
-    for rel, _st in _walk(lower):
+    for rel, _st in _walk(lower, exclude=exclude):
         if any(rel.startswith(d + "/") for d in gone_dirs):
             continue
         if not os.path.lexists(os.path.join(upper, rel)):
@@ -146,8 +157,10 @@ def compare(lower: str, upper: str) -> tuple[list[str], list[str]]:
     return changed, deleted
 
 
-def _compare_items(lower: str, upper: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
-    changed, deleted = compare(lower, upper)
+def _compare_items(
+    lower: str, upper: str, exclude: frozenset[str]
+) -> Iterator[tuple[str, str, os.stat_result | None]]:
+    changed, deleted = compare(lower, upper, exclude)
     wanted = set(changed)
     for rel in changed + deleted:  # a changed path needs its directories in the layer too
         parent = rel.rpartition("/")[0]
@@ -159,22 +172,28 @@ def _compare_items(lower: str, upper: str) -> Iterator[tuple[str, str, os.stat_r
         yield kind, rel, os.lstat(os.path.join(upper, rel)) if kind == "entry" else None
 
 
-def changes_compare(lower: str, upper: str) -> list[tuple[str, str]]:
+def changes_compare(
+    lower: str, upper: str, exclude: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
     """Docker's A/C/D list for a copy snapshot against its parent's tree."""
-    changed, deleted = compare(lower, upper)
+    changed, deleted = compare(lower, upper, exclude)
     out = [("C" if os.path.lexists(os.path.join(lower, r)) else "A", "/" + r) for r in changed]
     out += [("D", "/" + r) for r in deleted]
     return sorted(out, key=lambda c: c[1])
 
 
-def write_layer(upper: str, out: BinaryIO, lower: str | None = None) -> int:
+def write_layer(
+    upper: str, out: BinaryIO, lower: str | None = None, exclude: frozenset[str] = frozenset()
+) -> int:
     """Write a layer tar to ``out``; return the number of entries.
 
     Without ``lower``, ``upper`` is an overlay upper dir (whiteouts as 0/0
     devices). With ``lower``, both are full trees and the layer holds what
     ``upper`` changed against ``lower`` (the copy snapshotter's case).
     """
-    items = _overlay_items(upper) if lower is None else _compare_items(lower, upper)
+    items = (
+        _overlay_items(upper, exclude) if lower is None else _compare_items(lower, upper, exclude)
+    )
     count = 0
     seen_inodes: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
