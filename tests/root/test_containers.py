@@ -473,3 +473,27 @@ def test_diff_commit_export(dy: Dy, tmp_path) -> None:  # type: ignore[no-untype
     assert "etc/motd" in names and "bin/busybox" in names and "bin/vi" not in names
     dy("rm", "-f", "changer")
     dy("rmi", "busybox:motd")
+
+
+def test_system_df_counts_containers_and_volumes(dy: Dy) -> None:
+    def df() -> dict[str, list[str]]:
+        rows = [line.split() for line in dy("system", "df").stdout.splitlines()[1:]]
+        return {
+            r[0] if r[0] != "Local" else "Volumes": r[1:] if r[0] != "Local" else r[2:]
+            for r in rows
+        }
+
+    before = df()
+    dy("run", "-d", "--name", "filler", "-v", "dfvol:/data", "busybox", "sh", "-c",
+       "dd if=/dev/zero of=/big bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/data/v bs=1M count=2 2>/dev/null;"
+       " touch /done; sleep 60")  # fmt: skip
+    deadline = time.monotonic() + 10
+    while dy("exec", "filler", "ls", "/done", ok=False).returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    during = df()
+    assert int(during["Containers"][1]) == int(before["Containers"][1]) + 1  # one more active
+    assert during["Containers"][2].endswith("MB") and float(during["Containers"][2][:-2]) >= 4
+    assert during["Volumes"][2].endswith("MB") and float(during["Volumes"][2][:-2]) >= 2
+    dy("rm", "-f", "filler")
+    dy("volume", "rm", "dfvol")

@@ -173,8 +173,9 @@ def test_system_df_measures_the_disk(dy) -> None:  # type: ignore[no-untyped-def
     assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     images = lines[1].split()
     assert images[:3] == ["Images", "1", "0"]
-    store = ImageStore(dy.root, dy.snapshotter)
-    measured = store.disk_usage()
+    from dockyard.engine.containers import Engine
+
+    measured = Engine(dy.root, dy.snapshotter).disk_usage()["Images"]["size"]
     du_out = subprocess.run(["du", "-s", "-B1", "-c", os.path.join(dy.root, "content"),
                              os.path.join(dy.root, "snapshots")], capture_output=True, text=True).stdout  # fmt: skip
     total = int(du_out.strip().splitlines()[-1].split()[0])

@@ -431,15 +431,19 @@ def system_group() -> None:
 def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
     """Show dockyard disk usage: measured on disk, shared layers counted once."""
     store = _store(ctx)
+    from dockyard.engine.containers import Engine
+
+    usage = Engine(store.root, store.snapshotter_name).disk_usage()
     images = list(store.images())
-    size = store.disk_usage()
-    # No containers yet (issue 4): every image is unused, so all of it is reclaimable.
-    pct = f" ({100 if size else 0}%)"
-    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            ["Images", str(len(images)), "0", human_size(size), human_size(size) + pct],
-            ["Containers", "0", "0", "0B", "0B"],
-            ["Local Volumes", "0", "0", "0B", "0B"],
-            ["Build Cache", "0", "0", "0B", "0B"]]  # fmt: skip
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
+    for kind, u in usage.items():
+        pct = (
+            f" ({round(100 * u['reclaimable'] / u['size']) if u['size'] else 0}%)"
+            if u["size"]
+            else ""
+        )
+        rows.append([kind, str(u["total"]), str(u["active"]), human_size(u["size"]),
+                     human_size(u["reclaimable"]) + pct])  # fmt: skip
     click.echo(table(rows), nl=False)
     if verbose:
         click.echo("\nImages space usage:\n")
