@@ -497,3 +497,15 @@ def test_system_df_counts_containers_and_volumes(dy: Dy) -> None:
     assert during["Volumes"][2].endswith("MB") and float(during["Volumes"][2][:-2]) >= 2
     dy("rm", "-f", "filler")
     dy("volume", "rm", "dfvol")
+
+
+def test_init_forwards_stop_signal(dy: Dy) -> None:
+    if not os.path.exists("/usr/bin/tini-static"):
+        pytest.skip("tini is not installed (apt-get install tini)")
+    dy("run", "-d", "--init", "--name", "withinit", "busybox", "sleep", "60")
+    proc = dy("stop", "-t", "5", "withinit")
+    assert proc.stderr == ""  # no escalation: tini passed SIGTERM on to sleep
+    assert dy.record("withinit")["State"]["ExitCode"] == 143
+    ps1 = dy("run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline").stdout
+    assert ps1.split("\0")[0] == "/sbin/docker-init"
+    dy("rm", "withinit")

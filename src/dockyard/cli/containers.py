@@ -117,6 +117,9 @@ def create_options(f: Any) -> Any:
         click.option(
             "--runtime", default="dockyard-runtime", help="Runtime to use for this container"
         ),
+        click.option(
+            "--init", is_flag=True, help="Run an init inside the container (tini): signals, reaping"
+        ),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -184,6 +187,7 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
         "MountSpecs": list(kw["mounts"]),
         "Tmpfs": tmpfs,
         "Runtime": kw["runtime"],
+        "Init": kw["init"],
         "LogConfig": {"Type": "json-file", "Config": log_opts},
     }
     if kw["rm"] and host["RestartPolicy"]["Name"] != "no":

@@ -21,6 +21,7 @@ DEFAULT_CAPS = [
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]  # fmt: skip
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INIT_BINARY = "/usr/bin/tini-static"  # Debian's tini; Docker ships the same as docker-init
 
 
 def _lookup(rootfs: str, table: str, name: str) -> list[str] | None:
@@ -83,6 +84,10 @@ def oci_spec(
     args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
     if not args:
         raise InvalidArgument("no command specified")
+    if host.get("Init"):
+        if not os.path.exists(INIT_BINARY):
+            raise InvalidArgument(f"--init needs {INIT_BINARY} (apt-get install tini)")
+        args = ["/sbin/docker-init", "--", *args]  # tini reaps zombies and forwards signals
     proc["args"] = args
     proc["terminal"] = bool(config.get("Tty"))
     env = list(config.get("Env") or [])
@@ -146,6 +151,9 @@ def oci_spec(
         proc["rlimits"] = [{"type": f"RLIMIT_{u['Name'].upper()}", "soft": u["Soft"], "hard": u["Hard"]}
                            for u in host["Ulimits"]]  # fmt: skip
     mounts = spec["mounts"]
+    if host.get("Init"):
+        mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": INIT_BINARY,
+                       "options": ["rbind", "ro"]})  # fmt: skip
     for name in ("hostname", "hosts", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(cdir, name),
                        "options": ["rbind", "rprivate"]})  # fmt: skip
