@@ -75,6 +75,35 @@ def _lookup_uid(rootfs: str, uid: int) -> list[str] | None:
     return None
 
 
+def seccomp_from_docker(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
+    """A Docker seccomp profile (``--security-opt seccomp=FILE``) as an OCI ``linux.seccomp``.
+
+    Docker's rules may carry ``includes``/``excludes`` conditions on capabilities;
+    they are decided here against the container's capabilities, as dockerd does.
+    """
+    archs = list(profile.get("architectures") or [])
+    for entry in profile.get("archMap") or []:
+        archs += [entry["architecture"], *(entry.get("subArchitectures") or [])]
+    rules = []
+    for rule in profile.get("syscalls") or []:
+        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+        if inc.get("caps") and not set(inc["caps"]) <= set(caps):
+            continue
+        if exc.get("caps") and set(exc["caps"]) & set(caps):
+            continue
+        names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
+        out = {"names": names, "action": rule["action"]}
+        for key in ("args", "errnoRet"):
+            if rule.get(key) is not None:
+                out[key] = rule[key]
+        rules.append(out)
+    seccomp: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW"),
+                               "architectures": list(dict.fromkeys(archs)), "syscalls": rules}  # fmt: skip
+    if profile.get("defaultErrnoRet") is not None:
+        seccomp["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    return seccomp
+
+
 def oci_spec(
     cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str, cdir: str
 ) -> dict[str, Any]:
@@ -118,6 +147,19 @@ def oci_spec(
         name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
         caps = [] if name == "CAP_ALL" else [c for c in caps if c != name]
     proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
+    for opt in host.get("SecurityOpt") or []:
+        key, _, value = opt.partition("=")
+        if key == "seccomp" and value and value != "unconfined":
+            import json
+
+            try:
+                with open(value) as f:
+                    profile = json.load(f)
+            except (OSError, ValueError) as err:
+                raise InvalidArgument(f"opening seccomp profile ({value}) failed: {err}") from None
+            spec["linux"]["seccomp"] = seccomp_from_docker(profile, caps)
+        elif key not in ("seccomp", "no-new-privileges", "apparmor", "label"):
+            raise InvalidArgument(f"invalid --security-opt: {opt}")
     spec["root"] = {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))}
     spec["hostname"] = config.get("Hostname") or cid[:12]
     linux = spec["linux"]
