@@ -98,6 +98,10 @@ _MIGRATIONS = [
         PRIMARY KEY (container_id, destination)
     );
     """,
+    # 4: health check state (Docker's State.Health as JSON)
+    """
+    ALTER TABLE container_state ADD COLUMN health TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

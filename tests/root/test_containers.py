@@ -537,3 +537,31 @@ def test_seccomp_profile_from_a_docker_file(dy: Dy, tmp_path) -> None:  # type: 
     assert "cd-ok" in proc.stdout  # the chdir rule needs CAP_SYS_ADMIN, which the container lacks
     bad = dy("run", "--rm", "--security-opt", "seccomp=/no/such/file", "busybox", "true", ok=False)
     assert bad.returncode == 125 and "opening seccomp profile" in bad.stderr
+
+
+def test_health_check_states(dy: Dy) -> None:
+    dy("run", "-d", "--name", "patient", "--health-cmd", "test -f /tmp/ok", "--health-interval", "100ms",
+       "--health-retries", "2", "busybox", "sh", "-c", "sleep 60")  # fmt: skip
+
+    def health() -> dict:
+        return dy.record("patient")["State"].get("Health") or {}
+
+    seen = []
+    deadline = time.monotonic() + 20
+    while "unhealthy" not in seen:
+        assert time.monotonic() < deadline, seen
+        status = health().get("Status")
+        if status and (not seen or seen[-1] != status):
+            seen.append(status)
+        time.sleep(0.05)
+    assert "(unhealthy)" in dy("ps", "--filter", "name=patient").stdout
+    dy("exec", "patient", "touch", "/tmp/ok")
+    deadline = time.monotonic() + 20
+    while health().get("Status") != "healthy":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    log = health()["Log"]
+    assert 1 <= len(log) <= 5 and log[-1]["ExitCode"] == 0
+    dy("rm", "-f", "patient")
+    assert dy("run", "--rm", "--health-interval", "bogus", "--health-cmd", "true", "busybox", "true",
+              ok=False).stderr == 'dockyard: invalid duration "bogus"\n'  # fmt: skip

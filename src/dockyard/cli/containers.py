@@ -41,6 +41,33 @@ def ram_in_bytes(text: str) -> int:
         raise InvalidArgument(f"invalid size: '{text}'") from None
 
 
+def duration_ns(text: str) -> int:
+    """A Go duration ("1m30s", "500ms", "2h") in nanoseconds."""
+    units = {
+        "ns": 1,
+        "us": 1_000,
+        "ms": 1_000_000,
+        "s": 1_000_000_000,
+        "m": 60_000_000_000,
+        "h": 3_600_000_000_000,
+    }
+    total, number, i = 0.0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = text[i : i + 2] if text[i : i + 2] in units else ch
+        if unit not in units or not number:
+            raise InvalidArgument(f'invalid duration "{text}"')
+        total += float(number) * units[unit]
+        number, i = "", i + len(unit)
+    if number:
+        raise InvalidArgument(f'invalid duration "{text}": missing unit')
+    return int(total)
+
+
 def _env_files(paths: tuple[str, ...]) -> list[str]:
     out = []
     for path in paths:
@@ -120,6 +147,23 @@ def create_options(f: Any) -> Any:
         click.option(
             "--init", is_flag=True, help="Run an init inside the container (tini): signals, reaping"
         ),
+        click.option("--health-cmd", help="Command to run to check health"),
+        click.option(
+            "--health-interval", help="Time between running the check (ms|s|m|h) (default 30s)"
+        ),
+        click.option(
+            "--health-timeout",
+            help="Maximum time to allow one check to run (ms|s|m|h) (default 30s)",
+        ),
+        click.option(
+            "--health-retries", type=int, help="Consecutive failures needed to report unhealthy"
+        ),
+        click.option(
+            "--health-start-period", help="Start period for the container to initialize (ms|s|m|h)"
+        ),
+        click.option(
+            "--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"
+        ),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -151,6 +195,18 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
     }
     if kw["stop_timeout"] is not None:
         config["StopTimeout"] = kw["stop_timeout"]
+    if kw["no_healthcheck"]:
+        config["Healthcheck"] = {"Test": ["NONE"]}
+    elif kw["health_cmd"]:
+        config["Healthcheck"] = {
+            "Test": ["CMD-SHELL", kw["health_cmd"]],
+            "Interval": duration_ns(kw["health_interval"]) if kw["health_interval"] else 0,
+            "Timeout": duration_ns(kw["health_timeout"]) if kw["health_timeout"] else 0,
+            "Retries": kw["health_retries"] or 0,
+            "StartPeriod": duration_ns(kw["health_start_period"])
+            if kw["health_start_period"]
+            else 0,
+        }
     ulimits = []
     for item in kw["ulimit"]:
         name, _, limits = item.partition("=")
@@ -442,7 +498,13 @@ def _status_text(rec: dict[str, Any]) -> str:
     now = time.time()
     status = rec["status"]
     if status == "running":
-        return "Up " + human_duration(now - parse_time(rec["started_at"]))
+        health = json.loads(rec["health"])["Status"] if rec.get("health") else ""
+        suffix = {
+            "starting": " (health: starting)",
+            "healthy": " (healthy)",
+            "unhealthy": " (unhealthy)",
+        }
+        return "Up " + human_duration(now - parse_time(rec["started_at"])) + suffix.get(health, "")
     if status == "paused":
         return "Up " + human_duration(now - parse_time(rec["started_at"])) + " (Paused)"
     if status == "restarting":

@@ -153,6 +153,8 @@ class Engine:
         else:
             merged["Entrypoint"] = img_cfg.get("Entrypoint")
             merged["Cmd"] = config.get("Cmd") or img_cfg.get("Cmd")
+        if config.get("Healthcheck") is None and img_cfg.get("Healthcheck"):
+            merged["Healthcheck"] = img_cfg["Healthcheck"]
         for key in ("WorkingDir", "User", "StopSignal"):
             merged[key] = config.get(key) or img_cfg.get(key) or ""
         merged["Labels"] = {**(img_cfg.get("Labels") or {}), **(config.get("Labels") or {})}
@@ -609,6 +611,7 @@ class Engine:
                 "Error": rec["error"],
                 "StartedAt": rec["started_at"],
                 "FinishedAt": rec["finished_at"],
+                **({"Health": json.loads(rec["health"])} if rec.get("health") else {}),
             },
             "Image": rec["image_id"],
             "ResolvConfPath": os.path.join(self.cdir(cid), "resolv.conf"),

@@ -14,8 +14,11 @@ When an attached client may do the bookkeeping itself (a foreground ``run``
 without a restart policy: it has the engine loaded already), the exit frame
 says so and, once the client confirms, this process just exits.
 
+Every health-check interval it starts ``python -m dockyard.engine.health`` for
+one check (only for containers that have a check), so none of that code lives here.
+
 argv: PYTHON MONITOR_ARGV_JSON PID TTY IN_FD LISTEN_FD LOG_PATH MAX_SIZE MAX_FILES CLIENT_FINISH
-      OUT_FD:NAME... CLIENT_FD:client...
+      HEALTH_INTERVAL_NS OUT_FD:NAME... CLIENT_FD:client...
 """
 
 import _json
@@ -91,11 +94,14 @@ def main(argv):
         max_size,
         max_files,
         client_finish,
-    ) = argv[:10]
+        health,
+    ) = argv[:11]
     pid, tty, in_fd, listen_fd = int(pid), tty == "1", int(in_fd), int(listen_fd)
+    interval = int(health) / 1e9
+    next_check = time.monotonic() + interval if interval else None
     outs = {}
     client_fds = []
-    for item in argv[10:]:
+    for item in argv[11:]:
         fd, _, name = item.partition(":")
         if name == "client":
             client_fds.append(int(fd))
@@ -123,16 +129,28 @@ def main(argv):
     open_outs = dict(outs)
     exited = None
     while True:
-        if exited is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
+        while True:  # reap: the container, health checks, and orphans handed to us
+            try:
+                done, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done == 0:
+                break
+            if done == pid and exited is None:
                 exited = os.waitstatus_to_exitcode(status)
                 exited = 128 - exited if exited < 0 else exited
         if exited is not None and (not open_outs or tty):
             break
+        if next_check is not None and exited is None and time.monotonic() >= next_check:
+            args = _json.make_scanner(_Ctx())(monitor_argv, 0)[0]
+            os.posix_spawn(python, [python, "-m", "dockyard.engine.health", *args[2:5]], os.environ)
+            next_check = time.monotonic() + interval
         watch = [*open_outs, wake_r, listen_fd, *clients]
+        timeout = None if exited is None else 0.05
+        if next_check is not None and exited is None:
+            timeout = max(next_check - time.monotonic(), 0)
         try:
-            ready, _, _ = select.select(watch, [], [], None if exited is None else 0.05)
+            ready, _, _ = select.select(watch, [], [], timeout)
         except InterruptedError:
             continue
         for fd in ready:

@@ -113,7 +113,11 @@ def launch(
         in_w = console.recv_master(ours)
         os.close(ours)
         outs = {in_w: "stdout"}
-    engine.set_state(cid, status="running", pid=state["pid"], monitor_pid=os.getpid(),
+    from dockyard.engine.health import health_config
+
+    hc = health_config(config)
+    health = json.dumps({"Status": "starting", "FailingStreak": 0, "Log": []}) if hc else ""
+    engine.set_state(cid, status="running", pid=state["pid"], monitor_pid=os.getpid(), health=health,
                      started_at=now_rfc3339(), finished_at="0001-01-01T00:00:00Z")  # fmt: skip
     start(engine.runtime_opts(), cid)
     for fd in [*outs, in_w, listener.fileno(), *clients]:
@@ -125,7 +129,7 @@ def launch(
     me = ["-m", "dockyard.engine.monitor", engine.root, cid, snapshotter]
     args = [sys.executable, "-I", "-S", _LEAN, sys.executable, json.dumps(me), str(state["pid"]), "1" if tty else "0",
             str(in_w), str(listener.fileno()), os.path.join(cdir, f"{cid}-json.log"), str(max_size),
-            str(max_files), "1" if client_finish else "0",
+            str(max_files), "1" if client_finish else "0", str(hc["Interval"] if hc else 0),
             *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
     os.execv(sys.executable, args)
 
