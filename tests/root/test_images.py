@@ -63,7 +63,7 @@ def test_inspect_has_dockers_fields_and_true_digests(dy) -> None:  # type: ignor
     with store.content.open(layer.blob_digest) as f:
         assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == info["RootFS"]["Layers"][0]
     missing = dy("image", "inspect", "nope", ok=False)
-    assert missing.returncode == 1 and "no such image: nope" in missing.stderr
+    assert missing.returncode == 1 and missing.stderr == "dockyard: Error: No such image: nope\n"
 
 
 def test_tag_and_rmi_untag_before_delete(dy) -> None:  # type: ignore[no-untyped-def]

@@ -684,6 +684,11 @@ def wait_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def inspect_cmd(ctx: click.Context, names: tuple[str, ...], kind: str | None) -> None:
     """Return low-level information on containers or images."""
+    inspect_objects(ctx, names, kind)
+
+
+def inspect_objects(ctx: click.Context, names: tuple[str, ...], kind: str | None) -> None:
+    """Print ContainerJSON/ImageInspect for each name; exit 1 naming the first one not found."""
     from dockyard.cli.images import inspect_image
     from dockyard.errors import NotFound
 
@@ -703,7 +708,8 @@ def inspect_cmd(ctx: click.Context, names: tuple[str, ...], kind: str | None) ->
             missing.append(name)
     click.echo(json.dumps(out, indent=4))
     if missing:
-        click.echo(f"dockyard: Error: No such object: {missing[0]}", err=True)
+        what = {"image": "image", "container": "container"}.get(kind or "", "object")
+        click.echo(f"dockyard: Error: No such {what}: {missing[0]}", err=True)
         ctx.exit(1)
 
 

@@ -166,24 +166,12 @@ def inspect_image(store: ImageStore, image_id: str) -> dict[str, Any]:
 
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--format", "fmt", default=None, help="'json' (default)")
 @click.pass_context
-def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str | None) -> None:
+def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more images."""
-    store = _store(ctx)
-    out, missing = [], []
-    for name in names:
-        try:
-            out.append(inspect_image(store, store.resolve(name)))
-        except Exception as err:
-            missing.append(str(err))
-    click.echo(json.dumps(out, indent=4))
-    if missing:
-        raise _NotFoundAll("; ".join(missing))
+    from dockyard.cli.containers import inspect_objects
 
-
-class _NotFoundAll(InvalidArgument):
-    exit_code = 1
+    inspect_objects(ctx, names, "image")
 
 
 @click.command("tag")
@@ -539,17 +527,12 @@ def bootstrap_cmd(ctx: click.Context, kind: str, tag: str) -> None:
 def register(cli: click.Group) -> None:
     for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd, save_cmd, load_cmd, import_cmd):
         cli.add_command(cmd)
-    image_group.add_command(save_cmd, "save")
-    image_group.add_command(load_cmd, "load")
-    image_group.add_command(import_cmd, "import")
-    image_group.add_command(prune_cmd, "prune")
-    image_group.add_command(layers_cmd, "layers")
-    image_group.add_command(image_diff_cmd, "diff")
-    cli.add_command(system_group)
-    image_group.add_command(images_cmd, "ls")
-    image_group.add_command(images_cmd, "list")
-    image_group.add_command(image_inspect_cmd, "inspect")
-    image_group.add_command(tag_cmd, "tag")
-    image_group.add_command(rmi_cmd, "rm")
-    image_group.add_command(history_cmd, "history")
+    subcommands = {
+        "ls": images_cmd, "list": images_cmd, "inspect": image_inspect_cmd, "tag": tag_cmd, "rm": rmi_cmd,
+        "history": history_cmd, "save": save_cmd, "load": load_cmd, "import": import_cmd, "prune": prune_cmd,
+        "layers": layers_cmd, "diff": image_diff_cmd,
+    }  # fmt: skip
+    for name, cmd in subcommands.items():
+        image_group.add_command(cmd, name)
     cli.add_command(image_group)
+    cli.add_command(system_group)
