@@ -109,41 +109,65 @@ def test_commit_a_container_snapshot_as_a_layer(snap: Snapshotter, mountpoint: s
     assert "app" in os.listdir(mountpoint)
 
 
-def test_120_layers_mount(snap: Snapshotter, mountpoint: str) -> None:
-    parent = None
-    for i in range(120):
+def _busybox_layer(rootfs: str) -> io.BytesIO:
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        tar.add(rootfs, arcname=".")
+    layer.seek(0)
+    return layer
+
+
+def _run_on(
+    mountpoint: str, tmp_path, name: str, args: list[str]
+) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    from dockyard.runtime.spec import default_spec
+
+    bundle = tmp_path / f"bundle-{name}"
+    bundle.mkdir()
+    spec = default_spec()
+    spec["process"].update(terminal=False, args=args)
+    spec["root"] = {"path": mountpoint, "readonly": False}
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return subprocess.run([*DOCKYARD_RUNTIME, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle),
+                           f"{name}-{os.getpid()}"], capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_120_layers_mount_and_run(
+    snap: Snapshotter, mountpoint: str, busybox_rootfs: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    parent = "sha256:" + "0" * 64
+    snap.unpack(parent, None, _busybox_layer(busybox_rootfs))
+    for i in range(1, 120):
         name = f"sha256:{i:064x}"
         snap.unpack(name, parent, make_tar([entry(f"f{i:03d}", data=str(i).encode())]))
         parent = name
     snap.prepare("tall", parent)
     snap.mount("tall", mountpoint)
-    files = sorted(os.listdir(mountpoint))
-    assert len(files) == 120 and files[0] == "f000" and files[-1] == "f119"
+    files = sorted(f for f in os.listdir(mountpoint) if f.startswith("f"))
+    assert len(files) == 119 and files[0] == "f001" and files[-1] == "f119"
+    proc = _run_on(
+        mountpoint,
+        tmp_path,
+        f"tall-{snap.kind}",
+        ["/bin/sh", "-c", "cat /f077; echo; ls / | grep -c '^f'"],
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["77", "119"]
 
 
 def test_a_container_runs_on_a_snapshot(
     snap: Snapshotter, mountpoint: str, busybox_rootfs: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     """The image path end to end: rootfs tar -> layer snapshot -> mount -> dockyard-runtime."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        tar.add(busybox_rootfs, arcname=".")
-    layer.seek(0)
-    snap.unpack("sha256:" + "b" * 64, None, layer)
+    snap.unpack("sha256:" + "b" * 64, None, _busybox_layer(busybox_rootfs))
     snap.prepare("bbctr", "sha256:" + "b" * 64)
     snap.mount("bbctr", mountpoint)
-    from dockyard.runtime.spec import default_spec
-
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    spec = default_spec()
-    spec["process"].update(
-        terminal=False, args=["/bin/sh", "-c", "echo written > /note; cat /note; ls /bin/busybox"]
+    proc = _run_on(
+        mountpoint,
+        tmp_path,
+        f"snap-{snap.kind}",
+        ["/bin/sh", "-c", "echo written > /note; cat /note; ls /bin/busybox"],
     )
-    spec["root"] = {"path": mountpoint, "readonly": False}
-    (bundle / "config.json").write_text(json.dumps(spec))
-    proc = subprocess.run([*DOCKYARD_RUNTIME, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle),
-                           f"snap-{snap.kind}-{os.getpid()}"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["written", "/bin/busybox"]
     unmount(mountpoint)
