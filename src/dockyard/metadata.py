@@ -102,6 +102,18 @@ _MIGRATIONS = [
     """
     ALTER TABLE container_state ADD COLUMN health TEXT NOT NULL DEFAULT '';
     """,
+    # 5: events, as Docker's events API reports them
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_nano INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_time ON events(time_nano);
+    """,
 ]
 
 
@@ -148,6 +160,15 @@ class Database:
                 if statement.strip():
                     c.execute(statement)
             c.execute(f"PRAGMA user_version = {number}")
+
+    def emit(self, kind: str, action: str, actor: str, **attributes: str) -> None:
+        """Record an event (container, image, volume or network) for ``dockyard events``."""
+        import json
+        import time
+
+        with self.tx() as c:
+            c.execute("INSERT INTO events (time_nano, type, action, actor, attributes) VALUES (?, ?, ?, ?, ?)",
+                      (time.time_ns(), kind, action, actor, json.dumps(attributes)))  # fmt: skip
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

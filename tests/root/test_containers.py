@@ -565,3 +565,42 @@ def test_health_check_states(dy: Dy) -> None:
     dy("rm", "-f", "patient")
     assert dy("run", "--rm", "--health-interval", "bogus", "--health-cmd", "true", "busybox", "true",
               ok=False).stderr == 'dockyard: invalid duration "bogus"\n'  # fmt: skip
+
+
+def test_events_follow_and_history(dy: Dy) -> None:
+    follower = subprocess.Popen([DOCKYARD, "--root", dy.root, "events", "--filter", "container=evented"],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(0.5)
+        dy(
+            "run",
+            "--rm",
+            "--name",
+            "evented",
+            "-l",
+            "team=x",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+            ok=False,
+        )
+        deadline = time.monotonic() + 10
+        lines: list[str] = []
+        while len(lines) < 4:
+            assert time.monotonic() < deadline, lines
+            line = follower.stdout.readline() if follower.stdout else ""
+            if line:
+                lines.append(line)
+    finally:
+        follower.terminate()
+        follower.wait()
+    actions = [line.split()[2] for line in lines]
+    assert actions == ["create", "start", "die", "destroy"]
+    assert "exitCode=3" in lines[2] and "name=evented" in lines[2] and "team=x" in lines[2]
+    past = dy(
+        "events", "--since", "1m", "--until", "0s", "--filter", "event=die", "--format", "json"
+    ).stdout
+    records = [json.loads(line) for line in past.splitlines()]
+    assert any(r["Actor"]["Attributes"].get("name") == "evented" for r in records)
+    assert all(r["Action"] == "die" for r in records)

@@ -728,6 +728,7 @@ def register(cli: click.Group) -> None:
     for cmd in commands:
         cli.add_command(cmd)
     cli.add_command(inspect_cmd)
+    cli.add_command(events_cmd)
 
     @click.group("container")
     def container_group() -> None:
@@ -1180,3 +1181,72 @@ def register_more(cli: click.Group, group: click.Group) -> None:
         cli.add_command(cmd)
         group.add_command(cmd)
     group.add_command(container_prune_cmd)
+
+
+@click.command("events")
+@click.option(
+    "--since",
+    help="Show all events created since timestamp (RFC 3339, unix time, or relative: 10m)",
+)
+@click.option("--until", help="Stream events until this timestamp")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="Filter output (type=, event=, container=, image=, volume=, label=)")  # fmt: skip
+@click.option("--format", "fmt", default=None, help="'json' for one JSON object per line")
+@click.pass_context
+def events_cmd(ctx: click.Context, since: str | None, until: str | None, filters: tuple[str, ...],
+               fmt: str | None) -> None:  # fmt: skip
+    """Get real time events from dockyard (past ones too with --since)."""
+    engine = _engine(ctx)
+    lo = _time_bound(since) if since else time.time()
+    hi = _time_bound(until) if until else None
+    wanted: dict[str, list[str]] = {}
+    for flt in filters:
+        key, _, value = flt.partition("=")
+        if key not in ("type", "event", "container", "image", "volume", "label"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+        wanted.setdefault(key, []).append(value)
+    last = 0
+    rows = engine.db.query(
+        "SELECT seq FROM events WHERE time_nano < ? ORDER BY seq DESC LIMIT 1", (int(lo * 1e9),)
+    )
+    if rows:
+        last = rows[0]["seq"]
+    while True:
+        for ev in engine.db.query("SELECT * FROM events WHERE seq > ? ORDER BY seq", (last,)):
+            last = ev["seq"]
+            if hi is not None and ev["time_nano"] >= hi * 1e9:
+                return
+            attrs = json.loads(ev["attributes"])
+            if not _event_matches(wanted, ev, attrs):
+                continue
+            _print_event(ev, attrs, fmt)
+        if hi is not None and time.time() >= hi:
+            return
+        time.sleep(0.1)
+
+
+def _event_matches(wanted: dict[str, list[str]], ev: Any, attrs: dict[str, str]) -> bool:
+    checks = {
+        "type": lambda v: ev["type"] == v,
+        "event": lambda v: ev["action"] == v,
+        "container": lambda v: ev["type"] == "container" and (ev["actor"].startswith(v) or attrs.get("name") == v),
+        "image": lambda v: attrs.get("image") == v or attrs.get("name") == v or ev["actor"] == v,
+        "volume": lambda v: ev["type"] == "volume" and ev["actor"] == v,
+        "label": lambda v: v.partition("=")[0] in attrs and (
+            "=" not in v or attrs[v.partition("=")[0]] == v.partition("=")[2]),
+    }  # fmt: skip
+    return all(any(checks[key](v) for v in values) for key, values in wanted.items())
+
+
+def _print_event(ev: Any, attrs: dict[str, str], fmt: str | None) -> None:
+    seconds, nanos = divmod(ev["time_nano"], 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    if fmt == "json":
+        click.echo(json.dumps({"Type": ev["type"], "Action": ev["action"],
+                               "Actor": {"ID": ev["actor"], "Attributes": attrs}, "time": seconds,
+                               "timeNano": ev["time_nano"]}))  # fmt: skip
+        return
+    inner = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+    click.echo(
+        f"{stamp} {ev['type']} {ev['action']} {ev['actor']}" + (f" ({inner})" if inner else "")
+    )

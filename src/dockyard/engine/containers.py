@@ -215,7 +215,22 @@ class Engine:
                 self.images.snapshots.remove(cid)
             shutil.rmtree(cdir, ignore_errors=True)
             raise
+        self.emit(cid, "create")
         return cid
+
+    def emit(self, cid: str, action: str, **extra: str) -> None:
+        """A container event, with Docker's attributes (image, name, labels)."""
+        try:
+            rec = self.record(cid)
+        except NotFound:
+            return
+        attrs = {
+            "image": rec["image_ref"],
+            "name": rec["name"],
+            **(rec["config"].get("Labels") or {}),
+            **extra,
+        }
+        self.db.emit("container", action, cid, **attrs)
 
     def _resolve_mounts(
         self, host: dict[str, Any], img_cfg: dict[str, Any]
@@ -323,6 +338,7 @@ class Engine:
         if rec["status"] not in ("running", "paused", "restarting"):
             raise Conflict(f"Cannot kill container: {cid[:12]}: Container {cid} is not running")
         sig = lifecycle.parse_signal(signal)
+        self.emit(cid, "kill", signal=str(sig))
         if sig == 9:
             self.set_state(cid, stopped_by_user=1)
         try:
@@ -337,6 +353,7 @@ class Engine:
         if rec["status"] not in ("running", "paused", "restarting"):
             return ""
         self.set_state(cid, stopped_by_user=1)
+        self.emit(cid, "stop")
         stop_signal = rec["config"].get("StopSignal") or "SIGTERM"
         wait = timeout if timeout is not None else rec["config"].get("StopTimeout") or 10
         try:
@@ -409,6 +426,7 @@ class Engine:
             deadline = time.monotonic() + 10
             while _alive(rec["monitor_pid"]) and time.monotonic() < deadline:
                 time.sleep(0.01)
+        self.emit(cid, "destroy")
         self.set_state(cid, status="removing")
         self.cleanup_runtime(cid)
         if self.images.snapshots.exists(cid):
@@ -501,6 +519,7 @@ class Engine:
             raise Conflict(f"Container {cid} is not running")
         lifecycle.pause(self.runtime_opts(), cid)
         self.set_state(cid, status="paused")
+        self.emit(cid, "pause")
 
     def unpause(self, cid: str) -> None:
         rec = self.refresh(cid)
@@ -508,6 +527,7 @@ class Engine:
             raise Conflict(f"Container {cid} is not paused")
         lifecycle.resume(self.runtime_opts(), cid)
         self.set_state(cid, status="running")
+        self.emit(cid, "unpause")
 
     def rename(self, cid: str, new_name: str) -> None:
         new_name = new_name.lstrip("/")
@@ -526,6 +546,7 @@ class Engine:
                            "reuse that name.")  # fmt: skip
         with self.db.tx() as c:
             c.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, cid))
+        self.emit(cid, "rename")
 
     def users_of_image(self, image_id: str) -> list[dict[str, Any]]:
         rows = self.db.query("SELECT id FROM containers WHERE image_id = ?", (image_id,))

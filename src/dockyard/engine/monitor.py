@@ -120,6 +120,7 @@ def launch(
     engine.set_state(cid, status="running", pid=state["pid"], monitor_pid=os.getpid(), health=health,
                      started_at=now_rfc3339(), finished_at="0001-01-01T00:00:00Z")  # fmt: skip
     start(engine.runtime_opts(), cid)
+    engine.emit(cid, "start")
     for fd in [*outs, in_w, listener.fileno(), *clients]:
         if fd >= 0:
             os.set_inheritable(fd, True)
@@ -160,9 +161,12 @@ def finish(engine: Engine, cid: str, code: int) -> None:
         delete(opts, cid, force=True)
     except Exception:
         pass
+    if oom:
+        engine.emit(cid, "oom")
     engine.set_state(
         cid, status="exited", pid=0, exit_code=code, oom_killed=int(oom), finished_at=now_rfc3339()
     )
+    engine.emit(cid, "die", exitCode=str(code))
 
 
 def _send(clients: list[int], kind: int, payload: bytes) -> None:

@@ -38,6 +38,7 @@ class VolumeStore:
         if self.db.query("SELECT 1 FROM volumes WHERE name = ?", (name,)):
             return name  # docker volume create of an existing name is a no-op
         os.makedirs(self.path(name), exist_ok=True)
+        self.db.emit("volume", "create", name, driver="local")
         with self.db.tx() as c:
             c.execute("INSERT OR IGNORE INTO volumes VALUES (?, 'local', ?, ?, ?)",
                       (name, now_rfc3339(), json.dumps(labels or {}), int(anonymous)))  # fmt: skip
@@ -73,6 +74,7 @@ class VolumeStore:
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         with self.db.tx() as c:
             c.execute("DELETE FROM volumes WHERE name = ?", (name,))
+        self.db.emit("volume", "destroy", name, driver="local")
 
     def fill_from(self, name: str, image_dir: str) -> None:
         """Copy the image's content at the mount point into a volume that is still empty."""

@@ -249,6 +249,7 @@ class ImageStore:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
         with self.db.tx() as c:
             c.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (str(parsed), image_id))
+        self.db.emit("image", "tag", image_id, name=parsed.familiar())
         return str(parsed)
 
     def resolve(self, name: str) -> str:
@@ -291,6 +292,7 @@ class ImageStore:
                 cur = c.execute("DELETE FROM tags WHERE reference = ?", (str(parsed),))
             if cur.rowcount == 0:
                 raise NotFound(f"no such image: {ref}")
+        self.db.emit("image", "untag", parsed.familiar(), name=parsed.familiar())
         return parsed.familiar()
 
     def delete_image(self, image_id: str) -> list[str]:
@@ -299,6 +301,7 @@ class ImageStore:
             chains = [r[0] for r in c.execute(
                 "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position DESC", (image_id,))]  # fmt: skip
             c.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        self.db.emit("image", "delete", image_id)
         freed = []
         for chain in chains:
             if self.db.query("SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain,)):
