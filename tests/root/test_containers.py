@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -604,3 +605,41 @@ def test_events_follow_and_history(dy: Dy) -> None:
     records = [json.loads(line) for line in past.splitlines()]
     assert any(r["Actor"]["Attributes"].get("name") == "evented" for r in records)
     assert all(r["Action"] == "die" for r in records)
+
+
+@pytest.mark.parametrize("runtime", ["dockyard-runtime", "runc"])
+def test_tty_output_is_not_lost_at_exit(dy: Dy, runtime: str) -> None:
+    if runtime == "runc" and not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    proc = dy(
+        "run", "--rm", "-t", "--runtime", runtime, "busybox", "sh", "-c", "tty; exit 4", ok=False
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (4, "/dev/pts/0")
+
+
+def test_runtime_runc_drives_the_same_verbs(dy: Dy) -> None:
+    if not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    assert (
+        dy("run", "--rm", "--runtime", "runc", "busybox", "echo", "via runc").stdout == "via runc\n"
+    )
+    cid = dy(
+        "run", "-d", "--runtime", "runc", "--name", "byrunc", "busybox", "sleep", "60"
+    ).stdout.strip()
+    assert dy.record("byrunc")["HostConfig"]["Runtime"] == "runc"
+    assert os.path.isdir(os.path.join(dy.root, "exec", "runc", cid))  # runc's own state
+    proc = dy("exec", "byrunc", "sh", "-c", "echo in; exit 5", ok=False)
+    assert (proc.returncode, proc.stdout) == (5, "in\n")
+    assert "sleep 60" in dy("top", "byrunc").stdout
+    dy("pause", "byrunc")
+    assert dy.record("byrunc")["State"]["Paused"] is True
+    dy("unpause", "byrunc")
+    dy("kill", "byrunc")
+    assert dy("wait", "byrunc").stdout.strip() == "137"
+    dy("rm", "byrunc")
+    assert not os.path.exists(os.path.join(dy.root, "exec", "runc", cid))
+    bad = dy("run", "--rm", "--runtime", "no-such-runtime", "busybox", "true", ok=False)
+    assert (
+        bad.returncode == 125
+        and bad.stderr == "dockyard: unknown or invalid runtime name: no-such-runtime\n"
+    )

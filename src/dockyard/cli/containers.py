@@ -790,7 +790,6 @@ def exec_cmd(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env
              user: str | None, workdir: str | None, container: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Execute a command in a running container."""
     from dockyard.engine.spec import resolve_user
-    from dockyard.runtime.exec import exec_process
     from dockyard.runtime.lifecycle import ContainerError
 
     engine = _engine(ctx)
@@ -816,7 +815,7 @@ def exec_cmd(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env
         os.dup2(devnull, 0)
         os.close(devnull)
     try:
-        code = exec_process(engine.runtime_opts(), cid, proc, detach=detach)
+        code = engine.runtime(cid).exec(cid, proc, detach)
     except ContainerError as err:
         _raise_start_error(str(err), {"not-found": 127, "not-executable": 126}.get(err.kind, 125))
     ctx.exit(code)
@@ -828,20 +827,13 @@ def exec_cmd(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env
 @click.pass_context
 def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
-    from dockyard.runtime import commands
+    from dockyard.runtime.commands import print_ps
 
     engine = _engine(ctx)
     cid = engine.lookup(container)
     if engine.refresh(cid)["status"] not in ("running", "paused"):
         raise InvalidArgument(f"Container {cid} is not running")
-    sys_stdout_flush()
-    commands.cmd_ps({"root": engine.exec_root}, {}, [cid, *ps_args])
-
-
-def sys_stdout_flush() -> None:
-    import sys
-
-    sys.stdout.flush()
+    print_ps(engine.runtime(cid).cgroup(cid).pids(), list(ps_args))
 
 
 @click.command("stats")

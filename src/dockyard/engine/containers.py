@@ -88,8 +88,11 @@ class Engine:
     def cdir(self, cid: str) -> str:
         return os.path.join(self.root, "containers", cid)
 
-    def runtime_opts(self) -> lifecycle.Options:
-        return lifecycle.Options(root=self.exec_root)
+    def runtime(self, cid: str) -> Any:
+        """The container's runtime driver (dockyard-runtime in-process, or runc/crun)."""
+        from dockyard.engine.runtimes import runtime_for
+
+        return runtime_for(self.record(cid)["host_config"].get("Runtime"), self.exec_root)
 
     # -- lookup
     def lookup(self, ref: str) -> str:
@@ -342,8 +345,8 @@ class Engine:
         if sig == 9:
             self.set_state(cid, stopped_by_user=1)
         try:
-            lifecycle.kill(self.runtime_opts(), cid, sig)
-        except (lifecycle.ContainerError, Exception) as err:
+            self.runtime(cid).kill(cid, sig)
+        except Exception as err:
             if "not running" not in str(err) and "does not exist" not in str(err):
                 raise
 
@@ -357,13 +360,13 @@ class Engine:
         stop_signal = rec["config"].get("StopSignal") or "SIGTERM"
         wait = timeout if timeout is not None else rec["config"].get("StopTimeout") or 10
         try:
-            lifecycle.kill(self.runtime_opts(), cid, lifecycle.parse_signal(stop_signal))
+            self.runtime(cid).kill(cid, lifecycle.parse_signal(stop_signal))
         except Exception:
             pass
         if self._wait_exit(cid, wait):
             return ""
         try:
-            lifecycle.kill(self.runtime_opts(), cid, 9)
+            self.runtime(cid).kill(cid, 9)
         except Exception:
             pass
         self._wait_exit(cid, 30)
@@ -394,7 +397,7 @@ class Engine:
     def cleanup_runtime(self, cid: str) -> None:
         """Delete the runtime's container and unmount the rootfs; idempotent."""
         try:
-            lifecycle.delete(self.runtime_opts(), cid, force=True)
+            self.runtime(cid).delete(cid)
         except Exception:
             pass
         from dockyard.snapshot.snapshotter import unmount
@@ -418,7 +421,7 @@ class Engine:
                                "attempting removal or force remove")  # fmt: skip
             self.set_state(cid, stopped_by_user=1)
             try:
-                lifecycle.kill(self.runtime_opts(), cid, 9)
+                self.runtime(cid).kill(cid, 9)
             except Exception:
                 pass
             self._wait_exit(cid, 30)
@@ -517,7 +520,7 @@ class Engine:
         rec = self.refresh(cid)
         if rec["status"] != "running":
             raise Conflict(f"Container {cid} is not running")
-        lifecycle.pause(self.runtime_opts(), cid)
+        self.runtime(cid).pause(cid)
         self.set_state(cid, status="paused")
         self.emit(cid, "pause")
 
@@ -525,7 +528,7 @@ class Engine:
         rec = self.refresh(cid)
         if rec["status"] != "paused":
             raise Conflict(f"Container {cid} is not paused")
-        lifecycle.resume(self.runtime_opts(), cid)
+        self.runtime(cid).resume(cid)
         self.set_state(cid, status="running")
         self.emit(cid, "unpause")
 
@@ -554,19 +557,13 @@ class Engine:
 
     def stats(self, cid: str) -> dict[str, Any]:
         """Memory, cpu and pids of a running container, from its cgroup."""
-        from dockyard.runtime import cgroups
-        from dockyard.runtime import state as st
-
         try:
-            return cgroups.from_state(st.load(self.exec_root, cid).get("cgroup") or {}).stats()
-        except st.ContainerNotFound:
+            return self.runtime(cid).cgroup(cid).stats()
+        except Exception:  # gone meanwhile: no figures
             return {}
 
     def update(self, cid: str, resources: dict[str, Any]) -> None:
         """Change a container's limits now (cgroup) and for its next start (HostConfig)."""
-        from dockyard.runtime import cgroups
-        from dockyard.runtime import state as st
-
         rec = self.refresh(cid)
         host = rec["host_config"]
         host.update({k: v for k, v in resources.items() if v is not None})
@@ -579,7 +576,7 @@ class Engine:
                 cid, rec["config"], host, os.path.join(self.cdir(cid), "rootfs"), self.cdir(cid)
             )
             res = {k: v for k, v in spec["linux"]["resources"].items() if k != "devices"}
-            cgroups.from_state(st.load(self.exec_root, cid).get("cgroup") or {}).apply(res)
+            self.runtime(cid).cgroup(cid).apply(res)
 
     def prune(self) -> list[str]:
         """Remove every stopped container; their IDs."""

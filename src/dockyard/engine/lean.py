@@ -197,7 +197,18 @@ def main(argv):
                     continue
                 log.write(name, data)
                 send(STDOUT if name == "stdout" else STDERR, data)
-    for name in open_outs.values():
+    for fd, name in open_outs.items():
+        # A pty's last output may still sit in its buffer when the process is gone.
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EAGAIN: drained; EIO: the other side closed
+                break
+            if not data:
+                break
+            log.write(name, data)
+            send(STDOUT if name == "stdout" else STDERR, data)
         log.write(name, b"", final=True)
     os.close(log.fd)
     for fd in outs:

@@ -27,6 +27,7 @@ from typing import Any
 
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
+from dockyard.errors import DockyardError
 from dockyard.image.store import now_rfc3339
 from dockyard.linux import syscalls as sc
 
@@ -64,8 +65,7 @@ def launch(
     """Create and start the container, then become the lean loop. Returns only by raising."""
     from dockyard.engine.spec import oci_spec
     from dockyard.runtime import console
-    from dockyard.runtime.container import create
-    from dockyard.runtime.lifecycle import ContainerError, start
+    from dockyard.runtime.lifecycle import ContainerError
     from dockyard.runtime.rootfs import secure_join
 
     rec = engine.record(cid)
@@ -98,9 +98,10 @@ def launch(
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
             outs = {out_r: "stdout", err_r: "stderr"}
+        runtime = engine.runtime(cid)
         try:
-            state = create(engine.runtime_opts(), cid, cdir, console_fd=theirs)
-        except ContainerError as err:
+            pid = runtime.create(cid, cdir, console_fd=theirs)
+        except (ContainerError, DockyardError) as err:
             engine.set_state(cid, error=str(err), exit_code=_code_for(err))
             raise
     finally:
@@ -117,9 +118,9 @@ def launch(
 
     hc = health_config(config)
     health = json.dumps({"Status": "starting", "FailingStreak": 0, "Log": []}) if hc else ""
-    engine.set_state(cid, status="running", pid=state["pid"], monitor_pid=os.getpid(), health=health,
+    engine.set_state(cid, status="running", pid=pid, monitor_pid=os.getpid(), health=health,
                      started_at=now_rfc3339(), finished_at="0001-01-01T00:00:00Z")  # fmt: skip
-    start(engine.runtime_opts(), cid)
+    runtime.start(cid)
     engine.emit(cid, "start")
     for fd in [*outs, in_w, listener.fileno(), *clients]:
         if fd >= 0:
@@ -128,7 +129,7 @@ def launch(
     # Without a restart policy an attached client may record the exit itself.
     client_finish = ((host.get("RestartPolicy") or {}).get("Name") or "no") == "no"
     me = ["-m", "dockyard.engine.monitor", engine.root, cid, snapshotter]
-    args = [sys.executable, "-I", "-S", _LEAN, sys.executable, json.dumps(me), str(state["pid"]), "1" if tty else "0",
+    args = [sys.executable, "-I", "-S", _LEAN, sys.executable, json.dumps(me), str(pid), "1" if tty else "0",
             str(in_w), str(listener.fileno()), os.path.join(cdir, f"{cid}-json.log"), str(max_size),
             str(max_files), "1" if client_finish else "0", str(hc["Interval"] if hc else 0),
             *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
@@ -146,19 +147,15 @@ def finish_by_client(engine: Engine, cid: str, code: int) -> None:
 
 def finish(engine: Engine, cid: str, code: int) -> None:
     """Record the exit: OOM kill from the cgroup, then delete the runtime container."""
-    from dockyard.runtime import cgroups
-    from dockyard.runtime import state as st
-    from dockyard.runtime.lifecycle import delete
-
-    opts = engine.runtime_opts()
+    runtime = engine.runtime(cid)
     oom = False
     try:
-        stats = cgroups.from_state(st.load(opts.root, cid).get("cgroup") or {}).stats()
+        stats = runtime.cgroup(cid).stats()
         oom = bool((stats.get("memory") or {}).get("oom_kill"))
     except Exception:
         pass
     try:
-        delete(opts, cid, force=True)
+        runtime.delete(cid)
     except Exception:
         pass
     if oom:

@@ -266,13 +266,20 @@ def cmd_ps(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     if (f.get("format") or "table") == "json":
         sys.stdout.write(_json.dumps(pids) + "\n")
         return 0
+    print_ps(pids, pos[1:])
+    return 0
+
+
+def print_ps(pids: list[int], ps_args: list[str]) -> None:
+    """``ps`` output (``-ef`` unless told otherwise) cut down to ``pids``, header kept."""
     import subprocess
 
-    ps_args = pos[1:] or ["-ef"]
-    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ps", *(ps_args or ["-ef"])], capture_output=True, text=True, check=True
+    ).stdout
     lines = out.splitlines()
     if not lines:
-        return 0
+        return
     header = lines[0].split()
     if "PID" not in header:
         raise ct.ContainerError("couldn't find PID field in ps output")
@@ -283,7 +290,7 @@ def cmd_ps(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
         fields = line.split()
         if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
             sys.stdout.write(line + "\n")
-    return 0
+    sys.stdout.flush()
 
 
 def cmd_events(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:

@@ -1,0 +1,170 @@
+"""The OCI runtime a container runs with: dockyard-runtime in-process, or runc/crun by command.
+
+``--runtime`` picks it per container, as Docker and podman allow. The engine
+and the monitor speak to either through one small driver interface; the
+external one drives the runc command line (which dockyard-runtime shares),
+each runtime with its own state root under the engine's exec root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Any
+
+from dockyard.errors import DockyardError, InvalidArgument
+
+__all__ = ["ExternalRuntime", "InProcessRuntime", "runtime_for"]
+
+_BUILTIN = ("dockyard-runtime", "dockyard", "")
+
+
+class InProcessRuntime:
+    """dockyard-runtime's functions called directly: no process per operation."""
+
+    name = "dockyard-runtime"
+
+    def __init__(self, exec_root: str) -> None:
+        from dockyard.runtime import lifecycle
+
+        self.opts = lifecycle.Options(root=exec_root)
+
+    def create(self, cid: str, bundle: str, console_fd: int = -1) -> int:
+        from dockyard.runtime.container import create
+
+        return create(self.opts, cid, bundle, console_fd=console_fd)["pid"]
+
+    def start(self, cid: str) -> None:
+        from dockyard.runtime.lifecycle import start
+
+        start(self.opts, cid)
+
+    def kill(self, cid: str, sig: int) -> None:
+        from dockyard.runtime.lifecycle import kill
+
+        kill(self.opts, cid, sig)
+
+    def delete(self, cid: str) -> None:
+        from dockyard.runtime.lifecycle import delete
+
+        delete(self.opts, cid, force=True)
+
+    def pause(self, cid: str) -> None:
+        from dockyard.runtime.lifecycle import pause
+
+        pause(self.opts, cid)
+
+    def resume(self, cid: str) -> None:
+        from dockyard.runtime.lifecycle import resume
+
+        resume(self.opts, cid)
+
+    def cgroup(self, cid: str) -> Any:
+        from dockyard.runtime import cgroups
+        from dockyard.runtime import state as st
+
+        return cgroups.from_state(st.load(self.opts.root, cid).get("cgroup") or {})
+
+    def exec(self, cid: str, proc: dict[str, Any], detach: bool) -> int:
+        from dockyard.runtime.exec import exec_process
+
+        return exec_process(self.opts, cid, proc, detach=detach)
+
+
+class ExternalRuntime:
+    """runc, crun or any runtime with runc's command line."""
+
+    def __init__(self, name: str, binary: str, exec_root: str) -> None:
+        self.name = name
+        self.binary = binary
+        self.root = os.path.join(exec_root, name)
+
+    def _run(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.run([self.binary, "--root", self.root, *args], stderr=err, **kw)
+            if proc.returncode != 0:
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines() or [
+                    f"exit {proc.returncode}"
+                ]
+                raise DockyardError(f"{self.name} {args[0]}: {lines[-1]}")
+        return proc
+
+    def create(self, cid: str, bundle: str, console_fd: int = -1) -> int:
+        pid_file = os.path.join(bundle, "runtime.pid")
+        args = ["create", "--bundle", bundle, "--pid-file", pid_file]
+        if console_fd >= 0:
+            # runc wants a socket path to send the pty to; we pass the pty on to our console fd.
+            # A short directory of its own: AF_UNIX paths stop at 108 bytes.
+            import socket
+
+            tmpdir = tempfile.mkdtemp(prefix="dy-console-")
+            sock_path = os.path.join(tmpdir, "console.sock")
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(sock_path)
+            listener.listen(1)
+            listener.settimeout(30)
+            try:
+                proc = subprocess.Popen([self.binary, "--root", self.root, *args, "--console-socket", sock_path, cid],
+                                        stdin=subprocess.DEVNULL)  # fmt: skip
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    proc.kill()
+                    raise DockyardError(f"{self.name} create sent no console") from None
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                conn.close()
+                if proc.wait() != 0:
+                    raise DockyardError(f"{self.name} create failed")
+                from dockyard.runtime.console import send_master
+
+                send_master(console_fd, fds[0], "/dev/ptmx")
+                os.close(fds[0])
+            finally:
+                listener.close()
+                shutil.rmtree(tmpdir, ignore_errors=True)
+        else:
+            self._run(*args, cid)
+        with open(pid_file) as f:
+            return int(f.read())
+
+    def start(self, cid: str) -> None:
+        self._run("start", cid)
+
+    def kill(self, cid: str, sig: int) -> None:
+        self._run("kill", cid, str(sig))
+
+    def delete(self, cid: str) -> None:
+        self._run("delete", "--force", cid)
+
+    def pause(self, cid: str) -> None:
+        self._run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._run("resume", cid)
+
+    def cgroup(self, cid: str) -> Any:
+        from dockyard.runtime import cgroups
+
+        return cgroups.manager_for("auto", f"/dockyard/{cid}")
+
+    def exec(self, cid: str, proc: dict[str, Any], detach: bool) -> int:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(proc, f)
+            f.flush()
+            args = [self.binary, "--root", self.root, "exec", "--process", f.name]
+            args += ["--detach"] if detach else []
+            return subprocess.run([*args, cid]).returncode
+
+
+def runtime_for(name: str | None, exec_root: str) -> InProcessRuntime | ExternalRuntime:
+    """The driver for ``--runtime NAME`` (dockyard-runtime, runc, crun, or a path)."""
+    if (name or "") in _BUILTIN:
+        return InProcessRuntime(exec_root)
+    binary = name if name and name.startswith("/") else shutil.which(name or "")
+    if not binary or not os.access(binary, os.X_OK):
+        raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+    return ExternalRuntime(os.path.basename(binary), binary, exec_root)
