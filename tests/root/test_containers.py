@@ -643,3 +643,38 @@ def test_runtime_runc_drives_the_same_verbs(dy: Dy) -> None:
         bad.returncode == 125
         and bad.stderr == "dockyard: unknown or invalid runtime name: no-such-runtime\n"
     )
+
+
+def test_attach_to_a_running_container(dy: Dy) -> None:
+    dy(
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "listener",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got $x; exit 6",
+    )
+    proc = dy("attach", "listener", input="hello\n", ok=False)
+    assert (proc.returncode, proc.stdout) == (6, "got hello\n")
+    stopped = dy("attach", "listener", ok=False)
+    assert (
+        stopped.returncode == 125 and "You cannot attach to a stopped container" in stopped.stderr
+    )
+    dy("rm", "listener")
+
+
+def test_state_survives_new_processes_and_removal_leaves_nothing(dy: Dy) -> None:
+    """There is no daemon to restart: every command is a new process reading the same state."""
+    up = dy("run", "-d", "--name", "survivor", "busybox", "sleep", "60").stdout.strip()
+    dy("run", "--name", "done3", "busybox", "sh", "-c", "exit 3", ok=False)
+    table = dy("ps", "-a").stdout
+    assert any(line.endswith("survivor") and " Up " in line for line in table.splitlines())
+    assert any(line.endswith("done3") and "Exited (3)" in line for line in table.splitlines())
+    dy("rm", "-f", "survivor", "done3")
+    with open("/proc/self/mountinfo") as f:
+        assert up not in f.read()
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/dockyard/{up}")
+    assert not [p for p, a in _processes() if up in " ".join(a)]

@@ -1156,25 +1156,6 @@ def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
             os.unlink(tmp)
 
 
-def register_more(cli: click.Group, group: click.Group) -> None:
-    for cmd in (
-        pause_cmd,
-        unpause_cmd,
-        rename_cmd,
-        exec_cmd,
-        top_cmd,
-        stats_cmd,
-        cp_cmd,
-        update_cmd,
-        diff_cmd,
-        commit_cmd,
-        export_cmd,
-    ):
-        cli.add_command(cmd)
-        group.add_command(cmd)
-    group.add_command(container_prune_cmd)
-
-
 @click.command("events")
 @click.option(
     "--since",
@@ -1242,3 +1223,57 @@ def _print_event(ev: Any, attrs: dict[str, str], fmt: str | None) -> None:
     click.echo(
         f"{stamp} {ev['type']} {ev['action']} {ev['actor']}" + (f" ({inner})" if inner else "")
     )
+
+
+@click.command("attach")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
+@click.option(
+    "--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process"
+)
+@click.option(
+    "--detach-keys", default="ctrl-p,ctrl-q", help="Override the key sequence for detaching"
+)
+@click.argument("container")
+@click.pass_context
+def attach_cmd(
+    ctx: click.Context, no_stdin: bool, sig_proxy: bool, detach_keys: str, container: str
+) -> None:
+    """Attach local standard input, output, and error streams to a running container."""
+    engine = _engine(ctx)
+    cid = engine.lookup(container)
+    rec = engine.refresh(cid)
+    if rec["status"] not in ("running", "paused"):
+        raise InvalidArgument("You cannot attach to a stopped container, start it first")
+    stdin = rec["config"].get("OpenStdin") and not no_stdin
+    code = _attach(
+        engine,
+        cid,
+        bool(stdin),
+        bool(rec["config"].get("Tty")),
+        sig_proxy,
+        _detach_keys(detach_keys),
+    )
+    if code is None:
+        click.echo("read escape sequence", err=True)
+        ctx.exit(0)
+    ctx.exit(engine.wait(cid))
+
+
+def register_more(cli: click.Group, group: click.Group) -> None:
+    for cmd in (
+        pause_cmd,
+        unpause_cmd,
+        rename_cmd,
+        exec_cmd,
+        top_cmd,
+        stats_cmd,
+        cp_cmd,
+        update_cmd,
+        diff_cmd,
+        commit_cmd,
+        export_cmd,
+        attach_cmd,
+    ):
+        cli.add_command(cmd)
+        group.add_command(cmd)
+    group.add_command(container_prune_cmd)
