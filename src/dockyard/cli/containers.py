@@ -18,12 +18,7 @@ from dockyard.errors import CommandNotExecutable, CommandNotFound, DockyardError
 __all__ = ["register"]
 
 
-def _engine(ctx: click.Context) -> Engine:
-    obj = ctx.find_root().obj
-    if "engine" not in obj:
-        obj["engine"] = Engine(obj["root"], obj.get("snapshotter", "overlay"))
-    return obj["engine"]
-
+from dockyard.cli._context import engine as _engine
 
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -1133,27 +1128,12 @@ def commit_cmd(ctx: click.Context, author: str, changes: tuple[str, ...], messag
 @click.pass_context
 def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
-    import sys
-
+    from dockyard.cli._context import write_archive
     from dockyard.image.commit import export_snapshot
 
     engine = _engine(ctx)
     cid = engine.lookup(container)
-    if output is None:
-        if sys.stdout.isatty():
-            raise InvalidArgument(
-                "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-            )
-        export_snapshot(engine.images, cid, sys.stdout.buffer)
-        return
-    tmp = f"{output}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as out:
-            export_snapshot(engine.images, cid, out)
-        os.rename(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_archive(output, lambda out: export_snapshot(engine.images, cid, out))
 
 
 @click.command("events")

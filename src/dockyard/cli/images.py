@@ -17,10 +17,9 @@ __all__ = ["register"]
 
 
 def _store(ctx: click.Context) -> ImageStore:
-    obj = ctx.find_root().obj
-    if "images" not in obj:
-        obj["images"] = ImageStore(obj["root"], obj.get("snapshotter", "overlay"))
-    return obj["images"]
+    from dockyard.cli._context import engine
+
+    return engine(ctx).images
 
 
 def _short(image_id: str) -> str:
@@ -189,10 +188,10 @@ def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
 @click.pass_context
 def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove one or more images."""
-    store = _store(ctx)
-    from dockyard.engine.containers import Engine
+    from dockyard.cli._context import engine as get_engine
 
-    engine = Engine(store.root, store.snapshotter_name)
+    engine = get_engine(ctx)
+    store = engine.images
     for name in names:
         image_id = store.resolve(name)
         tags = store.tags_of(image_id)
@@ -286,27 +285,10 @@ def history_cmd(ctx: click.Context, name: str, human: bool, no_trunc: bool, quie
 @click.pass_context
 def save_cmd(ctx: click.Context, names: tuple[str, ...], output: str | None, fmt: str) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
-    import os
-    import sys
-
+    from dockyard.cli._context import write_archive
     from dockyard.image.archive import save
 
-    store = _store(ctx)
-    if output is None:
-        if sys.stdout.isatty():
-            raise InvalidArgument(
-                "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-            )
-        save(store, list(names), sys.stdout.buffer, fmt)
-        return
-    tmp = f"{output}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as out:
-            save(store, list(names), out, fmt)
-        os.rename(tmp, output)  # no half-written archive under the asked name
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_archive(output, lambda out: save(_store(ctx), list(names), out, fmt))
 
 
 @click.command("load")
@@ -419,9 +401,9 @@ def system_group() -> None:
 def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
     """Show dockyard disk usage: measured on disk, shared layers counted once."""
     store = _store(ctx)
-    from dockyard.engine.containers import Engine
+    from dockyard.cli._context import engine
 
-    usage = Engine(store.root, store.snapshotter_name).disk_usage()
+    usage = engine(ctx).disk_usage()
     images = list(store.images())
     rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
     for kind, u in usage.items():

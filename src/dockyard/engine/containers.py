@@ -658,12 +658,6 @@ class Engine:
         }
 
 
-def _tree_size(path: str) -> int:
-    from dockyard.image.store import du
-
-    return du(path)
-
-
 def _file_bytes(path: str, seen: set[tuple[int, int]]) -> int:
     st = os.lstat(path)
     key = (st.st_dev, st.st_ino)

@@ -2,7 +2,7 @@
 
 ``detect()`` tells what the host runs; ``manager_for()`` builds the manager a
 container uses; ``from_state()`` rebuilds it in a later command from what
-``to_state()`` saved. Every manager offers: create, add(pid), procs_files,
+``to_state()`` saved. Every manager offers: create, procs_files,
 apply(resources), pids, freeze/thaw/is_frozen, kill_all, stats, destroy.
 """
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
             """Files a single-threaded child writes "0" to, to join this cgroup."""
             ...
 
-        def add(self, pid: int) -> None: ...
         def apply(self, res: dict[str, Any]) -> None: ...
         def pids(self) -> list[int]: ...
         def is_frozen(self) -> bool: ...
@@ -62,9 +61,6 @@ class NullCgroup:
 
     def procs_files(self) -> list[str]:
         return []
-
-    def add(self, pid: int) -> None:
-        pass
 
     def apply(self, res: dict[str, Any]) -> None:
         if any(res.get(k) for k in ("memory", "cpu", "pids", "blockIO")):

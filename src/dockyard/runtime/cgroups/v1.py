@@ -87,14 +87,6 @@ class CgroupV1:
         # Callers are single-threaded forked children, so one thread is the process.
         return [os.path.join(d, "tasks") for d in self._dirs() if os.path.isdir(d)]
 
-    def add(self, pid: int) -> None:
-        for d in self._dirs():
-            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, str(pid).encode())
-            finally:
-                os.close(fd)
-
     def apply(self, res: dict[str, Any]) -> None:
         self._apply_memory(res.get("memory") or {})
         self._apply_cpu(res.get("cpu") or {})

@@ -78,9 +78,6 @@ class CgroupV2:
         # Written with "0" by a single-threaded child: moves the writer itself.
         return [os.path.join(self.path, "cgroup.procs")]
 
-    def add(self, pid: int) -> None:
-        write(self.path, "cgroup.procs", pid)
-
     def _has(self, controller: str, what: str) -> bool:
         enabled = set((read(os.path.dirname(self.path), "cgroup.subtree_control") or "").split())
         if controller in enabled:
