@@ -82,8 +82,12 @@ def test_run_passes_output_and_exit_status(dy: Dy) -> None:
     ],
 )
 def test_exit_codes_and_messages(dy: Dy, args: list[str], code: int, message: str) -> None:
+    containers = os.path.join(dy.root, "containers")
+    before = sorted(os.listdir(containers)) if os.path.isdir(containers) else []
     proc = dy("run", "--rm", *args, ok=False)
+    after = sorted(os.listdir(containers)) if os.path.isdir(containers) else []  # at once: no waiting
     assert (proc.returncode, proc.stderr) == (code, message)
+    assert after == before  # --rm removed the container before run returned, as Docker
 
 
 def test_rm_flag_leaves_nothing(dy: Dy) -> None:

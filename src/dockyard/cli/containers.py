@@ -282,9 +282,13 @@ def run_cmd(ctx: click.Context, detach: bool, sig_proxy: bool, detach_keys: str,
         click.echo(cid)
         return
     monitor = engine.start(cid, attach=True)
-    code = _attach(
-        engine, cid, config["OpenStdin"], config["Tty"], sig_proxy, _detach_keys(detach_keys)
-    )
+    try:
+        code = _attach(
+            engine, cid, config["OpenStdin"], config["Tty"], sig_proxy, _detach_keys(detach_keys)
+        )
+    except DockyardError:
+        monitor.wait()  # a start error: with --rm the monitor removes the container first, as Docker
+        raise
     if code is None:  # detached with the key sequence: the container goes on
         click.echo("read escape sequence", err=True)
         ctx.exit(0)

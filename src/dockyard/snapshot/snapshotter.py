@@ -51,11 +51,11 @@ def _short_id() -> str:
 
 
 def unmount(target: str) -> None:
-    """Unmount ``target`` (lazily if busy); not mounted is fine."""
+    """Unmount ``target`` (lazily if busy); not mounted, or already gone, is fine."""
     try:
         sc.umount2(target, 0)
     except OSError as err:
-        if err.errno == 22:  # EINVAL: not a mount point
+        if err.errno in (2, 22):  # ENOENT: removed meanwhile; EINVAL: not a mount point
             return
         if err.errno == 16:  # EBUSY
             sc.umount2(target, sc.MNT_DETACH)
