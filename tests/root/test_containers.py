@@ -85,7 +85,9 @@ def test_exit_codes_and_messages(dy: Dy, args: list[str], code: int, message: st
     containers = os.path.join(dy.root, "containers")
     before = sorted(os.listdir(containers)) if os.path.isdir(containers) else []
     proc = dy("run", "--rm", *args, ok=False)
-    after = sorted(os.listdir(containers)) if os.path.isdir(containers) else []  # at once: no waiting
+    after = (
+        sorted(os.listdir(containers)) if os.path.isdir(containers) else []
+    )  # at once: no waiting
     assert (proc.returncode, proc.stderr) == (code, message)
     assert after == before  # --rm removed the container before run returned, as Docker
 
