@@ -12,7 +12,11 @@ try:
 except ImportError:  # pragma: no cover - CPython always has it
     _c = None
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dump", "dumps", "load", "loads"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def _nan(name: str) -> float:
@@ -56,32 +60,44 @@ def _default(obj: object) -> object:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
-def dumps(obj: object, indent: int | None = None) -> str:
-    """Compact JSON, or with ``indent`` the layout of ``json.dumps(obj, indent=indent)``."""
+def dumps(obj: object, indent: int | None = None, sort_keys: bool = False) -> str:
+    """Compact JSON (``separators=(",", ":")``), or with ``indent`` the layout of
+    ``json.dumps(obj, indent=indent)``; ``sort_keys`` as json's."""
     if _c is None:
         import json
 
-        return json.dumps(obj, indent=indent, separators=None if indent else (",", ":"))
+        return json.dumps(obj, indent=indent, sort_keys=sort_keys,
+                          separators=None if indent else (",", ":"))  # fmt: skip
     if indent is not None:
-        return _pretty(obj, indent, 0)
+        return _pretty(obj, indent, 0, sort_keys)
     encoder = _c.make_encoder(
-        {}, _default, _c.encode_basestring_ascii, None, ":", ",", False, False, True
+        {}, _default, _c.encode_basestring_ascii, None, ":", ",", sort_keys, False, True
     )
     return "".join(encoder(obj, 0))
 
 
-def _pretty(obj: object, indent: int, level: int) -> str:
+def dump(obj: object, f: TextIO, indent: int | None = None) -> None:
+    f.write(dumps(obj, indent))
+
+
+def load(f: TextIO) -> object:
+    return loads(f.read())
+
+
+def _pretty(obj: object, indent: int, level: int, sort_keys: bool = False) -> str:
     # The C encoder has no indentation; this covers what the runtime prints.
     pad = "\n" + " " * (indent * (level + 1))
     end = "\n" + " " * (indent * level)
     if isinstance(obj, dict):
         if not obj:
             return "{}"
-        items = (f"{_c.encode_basestring_ascii(str(k))}: {_pretty(v, indent, level + 1)}"
-                 for k, v in obj.items())  # fmt: skip
+        pairs = sorted(obj.items()) if sort_keys else obj.items()
+        items = (f"{_c.encode_basestring_ascii(str(k))}: {_pretty(v, indent, level + 1, sort_keys)}"
+                 for k, v in pairs)  # fmt: skip
         return "{" + pad + ("," + pad).join(items) + end + "}"
     if isinstance(obj, list | tuple):
         if not obj:
             return "[]"
-        return "[" + pad + ("," + pad).join(_pretty(v, indent, level + 1) for v in obj) + end + "]"
+        inner = ("," + pad).join(_pretty(v, indent, level + 1, sort_keys) for v in obj)
+        return "[" + pad + inner + end + "]"
     return dumps(obj)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from contextlib import contextmanager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["Database"]
 
@@ -163,8 +166,9 @@ class Database:
 
     def emit(self, kind: str, action: str, actor: str, **attributes: str) -> None:
         """Record an event (container, image, volume or network) for ``dockyard events``."""
-        import json
         import time
+
+        from dockyard import _json as json
 
         with self.tx() as c:
             c.execute("INSERT INTO events (time_nano, type, action, actor, attributes) VALUES (?, ?, ?, ?, ?)",

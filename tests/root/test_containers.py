@@ -334,6 +334,19 @@ def _pty_run(dy: Dy, *args: str, rows: int = 33, cols: int = 101):  # type: igno
     return proc, master
 
 
+def _lean_monitors(cid: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"lean.py" in cmd and cid.encode() in cmd:
+            found.append(int(name))
+    return found
+
+
 def test_interactive_terminal(dy: Dy) -> None:
     proc, master = _pty_run(dy, "run", "-it", "--name", "tty1", "busybox", "sh")
     try:
@@ -348,7 +361,14 @@ def test_interactive_terminal(dy: Dy) -> None:
         assert dy.record("tty1")["State"]["Running"] is True
         os.write(master, b"\x10\x11")  # ctrl-p ctrl-q: detach, the container keeps running
         assert proc.wait(timeout=20) == 0
-        assert dy.record("tty1")["State"]["Running"] is True
+        rec = dy.record("tty1")
+        assert rec["State"]["Running"] is True
+        # Alone, the monitor sheds the engine: it re-execs itself as the lean loop.
+        deadline = time.monotonic() + 10
+        while not _lean_monitors(rec["Id"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_lean_monitors(rec["Id"])) == 1
+        assert "42" in dy("logs", "tty1").stdout
     finally:
         os.close(master)
         proc.kill()

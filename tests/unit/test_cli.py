@@ -24,7 +24,7 @@ def test_version() -> None:
 def test_help_lists_usage() -> None:
     proc = run("--help")
     assert proc.returncode == 0
-    assert proc.stdout.startswith("Usage: dockyard")
+    assert proc.stdout.startswith("Usage:  dockyard [OPTIONS] COMMAND\n")
     assert "--version" in proc.stdout
 
 

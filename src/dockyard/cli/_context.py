@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import BinaryIO
 
-import click
-
+from dockyard.cli import flags
 from dockyard.engine.containers import Engine
 from dockyard.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
 
 __all__ = ["engine", "write_archive"]
 
 
-def engine(ctx: click.Context) -> Engine:
+def engine(ctx: flags.Context) -> Engine:
     """One Engine (and so one image store and database connection) per invocation."""
     obj = ctx.find_root().obj
     if "engine" not in obj:

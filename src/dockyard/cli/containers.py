@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import time
-from typing import Any
 
-import click
-
+from dockyard import _json as json
+from dockyard.cli import flags
 from dockyard.cli.format import human_duration, parse_time, table
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
@@ -19,6 +17,10 @@ __all__ = ["register"]
 
 
 from dockyard.cli._context import engine as _engine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -88,79 +90,79 @@ def _restart_policy(text: str) -> dict[str, Any]:
 
 def create_options(f: Any) -> Any:
     opts = [
-        click.option(
+        flags.option(
             "-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"
         ),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
-        click.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
-        click.option("--name", help="Assign a name to the container"),
-        click.option("-e", "--env", multiple=True, help="Set environment variables"),
-        click.option("--env-file", multiple=True, help="Read in a file of environment variables"),
-        click.option("-w", "--workdir", help="Working directory inside the container"),
-        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
-        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
-        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
-        click.option("-h", "--hostname", help="Container host name"),
-        click.option(
+        flags.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        flags.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
+        flags.option("--name", help="Assign a name to the container"),
+        flags.option("-e", "--env", multiple=True, help="Set environment variables"),
+        flags.option("--env-file", multiple=True, help="Read in a file of environment variables"),
+        flags.option("-w", "--workdir", help="Working directory inside the container"),
+        flags.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        flags.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
+        flags.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        flags.option("-h", "--hostname", help="Container host name"),
+        flags.option(
             "-v", "--volume", multiple=True, help="Bind mount a volume (HOST:CONTAINER[:ro])"
         ),
-        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (PATH[:OPTIONS])"),
-        click.option(
+        flags.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (PATH[:OPTIONS])"),
+        flags.option(
             "--mount",
             "mounts",
             multiple=True,
             help="Attach a filesystem mount (type=bind|volume|tmpfs,...)",
         ),
-        click.option(
+        flags.option(
             "--read-only", is_flag=True, help="Mount the container's root filesystem as read only"
         ),
-        click.option("-m", "--memory", help="Memory limit"),
-        click.option(
+        flags.option("-m", "--memory", help="Memory limit"),
+        flags.option(
             "--memory-swap", help="Swap limit equal to memory plus swap: '-1' for unlimited"
         ),
-        click.option("--cpus", type=float, help="Number of CPUs"),
-        click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)"),
-        click.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
-        click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)"),
-        click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])"),
-        click.option("--sysctl", multiple=True, help="Sysctl options"),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
-        click.option(
+        flags.option("--cpus", type=float, help="Number of CPUs"),
+        flags.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)"),
+        flags.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
+        flags.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)"),
+        flags.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])"),
+        flags.option("--sysctl", multiple=True, help="Sysctl options"),
+        flags.option("--cap-add", multiple=True, help="Add Linux capabilities"),
+        flags.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
+        flags.option(
             "--privileged", is_flag=True, help="Give extended privileges to this container"
         ),
-        click.option("--security-opt", multiple=True, help="Security options"),
-        click.option(
+        flags.option("--security-opt", multiple=True, help="Security options"),
+        flags.option(
             "--restart", default="no", help="Restart policy to apply when a container exits"
         ),
-        click.option("--stop-signal", help="Signal to stop the container"),
-        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
-        click.option("--log-opt", multiple=True, help="Log driver options (max-size=, max-file=)"),
-        click.option(
+        flags.option("--stop-signal", help="Signal to stop the container"),
+        flags.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
+        flags.option("--log-opt", multiple=True, help="Log driver options (max-size=, max-file=)"),
+        flags.option(
             "--runtime", default="dockyard-runtime", help="Runtime to use for this container"
         ),
-        click.option(
+        flags.option(
             "--init", is_flag=True, help="Run an init inside the container (tini): signals, reaping"
         ),
-        click.option("--health-cmd", help="Command to run to check health"),
-        click.option(
+        flags.option("--health-cmd", help="Command to run to check health"),
+        flags.option(
             "--health-interval", help="Time between running the check (ms|s|m|h) (default 30s)"
         ),
-        click.option(
+        flags.option(
             "--health-timeout",
             help="Maximum time to allow one check to run (ms|s|m|h) (default 30s)",
         ),
-        click.option(
+        flags.option(
             "--health-retries", type=int, help="Consecutive failures needed to report unhealthy"
         ),
-        click.option(
+        flags.option(
             "--health-start-period", help="Start period for the container to initialize (ms|s|m|h)"
         ),
-        click.option(
+        flags.option(
             "--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"
         ),
-        click.argument("image"),
-        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+        flags.argument("image"),
+        flags.argument("command", nargs=-1, type=flags.UNPROCESSED),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -246,28 +248,28 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
     return kw["image"], config, host, kw["name"]
 
 
-@click.command("create", context_settings={"allow_interspersed_args": False})
+@flags.command("create", context_settings={"allow_interspersed_args": False})
 @create_options
-@click.pass_context
-def create_cmd(ctx: click.Context, **kw: Any) -> None:
+@flags.pass_context
+def create_cmd(ctx: flags.Context, **kw: Any) -> None:
     """Create a new container."""
     image, config, host, name = _build(kw)
-    click.echo(_engine(ctx).create(image, config, host, name))
+    flags.echo(_engine(ctx).create(image, config, host, name))
 
 
-@click.command("run", context_settings={"allow_interspersed_args": False})
-@click.option(
+@flags.command("run", context_settings={"allow_interspersed_args": False})
+@flags.option(
     "-d", "--detach", is_flag=True, help="Run container in background and print container ID"
 )
-@click.option(
+@flags.option(
     "--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process"
 )
-@click.option(
+@flags.option(
     "--detach-keys", default="ctrl-p,ctrl-q", help="Override the key sequence for detaching"
 )
 @create_options
-@click.pass_context
-def run_cmd(ctx: click.Context, detach: bool, sig_proxy: bool, detach_keys: str, **kw: Any) -> None:
+@flags.pass_context
+def run_cmd(ctx: flags.Context, detach: bool, sig_proxy: bool, detach_keys: str, **kw: Any) -> None:
     """Create and run a new container from an image."""
     engine = _engine(ctx)
     image, config, host, name = _build(kw)
@@ -279,18 +281,17 @@ def run_cmd(ctx: click.Context, detach: bool, sig_proxy: bool, detach_keys: str,
             if host["AutoRemove"]:
                 engine.remove(cid, force=True)
             raise
-        click.echo(cid)
+        flags.echo(cid)
         return
     monitor = engine.start(cid, attach=True)
     try:
-        code = _attach(
-            engine, cid, config["OpenStdin"], config["Tty"], sig_proxy, _detach_keys(detach_keys)
-        )
+        code = _attach(engine, cid, config["OpenStdin"], config["Tty"], sig_proxy,
+                       _detach_keys(detach_keys), monitor.attach)  # fmt: skip
     except DockyardError:
         monitor.wait()  # a start error: with --rm the monitor removes the container first, as Docker
         raise
     if code is None:  # detached with the key sequence: the container goes on
-        click.echo("read escape sequence", err=True)
+        flags.echo("read escape sequence", err=True)
         ctx.exit(0)
     monitor.wait()  # with --rm the monitor removes the container before it exits
     ctx.exit(code)
@@ -311,14 +312,16 @@ def _detach_keys(spec: str) -> bytes:
 
 
 def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
-            detach_keys: bytes = b"\x10\x11") -> int | None:  # fmt: skip
+            detach_keys: bytes = b"\x10\x11", sock: Any = None) -> int | None:  # fmt: skip
     """Stream the container's output here (and our input there) until it exits; its exit code,
-    or None when the user detached with the key sequence."""
-    import socket
+    or None when the user detached with the key sequence. ``sock`` is the socket a monitor
+    started for us hands over; without it we connect to the running container's."""
+    if sock is None:
+        import _socket
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with stream.ShortPath(os.path.join(engine.cdir(cid), "attach.sock")) as short:
-        sock.connect(short)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        with stream.ShortPath(os.path.join(engine.cdir(cid), "attach.sock")) as short:
+            sock.connect(short)
     reader = stream.FrameReader()
     saved_tty = None
     if tty and stdin and os.isatty(0):
@@ -421,13 +424,13 @@ def _raise_start_error(message: str, code: int) -> None:
     raise DockyardError(message)
 
 
-@click.command("start")
-@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
-@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
+@flags.command("start")
+@flags.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
+@flags.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
 def start_cmd(
-    ctx: click.Context, attach: bool, interactive: bool, containers: tuple[str, ...]
+    ctx: flags.Context, attach: bool, interactive: bool, containers: tuple[str, ...]
 ) -> None:
     """Start one or more stopped containers."""
     engine = _engine(ctx)
@@ -437,60 +440,61 @@ def start_cmd(
         cid = engine.lookup(containers[0])
         rec = engine.record(cid)
         monitor = engine.start(cid, attach=True)
-        code = _attach(engine, cid, interactive, rec["config"].get("Tty", False), True)
+        code = _attach(engine, cid, interactive, rec["config"].get("Tty", False), True,
+                       sock=monitor.attach)  # fmt: skip
         monitor.wait()
         ctx.exit(code)
     for ref in containers:
         engine.start(engine.lookup(ref))
-        click.echo(ref)
+        flags.echo(ref)
 
 
-@click.command("stop")
-@click.option(
+@flags.command("stop")
+@flags.option(
     "-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container"
 )
-@click.option("-s", "--signal", "sig", help="Signal to send to the container")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
+@flags.option("-s", "--signal", "sig", help="Signal to send to the container")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
 def stop_cmd(
-    ctx: click.Context, timeout: int | None, sig: str | None, containers: tuple[str, ...]
+    ctx: flags.Context, timeout: int | None, sig: str | None, containers: tuple[str, ...]
 ) -> None:
     """Stop one or more running containers."""
     engine = _engine(ctx)
     for ref in containers:
         note = engine.stop(engine.lookup(ref), timeout)
         if note:
-            click.echo(f"dockyard: {ref}: {note}", err=True)
-        click.echo(ref)
+            flags.echo(f"dockyard: {ref}: {note}", err=True)
+        flags.echo(ref)
 
 
-@click.command("kill")
-@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
-def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
+@flags.command("kill")
+@flags.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def kill_cmd(ctx: flags.Context, sig: str, containers: tuple[str, ...]) -> None:
     """Kill one or more running containers."""
     engine = _engine(ctx)
     for ref in containers:
         engine.kill(engine.lookup(ref), sig)
-        click.echo(ref)
+        flags.echo(ref)
 
 
-@click.command("rm")
-@click.option(
+@flags.command("rm")
+@flags.option(
     "-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)"
 )
-@click.option(
+@flags.option(
     "-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container"
 )
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
-def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def rm_cmd(ctx: flags.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     engine = _engine(ctx)
     for ref in containers:
         engine.remove(engine.lookup(ref), force, volumes)
-        click.echo(ref)
+        flags.echo(ref)
 
 
 def _status_text(rec: dict[str, Any]) -> str:
@@ -520,21 +524,21 @@ def _command_text(cfg: dict[str, Any], trunc: bool) -> str:
     return f'"{cmd}"'
 
 
-@click.command("ps")
-@click.option(
+@flags.command("ps")
+@flags.option(
     "-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)"
 )
-@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
-@click.option("-n", "--last", "last", type=int, default=-1, help="Show n last created containers")
-@click.option("-l", "--latest", is_flag=True, help="Show the latest created container")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
-@click.option(
+@flags.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@flags.option("-n", "--last", "last", type=int, default=-1, help="Show n last created containers")
+@flags.option("-l", "--latest", is_flag=True, help="Show the latest created container")
+@flags.option("-s", "--size", is_flag=True, help="Display total file sizes")
+@flags.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@flags.option(
     "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
 )
-@click.option("--format", "fmt", default="table", help="'table' or 'json'")
-@click.pass_context
-def ps_cmd(ctx: click.Context, all_: bool, quiet: bool, last: int, latest: bool, size: bool, no_trunc: bool,
+@flags.option("--format", "fmt", default="table", help="'table' or 'json'")
+@flags.pass_context
+def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool, size: bool, no_trunc: bool,
            filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
     """List containers."""
     engine = _engine(ctx)
@@ -564,7 +568,7 @@ def ps_cmd(ctx: click.Context, all_: bool, quiet: bool, last: int, latest: bool,
             raise InvalidArgument(f"invalid filter '{key}'")
     if quiet:
         for r in recs:
-            click.echo(r["id"] if no_trunc else r["id"][:12])
+            flags.echo(r["id"] if no_trunc else r["id"][:12])
         return
     rows = []
     for r in recs:
@@ -579,14 +583,14 @@ def ps_cmd(ctx: click.Context, all_: bool, quiet: bool, last: int, latest: bool,
         rows.append(row)
     if fmt == "json":
         for row in rows:
-            click.echo(json.dumps(row, sort_keys=True))
+            flags.echo(json.dumps(row, sort_keys=True))
         return
     header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + (
         ["SIZE"] if size else []
     )
     body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
             + ([r["Size"]] if size else []) for r in rows]  # fmt: skip
-    click.echo(table([header, *body]), nl=False)
+    flags.echo(table([header, *body]), nl=False)
 
 
 def _human(n: int) -> str:
@@ -602,17 +606,17 @@ def _log_files(engine: Engine, cid: str) -> list[str]:
     return [os.path.join(engine.cdir(cid), p) for p in rotated] + [base]
 
 
-@click.command("logs")
-@click.option("-f", "--follow", is_flag=True, help="Follow log output")
-@click.option(
+@flags.command("logs")
+@flags.option("-f", "--follow", is_flag=True, help="Follow log output")
+@flags.option(
     "-n", "--tail", default="all", help="Number of lines to show from the end of the logs"
 )
-@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
-@click.option("--since", help="Show logs since timestamp (RFC 3339) or relative (e.g. 42m)")
-@click.option("--until", help="Show logs before a timestamp (RFC 3339) or relative (e.g. 42m)")
-@click.argument("container")
-@click.pass_context
-def logs_cmd(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
+@flags.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@flags.option("--since", help="Show logs since timestamp (RFC 3339) or relative (e.g. 42m)")
+@flags.option("--until", help="Show logs before a timestamp (RFC 3339) or relative (e.g. 42m)")
+@flags.argument("container")
+@flags.pass_context
+def logs_cmd(ctx: flags.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
              until: str | None, container: str) -> None:  # fmt: skip
     """Fetch the logs of a container."""
     engine = _engine(ctx)
@@ -667,26 +671,26 @@ def _print_record(r: dict[str, Any], timestamps: bool) -> None:
     stream.send_all(2 if r["stream"] == "stderr" else 1, text.encode())
 
 
-@click.command("wait")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
-def wait_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+@flags.command("wait")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def wait_cmd(ctx: flags.Context, containers: tuple[str, ...]) -> None:
     """Block until one or more containers stop, then print their exit codes."""
     engine = _engine(ctx)
     for ref in containers:
-        click.echo(engine.wait(engine.lookup(ref)))
+        flags.echo(engine.wait(engine.lookup(ref)))
 
 
-@click.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-@click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None)
-@click.pass_context
-def inspect_cmd(ctx: click.Context, names: tuple[str, ...], kind: str | None) -> None:
+@flags.command("inspect")
+@flags.argument("names", nargs=-1, required=True)
+@flags.option("--type", "kind", type=flags.Choice(["container", "image"]), default=None)
+@flags.pass_context
+def inspect_cmd(ctx: flags.Context, names: tuple[str, ...], kind: str | None) -> None:
     """Return low-level information on containers or images."""
     inspect_objects(ctx, names, kind)
 
 
-def inspect_objects(ctx: click.Context, names: tuple[str, ...], kind: str | None) -> None:
+def inspect_objects(ctx: flags.Context, names: tuple[str, ...], kind: str | None) -> None:
     """Print ContainerJSON/ImageInspect for each name; exit 1 naming the first one not found."""
     from dockyard.cli.images import inspect_image
     from dockyard.errors import NotFound
@@ -705,14 +709,14 @@ def inspect_objects(ctx: click.Context, names: tuple[str, ...], kind: str | None
             out.append(inspect_image(engine.images, engine.images.resolve(name)))
         except NotFound:
             missing.append(name)
-    click.echo(json.dumps(out, indent=4))
+    flags.echo(json.dumps(out, indent=4))
     if missing:
         what = {"image": "image", "container": "container"}.get(kind or "", "object")
-        click.echo(f"dockyard: Error: No such {what}: {missing[0]}", err=True)
+        flags.echo(f"dockyard: Error: No such {what}: {missing[0]}", err=True)
         ctx.exit(1)
 
 
-def register(cli: click.Group) -> None:
+def register(cli: flags.Group) -> None:
     commands = (
         run_cmd,
         create_cmd,
@@ -729,7 +733,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(inspect_cmd)
     cli.add_command(events_cmd)
 
-    @click.group("container")
+    @flags.group("container")
     def container_group() -> None:
         """Manage containers."""
 
@@ -743,49 +747,49 @@ def register(cli: click.Group) -> None:
     cli.add_command(container_group)
 
 
-@click.command("pause")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
-def pause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+@flags.command("pause")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def pause_cmd(ctx: flags.Context, containers: tuple[str, ...]) -> None:
     """Pause all processes within one or more containers."""
     engine = _engine(ctx)
     for ref in containers:
         engine.pause(engine.lookup(ref))
-        click.echo(ref)
+        flags.echo(ref)
 
 
-@click.command("unpause")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
-def unpause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+@flags.command("unpause")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def unpause_cmd(ctx: flags.Context, containers: tuple[str, ...]) -> None:
     """Unpause all processes within one or more containers."""
     engine = _engine(ctx)
     for ref in containers:
         engine.unpause(engine.lookup(ref))
-        click.echo(ref)
+        flags.echo(ref)
 
 
-@click.command("rename")
-@click.argument("container")
-@click.argument("new_name")
-@click.pass_context
-def rename_cmd(ctx: click.Context, container: str, new_name: str) -> None:
+@flags.command("rename")
+@flags.argument("container")
+@flags.argument("new_name")
+@flags.pass_context
+def rename_cmd(ctx: flags.Context, container: str, new_name: str) -> None:
     """Rename a container."""
     engine = _engine(ctx)
     engine.rename(engine.lookup(container), new_name)
 
 
-@click.command("exec", context_settings={"allow_interspersed_args": False})
-@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
-@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
-@click.option("-e", "--env", multiple=True, help="Set environment variables")
-@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
-@click.option("-w", "--workdir", help="Working directory inside the container")
-@click.argument("container")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.pass_context
-def exec_cmd(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
+@flags.command("exec", context_settings={"allow_interspersed_args": False})
+@flags.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
+@flags.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
+@flags.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@flags.option("-e", "--env", multiple=True, help="Set environment variables")
+@flags.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+@flags.option("-w", "--workdir", help="Working directory inside the container")
+@flags.argument("container")
+@flags.argument("command", nargs=-1, required=True, type=flags.UNPROCESSED)
+@flags.pass_context
+def exec_cmd(ctx: flags.Context, detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
              user: str | None, workdir: str | None, container: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Execute a command in a running container."""
     from dockyard.engine.spec import resolve_user
@@ -820,11 +824,11 @@ def exec_cmd(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env
     ctx.exit(code)
 
 
-@click.command("top", context_settings={"allow_interspersed_args": False})
-@click.argument("container")
-@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
+@flags.command("top", context_settings={"allow_interspersed_args": False})
+@flags.argument("container")
+@flags.argument("ps_args", nargs=-1, type=flags.UNPROCESSED)
+@flags.pass_context
+def top_cmd(ctx: flags.Context, container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
     from dockyard.runtime.commands import print_ps
 
@@ -835,16 +839,16 @@ def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> Non
     print_ps(engine.runtime(cid).cgroup(cid).pids(), list(ps_args))
 
 
-@click.command("stats")
-@click.option(
+@flags.command("stats")
+@flags.option(
     "-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)"
 )
-@click.option(
+@flags.option(
     "--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result"
 )
-@click.argument("containers", nargs=-1)
-@click.pass_context
-def stats_cmd(ctx: click.Context, all_: bool, no_stream: bool, containers: tuple[str, ...]) -> None:
+@flags.argument("containers", nargs=-1)
+@flags.pass_context
+def stats_cmd(ctx: flags.Context, all_: bool, no_stream: bool, containers: tuple[str, ...]) -> None:
     """Display a live stream of container(s) resource usage statistics."""
     from dockyard.cli.format import human_size
 
@@ -884,20 +888,20 @@ def stats_cmd(ctx: click.Context, all_: bool, no_stream: bool, containers: tuple
                          f"{human_size(usage)} / {human_size(limit)}", f"{usage / limit * 100:.2f}%",
                          "0B / 0B", "0B / 0B", str((s1.get("pids") or {}).get("current", 0))])  # fmt: skip
         if not no_stream:
-            click.echo("\033[2J\033[H", nl=False)
-        click.echo(table(rows), nl=False)
+            flags.echo("\033[2J\033[H", nl=False)
+        flags.echo(table(rows), nl=False)
         if no_stream:
             return
         before = after
 
 
-@click.command("cp")
-@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
-@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
-@click.argument("src")
-@click.argument("dest")
-@click.pass_context
-def cp_cmd(ctx: click.Context, archive: bool, follow_link: bool, src: str, dest: str) -> None:
+@flags.command("cp")
+@flags.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
+@flags.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
+@flags.argument("src")
+@flags.argument("dest")
+@flags.pass_context
+def cp_cmd(ctx: flags.Context, archive: bool, follow_link: bool, src: str, dest: str) -> None:
     """Copy files between a container and the host (CONTAINER:SRC_PATH DEST or SRC CONTAINER:DEST_PATH)."""
     from dockyard.engine.copy import copy_from, copy_to
     from dockyard.snapshot.snapshotter import unmount
@@ -925,15 +929,15 @@ def cp_cmd(ctx: click.Context, archive: bool, follow_link: bool, src: str, dest:
         raise InvalidArgument("must specify at least one container source")
 
 
-@click.command("update")
-@click.option("-m", "--memory", help="Memory limit")
-@click.option("--cpus", type=float, help="Number of CPUs")
-@click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
-@click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
-@click.option("--restart", help="Restart policy to apply when a container exits")
-@click.argument("containers", nargs=-1, required=True)
-@click.pass_context
-def update_cmd(ctx: click.Context, memory: str | None, cpus: float | None, cpu_shares: int | None,
+@flags.command("update")
+@flags.option("-m", "--memory", help="Memory limit")
+@flags.option("--cpus", type=float, help="Number of CPUs")
+@flags.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+@flags.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
+@flags.option("--restart", help="Restart policy to apply when a container exits")
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def update_cmd(ctx: flags.Context, memory: str | None, cpus: float | None, cpu_shares: int | None,
                pids_limit: int | None, restart: str | None, containers: tuple[str, ...]) -> None:  # fmt: skip
     """Update configuration of one or more containers."""
     engine = _engine(ctx)
@@ -942,55 +946,55 @@ def update_cmd(ctx: click.Context, memory: str | None, cpus: float | None, cpu_s
                "RestartPolicy": _restart_policy(restart) if restart else None}  # fmt: skip
     for ref in containers:
         engine.update(engine.lookup(ref), changes)
-        click.echo(ref)
+        flags.echo(ref)
 
 
-@click.command("prune")
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@click.pass_context
-def container_prune_cmd(ctx: click.Context, force: bool) -> None:
+@flags.command("prune")
+@flags.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@flags.pass_context
+def container_prune_cmd(ctx: flags.Context, force: bool) -> None:
     """Remove all stopped containers."""
-    if not force and not click.confirm(
+    if not force and not flags.confirm(
         "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"
     ):
         return
     gone = _engine(ctx).prune()
     if gone:
-        click.echo("Deleted Containers:\n" + "\n".join(gone) + "\n")
-    click.echo("Total reclaimed space: 0B")
+        flags.echo("Deleted Containers:\n" + "\n".join(gone) + "\n")
+    flags.echo("Total reclaimed space: 0B")
 
 
-@click.group("volume")
+@flags.group("volume")
 def volume_group() -> None:
     """Manage volumes."""
 
 
 @volume_group.command("create")
-@click.argument("name", required=False)
-@click.option("--label", multiple=True, help="Set metadata for a volume")
-@click.option("-d", "--driver", default="local", help="Specify volume driver name")
-@click.pass_context
+@flags.argument("name", required=False)
+@flags.option("--label", multiple=True, help="Set metadata for a volume")
+@flags.option("-d", "--driver", default="local", help="Specify volume driver name")
+@flags.pass_context
 def volume_create_cmd(
-    ctx: click.Context, name: str | None, label: tuple[str, ...], driver: str
+    ctx: flags.Context, name: str | None, label: tuple[str, ...], driver: str
 ) -> None:
     """Create a volume."""
     if driver != "local":
         raise InvalidArgument(f"volume driver {driver} is not supported (local only)")
     labels = dict(item.partition("=")[::2] for item in label)
-    click.echo(_engine(ctx).volumes.create(name, labels))
+    flags.echo(_engine(ctx).volumes.create(name, labels))
 
 
 @volume_group.command("ls")
-@click.option("-q", "--quiet", is_flag=True, help="Only display volume names")
-@click.option(
+@flags.option("-q", "--quiet", is_flag=True, help="Only display volume names")
+@flags.option(
     "-f",
     "--filter",
     "filters",
     multiple=True,
     help="Provide filter values (dangling=, name=, label=)",
 )
-@click.pass_context
-def volume_ls_cmd(ctx: click.Context, quiet: bool, filters: tuple[str, ...]) -> None:
+@flags.pass_context
+def volume_ls_cmd(ctx: flags.Context, quiet: bool, filters: tuple[str, ...]) -> None:
     """List volumes."""
     vols = _engine(ctx).volumes
     rows = vols.list()
@@ -1012,46 +1016,46 @@ def volume_ls_cmd(ctx: click.Context, quiet: bool, filters: tuple[str, ...]) -> 
             raise InvalidArgument(f"invalid filter '{key}'")
     if quiet:
         for r in rows:
-            click.echo(r["name"])
+            flags.echo(r["name"])
         return
-    click.echo(
+    flags.echo(
         table([["DRIVER", "VOLUME NAME"], *[[r["driver"], r["name"]] for r in rows]]), nl=False
     )
 
 
 @volume_group.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_context
-def volume_inspect_cmd(ctx: click.Context, names: tuple[str, ...]) -> None:
+@flags.argument("names", nargs=-1, required=True)
+@flags.pass_context
+def volume_inspect_cmd(ctx: flags.Context, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more volumes."""
     vols = _engine(ctx).volumes
-    click.echo(json.dumps([vols.inspect(n) for n in names], indent=4))
+    flags.echo(json.dumps([vols.inspect(n) for n in names], indent=4))
 
 
 @volume_group.command("rm")
-@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_context
-def volume_rm_cmd(ctx: click.Context, force: bool, names: tuple[str, ...]) -> None:
+@flags.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
+@flags.argument("names", nargs=-1, required=True)
+@flags.pass_context
+def volume_rm_cmd(ctx: flags.Context, force: bool, names: tuple[str, ...]) -> None:
     """Remove one or more volumes."""
     vols = _engine(ctx).volumes
     for name in names:
         vols.remove(name, force)
-        click.echo(name)
+        flags.echo(name)
 
 
 @volume_group.command("prune")
-@click.option(
+@flags.option(
     "-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones"
 )
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@click.pass_context
-def volume_prune_cmd(ctx: click.Context, all_: bool, force: bool) -> None:
+@flags.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@flags.pass_context
+def volume_prune_cmd(ctx: flags.Context, all_: bool, force: bool) -> None:
     """Remove unused local volumes (anonymous ones, or all with -a)."""
     from dockyard.cli.format import human_size
     from dockyard.image.store import du
 
-    if not force and not click.confirm("WARNING! This will remove anonymous local volumes not used by at least one "
+    if not force and not flags.confirm("WARNING! This will remove anonymous local volumes not used by at least one "
                                        "container.\nAre you sure you want to continue?"):  # fmt: skip
         return
     vols = _engine(ctx).volumes
@@ -1063,14 +1067,14 @@ def volume_prune_cmd(ctx: click.Context, all_: bool, force: bool) -> None:
         vols.remove(r["name"])
         gone.append(r["name"])
     if gone:
-        click.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
-    click.echo(f"Total reclaimed space: {human_size(freed)}")
+        flags.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
+    flags.echo(f"Total reclaimed space: {human_size(freed)}")
 
 
-@click.command("diff")
-@click.argument("container")
-@click.pass_context
-def diff_cmd(ctx: click.Context, container: str) -> None:
+@flags.command("diff")
+@flags.argument("container")
+@flags.pass_context
+def diff_cmd(ctx: flags.Context, container: str) -> None:
     """Inspect changes to files or directories on a container's filesystem (A added, C changed, D deleted)."""
     from dockyard.image.commit import diff_snapshot
 
@@ -1079,32 +1083,32 @@ def diff_cmd(ctx: click.Context, container: str) -> None:
     for kind, path in diff_snapshot(
         engine.images, cid, engine.record(cid)["image_id"], engine.mount_points(cid)
     ):
-        click.echo(f"{kind} {path}")
+        flags.echo(f"{kind} {path}")
 
 
-@click.command("commit")
-@click.option(
+@flags.command("commit")
+@flags.option(
     "-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")'
 )
-@click.option(
+@flags.option(
     "-c",
     "--change",
     "changes",
     multiple=True,
     help="Apply Dockerfile instruction to the created image",
 )
-@click.option("-m", "--message", default="", help="Commit message")
-@click.option(
+@flags.option("-m", "--message", default="", help="Commit message")
+@flags.option(
     "-p/--no-pause",
     "--pause/--no-pause",
     "pause",
     default=True,
     help="Pause container during commit",
 )
-@click.argument("container")
-@click.argument("ref", required=False)
-@click.pass_context
-def commit_cmd(ctx: click.Context, author: str, changes: tuple[str, ...], message: str, pause: bool,
+@flags.argument("container")
+@flags.argument("ref", required=False)
+@flags.pass_context
+def commit_cmd(ctx: flags.Context, author: str, changes: tuple[str, ...], message: str, pause: bool,
                container: str, ref: str | None) -> None:  # fmt: skip
     """Create a new image from a container's changes."""
     from dockyard.image.commit import commit_snapshot
@@ -1123,14 +1127,14 @@ def commit_cmd(ctx: click.Context, author: str, changes: tuple[str, ...], messag
     finally:
         if paused:
             engine.unpause(cid)
-    click.echo(image_id)
+    flags.echo(image_id)
 
 
-@click.command("export")
-@click.option("-o", "--output", help="Write to a file, instead of STDOUT")
-@click.argument("container")
-@click.pass_context
-def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
+@flags.command("export")
+@flags.option("-o", "--output", help="Write to a file, instead of STDOUT")
+@flags.argument("container")
+@flags.pass_context
+def export_cmd(ctx: flags.Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
     from dockyard.cli._context import write_archive
     from dockyard.image.commit import export_snapshot
@@ -1140,17 +1144,17 @@ def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
     write_archive(output, lambda out: export_snapshot(engine.images, cid, out))
 
 
-@click.command("events")
-@click.option(
+@flags.command("events")
+@flags.option(
     "--since",
     help="Show all events created since timestamp (RFC 3339, unix time, or relative: 10m)",
 )
-@click.option("--until", help="Stream events until this timestamp")
-@click.option("-f", "--filter", "filters", multiple=True,
+@flags.option("--until", help="Stream events until this timestamp")
+@flags.option("-f", "--filter", "filters", multiple=True,
               help="Filter output (type=, event=, container=, image=, volume=, label=)")  # fmt: skip
-@click.option("--format", "fmt", default=None, help="'json' for one JSON object per line")
-@click.pass_context
-def events_cmd(ctx: click.Context, since: str | None, until: str | None, filters: tuple[str, ...],
+@flags.option("--format", "fmt", default=None, help="'json' for one JSON object per line")
+@flags.pass_context
+def events_cmd(ctx: flags.Context, since: str | None, until: str | None, filters: tuple[str, ...],
                fmt: str | None) -> None:  # fmt: skip
     """Get real time events from dockyard (past ones too with --since)."""
     engine = _engine(ctx)
@@ -1199,28 +1203,28 @@ def _print_event(ev: Any, attrs: dict[str, str], fmt: str | None) -> None:
     seconds, nanos = divmod(ev["time_nano"], 1_000_000_000)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
     if fmt == "json":
-        click.echo(json.dumps({"Type": ev["type"], "Action": ev["action"],
+        flags.echo(json.dumps({"Type": ev["type"], "Action": ev["action"],
                                "Actor": {"ID": ev["actor"], "Attributes": attrs}, "time": seconds,
                                "timeNano": ev["time_nano"]}))  # fmt: skip
         return
     inner = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
-    click.echo(
+    flags.echo(
         f"{stamp} {ev['type']} {ev['action']} {ev['actor']}" + (f" ({inner})" if inner else "")
     )
 
 
-@click.command("attach")
-@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
-@click.option(
+@flags.command("attach")
+@flags.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
+@flags.option(
     "--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process"
 )
-@click.option(
+@flags.option(
     "--detach-keys", default="ctrl-p,ctrl-q", help="Override the key sequence for detaching"
 )
-@click.argument("container")
-@click.pass_context
+@flags.argument("container")
+@flags.pass_context
 def attach_cmd(
-    ctx: click.Context, no_stdin: bool, sig_proxy: bool, detach_keys: str, container: str
+    ctx: flags.Context, no_stdin: bool, sig_proxy: bool, detach_keys: str, container: str
 ) -> None:
     """Attach local standard input, output, and error streams to a running container."""
     engine = _engine(ctx)
@@ -1238,12 +1242,12 @@ def attach_cmd(
         _detach_keys(detach_keys),
     )
     if code is None:
-        click.echo("read escape sequence", err=True)
+        flags.echo("read escape sequence", err=True)
         ctx.exit(0)
     ctx.exit(engine.wait(cid))
 
 
-def register_more(cli: click.Group, group: click.Group) -> None:
+def register_more(cli: flags.Group, group: flags.Group) -> None:
     for cmd in (
         pause_cmd,
         unpause_cmd,

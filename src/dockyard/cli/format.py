@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 __all__ = ["human_duration", "human_size", "parse_time", "since", "table"]
 
@@ -58,6 +57,8 @@ def parse_time(rfc3339: str) -> float:
         tz = rest[len(frac) :]
         text = f"{head}.{frac[:6]}{tz}"
     try:
+        from datetime import datetime
+
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return 0.0

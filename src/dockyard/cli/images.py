@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import fnmatch
-import json
-from typing import Any
-
-import click
-
+from dockyard import _json as json
+from dockyard.cli import flags
 from dockyard.cli.format import human_size, since, table
 from dockyard.errors import Conflict, InvalidArgument
 from dockyard.image import reference
 from dockyard.image.store import ImageStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["register"]
 
 
-def _store(ctx: click.Context) -> ImageStore:
+def _store(ctx: flags.Context) -> ImageStore:
     from dockyard.cli._context import engine
 
     return engine(ctx).images
@@ -33,6 +33,8 @@ def _split_tag(ref: str) -> tuple[str, str]:
 
 def _ref_matches(tags: list[str], pattern: str) -> list[str]:
     """The tags whose familiar name (with or without tag) matches ``pattern``."""
+    import fnmatch
+
     out = []
     for t in tags:
         ref = reference.parse(t)
@@ -65,24 +67,24 @@ def _matches(filters: list[str], store: ImageStore, row: Any, tags: list[str]) -
     return True
 
 
-@click.command("images")
-@click.argument("repository", required=False)
-@click.option(
+@flags.command("images")
+@flags.argument("repository", required=False)
+@flags.option(
     "-a",
     "--all",
     "show_all",
     is_flag=True,
     help="Show all images (default hides intermediate images)",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
-@click.option("--digests", is_flag=True, help="Show digests")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
-@click.option(
+@flags.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
+@flags.option("--digests", is_flag=True, help="Show digests")
+@flags.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@flags.option(
     "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
 )
-@click.option("--format", "fmt", default="table", help="'table' or 'json'")
-@click.pass_context
-def images_cmd(ctx: click.Context, repository: str | None, show_all: bool, quiet: bool, digests: bool,
+@flags.option("--format", "fmt", default="table", help="'table' or 'json'")
+@flags.pass_context
+def images_cmd(ctx: flags.Context, repository: str | None, show_all: bool, quiet: bool, digests: bool,
                no_trunc: bool, filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
     """List images."""
     store = _store(ctx)
@@ -109,11 +111,11 @@ def images_cmd(ctx: click.Context, repository: str | None, show_all: bool, quiet
             if image_id not in seen_quiet:
                 seen_quiet.append(image_id)
     if quiet:
-        click.echo("".join(f"{i}\n" for i in seen_quiet), nl=False)
+        flags.echo("".join(f"{i}\n" for i in seen_quiet), nl=False)
         return
     if fmt == "json":
         for r in rows:
-            click.echo(json.dumps({**r, "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
+            flags.echo(json.dumps({**r, "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
                                    "VirtualSize": r["Size"]}, sort_keys=True))  # fmt: skip
         return
     if fmt != "table":
@@ -123,7 +125,7 @@ def images_cmd(ctx: click.Context, repository: str | None, show_all: bool, quiet
     )
     body = [[r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else []) + [r["ID"], r["CreatedSince"], r["Size"]]
             for r in rows]  # fmt: skip
-    click.echo(table([header, *body]), nl=False)
+    flags.echo(table([header, *body]), nl=False)
 
 
 def _parents(store: ImageStore) -> set[str]:
@@ -163,30 +165,30 @@ def inspect_image(store: ImageStore, image_id: str) -> dict[str, Any]:
     }
 
 
-@click.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_context
-def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...]) -> None:
+@flags.command("inspect")
+@flags.argument("names", nargs=-1, required=True)
+@flags.pass_context
+def image_inspect_cmd(ctx: flags.Context, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more images."""
     from dockyard.cli.containers import inspect_objects
 
     inspect_objects(ctx, names, "image")
 
 
-@click.command("tag")
-@click.argument("source")
-@click.argument("target")
-@click.pass_context
-def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
+@flags.command("tag")
+@flags.argument("source")
+@flags.argument("target")
+@flags.pass_context
+def tag_cmd(ctx: flags.Context, source: str, target: str) -> None:
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
     _store(ctx).tag(source, target)
 
 
-@click.command("rmi")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Force removal of the image")
-@click.pass_context
-def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
+@flags.command("rmi")
+@flags.argument("names", nargs=-1, required=True)
+@flags.option("-f", "--force", is_flag=True, help="Force removal of the image")
+@flags.pass_context
+def rmi_cmd(ctx: flags.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove one or more images."""
     from dockyard.cli._context import engine as get_engine
 
@@ -213,17 +215,17 @@ def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
                 raise Conflict(f"conflict: unable to delete {_short(image_id)} (must be forced) - "
                                "image is referenced in multiple repositories")  # fmt: skip
             for t in tags:
-                click.echo(f"Untagged: {store.untag(t)}")
+                flags.echo(f"Untagged: {store.untag(t)}")
         else:
-            click.echo(f"Untagged: {store.untag(name)}")
+            flags.echo(f"Untagged: {store.untag(name)}")
             if store.tags_of(image_id) or store.digests_of(image_id):
                 continue
         for d in store.digests_of(image_id):
-            click.echo(f"Untagged: {store.untag(d)}")
+            flags.echo(f"Untagged: {store.untag(d)}")
         if users:
             continue  # forced: the names go, the image stays for its stopped containers
         store.delete_image(image_id)
-        click.echo(f"Deleted: {image_id}")
+        flags.echo(f"Deleted: {image_id}")
 
 
 def reference_is_id(name: str) -> bool:
@@ -231,15 +233,15 @@ def reference_is_id(name: str) -> bool:
     return 0 < len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
 
 
-@click.command("history")
-@click.argument("name")
-@click.option(
+@flags.command("history")
+@flags.argument("name")
+@flags.option(
     "-H", "--human", default=True, type=bool, help="Print sizes and dates in human readable format"
 )
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
-@click.pass_context
-def history_cmd(ctx: click.Context, name: str, human: bool, no_trunc: bool, quiet: bool) -> None:
+@flags.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@flags.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
+@flags.pass_context
+def history_cmd(ctx: flags.Context, name: str, human: bool, no_trunc: bool, quiet: bool) -> None:
     """Show the history of an image (one row per history entry, newest first)."""
     store = _store(ctx)
     image_id = store.resolve(name)
@@ -258,7 +260,7 @@ def history_cmd(ctx: click.Context, name: str, human: bool, no_trunc: bool, quie
     for i, (entry, size) in enumerate(rows):
         ident = (image_id if no_trunc else _short(image_id)) if i == 0 else "<missing>"
         if quiet:
-            click.echo(ident)
+            flags.echo(ident)
             continue
         created_by = entry.get("created_by", "")
         if not no_trunc and len(created_by) > 45:
@@ -274,16 +276,16 @@ def history_cmd(ctx: click.Context, name: str, human: bool, no_trunc: bool, quie
             ]
         )
     if not quiet:
-        click.echo(table(out), nl=False)
+        flags.echo(table(out), nl=False)
 
 
-@click.command("save")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-o", "--output", help="Write to a file, instead of STDOUT")
-@click.option("--format", "fmt", type=click.Choice(["docker", "oci"]), default="docker", show_default=True,
+@flags.command("save")
+@flags.argument("names", nargs=-1, required=True)
+@flags.option("-o", "--output", help="Write to a file, instead of STDOUT")
+@flags.option("--format", "fmt", type=flags.Choice(["docker", "oci"]), default="docker", show_default=True,
               help="docker-archive or OCI image layout")  # fmt: skip
-@click.pass_context
-def save_cmd(ctx: click.Context, names: tuple[str, ...], output: str | None, fmt: str) -> None:
+@flags.pass_context
+def save_cmd(ctx: flags.Context, names: tuple[str, ...], output: str | None, fmt: str) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     from dockyard.cli._context import write_archive
     from dockyard.image.archive import save
@@ -291,11 +293,11 @@ def save_cmd(ctx: click.Context, names: tuple[str, ...], output: str | None, fmt
     write_archive(output, lambda out: save(_store(ctx), list(names), out, fmt))
 
 
-@click.command("load")
-@click.option("-i", "--input", "input_", help="Read from tar archive file, instead of STDIN")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output")
-@click.pass_context
-def load_cmd(ctx: click.Context, input_: str | None, quiet: bool) -> None:
+@flags.command("load")
+@flags.option("-i", "--input", "input_", help="Read from tar archive file, instead of STDIN")
+@flags.option("-q", "--quiet", is_flag=True, help="Suppress the load output")
+@flags.pass_context
+def load_cmd(ctx: flags.Context, input_: str | None, quiet: bool) -> None:
     """Load images from a docker-archive or OCI layout tar (gzip and zstd too)."""
     import sys
 
@@ -315,23 +317,23 @@ def load_cmd(ctx: click.Context, input_: str | None, quiet: bool) -> None:
             lines = load(store, f)
     if not quiet:
         for line in lines:
-            click.echo(line)
+            flags.echo(line)
 
 
-@click.command("import")
-@click.argument("source")
-@click.argument("ref", required=False)
-@click.option(
+@flags.command("import")
+@flags.argument("source")
+@flags.argument("ref", required=False)
+@flags.option(
     "-c",
     "--change",
     "changes",
     multiple=True,
     help="Apply Dockerfile instruction to the created image",
 )
-@click.option("-m", "--message", default="", help="Set commit message for imported image")
-@click.pass_context
+@flags.option("-m", "--message", default="", help="Set commit message for imported image")
+@flags.pass_context
 def import_cmd(
-    ctx: click.Context, source: str, ref: str | None, changes: tuple[str, ...], message: str
+    ctx: flags.Context, source: str, ref: str | None, changes: tuple[str, ...], message: str
 ) -> None:
     """Import the contents from a tarball (or - for STDIN) to create a filesystem image."""
     import sys
@@ -350,17 +352,17 @@ def import_cmd(
             raise InvalidArgument(f"open {source}: {err.strerror}") from None
         with f:
             image_id = import_rootfs(store, f, ref=ref, message=message, changes_=list(changes))
-    click.echo(image_id)
+    flags.echo(image_id)
 
 
-@click.command("prune")
-@click.option(
+@flags.command("prune")
+@flags.option(
     "-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones"
 )
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@click.option("--filter", "filters", multiple=True, help="Provide filter values (label=...)")
-@click.pass_context
-def prune_cmd(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
+@flags.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@flags.option("--filter", "filters", multiple=True, help="Provide filter values (label=...)")
+@flags.pass_context
+def prune_cmd(ctx: flags.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
     store = _store(ctx)
     if not force:
@@ -369,7 +371,7 @@ def prune_cmd(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, .
             if all_
             else "all dangling images"
         )
-        if not click.confirm(
+        if not flags.confirm(
             f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
         ):
             return
@@ -386,19 +388,19 @@ def prune_cmd(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, .
         store.delete_image(image_id)
         lines.append(f"deleted: {image_id}")
     if lines:
-        click.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
-    click.echo(f"Total reclaimed space: {human_size(max(before - store.disk_usage(), 0))}")
+        flags.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
+    flags.echo(f"Total reclaimed space: {human_size(max(before - store.disk_usage(), 0))}")
 
 
-@click.group("system")
+@flags.group("system")
 def system_group() -> None:
     """Manage dockyard."""
 
 
 @system_group.command("df")
-@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage")
-@click.pass_context
-def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
+@flags.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage")
+@flags.pass_context
+def system_df_cmd(ctx: flags.Context, verbose: bool) -> None:
     """Show dockyard disk usage: measured on disk, shared layers counted once."""
     store = _store(ctx)
     from dockyard.cli._context import engine
@@ -414,9 +416,9 @@ def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
         )
         rows.append([kind, str(u["total"]), str(u["active"]), human_size(u["size"]),
                      human_size(u["reclaimable"]) + pct])  # fmt: skip
-    click.echo(table(rows), nl=False)
+    flags.echo(table(rows), nl=False)
     if verbose:
-        click.echo("\nImages space usage:\n")
+        flags.echo("\nImages space usage:\n")
         detail = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
         for row in images:
             for ref in store.tags_of(row["id"]) or [None]:
@@ -424,89 +426,89 @@ def system_df_cmd(ctx: click.Context, verbose: bool) -> None:
                 detail.append(
                     [repo, tag, _short(row["id"]), since(row["created"]), human_size(row["size"])]
                 )
-        click.echo(table(detail), nl=False)
+        flags.echo(table(detail), nl=False)
 
 
-@click.command("layers")
-@click.argument("name")
-@click.option("--format", "fmt", default="table", help="'table' or 'json'")
-@click.pass_context
-def layers_cmd(ctx: click.Context, name: str, fmt: str) -> None:
+@flags.command("layers")
+@flags.argument("name")
+@flags.option("--format", "fmt", default="table", help="'table' or 'json'")
+@flags.pass_context
+def layers_cmd(ctx: flags.Context, name: str, fmt: str) -> None:
     """Per layer: files added, changed and deleted, and bytes wasted on files later layers replace."""
     from dockyard.image.forensics import layer_reports
 
     store = _store(ctx)
     reports = layer_reports(store, store.resolve(name))
     if fmt == "json":
-        click.echo(json.dumps([r.as_json() for r in reports], indent=2))
+        flags.echo(json.dumps([r.as_json() for r in reports], indent=2))
         return
     rows = [["LAYER", "DIFF ID", "SIZE", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"]]
     for i, r in enumerate(reports):
         created_by = r.created_by if len(r.created_by) <= 45 else r.created_by[:44] + "…"
         rows.append([str(i), _short(r.diff_id), human_size(r.size), str(len(r.added)), str(len(r.changed)),
                      str(len(r.deleted)), human_size(r.wasted), created_by])  # fmt: skip
-    click.echo(table(rows), nl=False)
+    flags.echo(table(rows), nl=False)
     total = sum(r.wasted for r in reports)
-    click.echo(f"\nTotal wasted: {human_size(total)} (files a later layer overwrites or deletes)")
+    flags.echo(f"\nTotal wasted: {human_size(total)} (files a later layer overwrites or deletes)")
 
 
-@click.command("diff")
-@click.argument("first")
-@click.argument("second")
-@click.option("--format", "fmt", default="table", help="'table' or 'json'")
-@click.pass_context
-def image_diff_cmd(ctx: click.Context, first: str, second: str, fmt: str) -> None:
+@flags.command("diff")
+@flags.argument("first")
+@flags.argument("second")
+@flags.option("--format", "fmt", default="table", help="'table' or 'json'")
+@flags.pass_context
+def image_diff_cmd(ctx: flags.Context, first: str, second: str, fmt: str) -> None:
     """Compare two images file by file (A added, C changed, D deleted going from FIRST to SECOND)."""
     from dockyard.image.forensics import image_diff
 
     store = _store(ctx)
     changes = image_diff(store, store.resolve(first), store.resolve(second))
     if fmt == "json":
-        click.echo(json.dumps([{"Kind": k, "Path": p} for k, p in changes], indent=2))
+        flags.echo(json.dumps([{"Kind": k, "Path": p} for k, p in changes], indent=2))
         return
     for kind, path in changes:
-        click.echo(f"{kind} {path}")
+        flags.echo(f"{kind} {path}")
 
 
 @system_group.command("check")
-@click.option("--repair", is_flag=True, help="Remove what a crash left behind")
-@click.option("--verify", is_flag=True, help="Also re-hash every blob")
-@click.pass_context
-def system_check_cmd(ctx: click.Context, repair: bool, verify: bool) -> None:
+@flags.option("--repair", is_flag=True, help="Remove what a crash left behind")
+@flags.option("--verify", is_flag=True, help="Also re-hash every blob")
+@flags.pass_context
+def system_check_cmd(ctx: flags.Context, repair: bool, verify: bool) -> None:
     """Check the store for what a crash left (orphan blobs, half-unpacked layers, records without files)."""
     from dockyard.image.check import check
 
     findings = check(_store(ctx), repair=repair, verify=verify)
     for finding in findings:
-        click.echo(("repaired " if repair else "") + str(finding))
+        flags.echo(("repaired " if repair else "") + str(finding))
     if not findings:
-        click.echo("no problems found")
+        flags.echo("no problems found")
     elif not repair:
-        click.echo(
+        flags.echo(
             f"{len(findings)} problem(s); run 'dockyard system check --repair' to fix them",
             err=True,
         )
         ctx.exit(1)
 
 
-@click.group("image")
+@flags.group("image")
 def image_group() -> None:
     """Manage images."""
 
 
 @image_group.command("bootstrap")
-@click.argument("kind", type=click.Choice(["busybox"]))
-@click.option("-t", "--tag", default="busybox:latest", show_default=True, help="Name the image")
-@click.pass_context
-def bootstrap_cmd(ctx: click.Context, kind: str, tag: str) -> None:
+@flags.argument("kind", type=flags.Choice(["busybox"]))
+@flags.option("-t", "--tag", default="busybox:latest", show_default=True, help="Name the image")
+@flags.pass_context
+def bootstrap_cmd(ctx: flags.Context, kind: str, tag: str) -> None:
     """Build a base image from the host (busybox: Debian's busybox-static)."""
     from dockyard.image.bootstrap import bootstrap_busybox
 
     image_id = bootstrap_busybox(_store(ctx), tag)
-    click.echo(image_id)
+    flags.echo(image_id)
 
 
-def register(cli: click.Group) -> None:
+def register(cli: flags.Group) -> None:
     for cmd in (images_cmd, tag_cmd, rmi_cmd, history_cmd, save_cmd, load_cmd, import_cmd):
         cli.add_command(cmd)
     subcommands = {

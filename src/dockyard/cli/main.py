@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-import click
-
 from dockyard import __version__
+from dockyard.cli import flags
 from dockyard.errors import DockyardError
 
 __all__ = ["cli", "main"]
@@ -20,19 +19,19 @@ __all__ = ["cli", "main"]
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
-@click.version_option(__version__, "-v", "--version", message="dockyard version %(version)s")
-@click.option("--root", envvar="DOCKYARD_ROOT", default="/var/lib/dockyard", show_default=True,
+@flags.group(context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
+@flags.version_option(__version__, "-v", "--version", message="dockyard version %(version)s")
+@flags.option("--root", envvar="DOCKYARD_ROOT", default="/var/lib/dockyard", show_default=True,
               help="Root directory of dockyard's state.")  # fmt: skip
-@click.option("--debug", "-D", is_flag=True, help="Show tracebacks of errors.")
-@click.option("--snapshotter", envvar="DOCKYARD_SNAPSHOTTER", default="overlay", show_default=True,
-              type=click.Choice(["overlay", "copy"]), help="How image layers are stored.")  # fmt: skip
-@click.pass_context
-def cli(ctx: click.Context, root: str, debug: bool, snapshotter: str) -> None:
+@flags.option("--debug", "-D", is_flag=True, help="Show tracebacks of errors.")
+@flags.option("--snapshotter", envvar="DOCKYARD_SNAPSHOTTER", default="overlay", show_default=True,
+              type=flags.Choice(["overlay", "copy"]), help="How image layers are stored.")  # fmt: skip
+@flags.pass_context
+def cli(ctx: flags.Context, root: str, debug: bool, snapshotter: str) -> None:
     """A self-sufficient runtime for containers."""
     ctx.obj = {"root": root, "debug": debug, "snapshotter": snapshotter}
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        flags.echo(ctx.get_help())
 
 
 @cli.command("version")
@@ -40,7 +39,7 @@ def version_cmd() -> None:
     """Show the dockyard version information."""
     from dockyard.runtime.state import OCI_VERSION
 
-    click.echo(f"Client: dockyard\n Version:     {__version__}\n OCI runtime: dockyard-runtime "
+    flags.echo(f"Client: dockyard\n Version:     {__version__}\n OCI runtime: dockyard-runtime "
                f"(runtime-spec {OCI_VERSION})\n Python:      {sys.version.split()[0]}")  # fmt: skip
 
 
@@ -63,24 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or "-D" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
     try:
-        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
-        code = cli.main(args=args, prog_name="dockyard", standalone_mode=False)
+        code = cli.main(args, prog_name="dockyard")
         if isinstance(code, int) and code:
             return code
-    except click.exceptions.NoArgsIsHelpError as err:
-        click.echo(err.ctx.get_help() if err.ctx else str(err))
-        return 0
-    except click.NoSuchOption as err:
-        return _fail(f"unknown flag: {err.option_name}", 125)
-    except click.UsageError as err:
-        message = err.format_message().rstrip(".")
-        if message.startswith("No such command"):
-            name = message.split("'")[1] if "'" in message else message
-            message = f"'{name}' is not a dockyard command, see 'dockyard --help'"
-        return _fail(message[0].lower() + message[1:], 125)
-    except click.exceptions.Exit as err:
+    except flags.UsageError as err:
+        return _fail(str(err), 125)
+    except flags.Exit as err:
         return err.exit_code
-    except click.Abort:
+    except flags.Abort:
         return _fail("aborted", 130)
     except DockyardError as err:
         if debug:
@@ -95,5 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_and_exit() -> None:
+    """``main()``, then leave without the interpreter's shutdown (several ms with the engine
+    loaded); nothing here needs finalising beyond the stdio buffers: SQLite commits are
+    durable when they return."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_and_exit()

@@ -8,16 +8,19 @@ never leaves ``ps`` lying.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
-from typing import Any
 
+from dockyard import _json as json
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.fsutil import remove_tree
 from dockyard.image import reference
 from dockyard.image.store import ImageStore, now_rfc3339
 from dockyard.runtime import lifecycle
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Engine"]
 
@@ -30,6 +33,7 @@ class MonitorProcess:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.attach: Any = None  # with start(attach=True): our end of the attach socket
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -45,7 +49,7 @@ class MonitorProcess:
         return self.returncode
 
 
-def _fork_monitor(args: list[str]) -> MonitorProcess:
+def _fork_monitor(args: list[str], close_in_child: tuple[int, ...] = ()) -> MonitorProcess:
     """Start a monitor by forking this process: the engine is imported already, which saves
     a new interpreter's start-up on every container start. The child makes its own database
     connection (SQLite connections must not cross a fork) and soon execs the lean loop."""
@@ -54,6 +58,8 @@ def _fork_monitor(args: list[str]) -> MonitorProcess:
         code = 1
         try:
             os.setsid()
+            for fd in close_in_child:
+                os.close(fd)
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -216,7 +222,7 @@ class Engine:
         except BaseException:
             if self.images.snapshots.exists(cid):
                 self.images.snapshots.remove(cid)
-            shutil.rmtree(cdir, ignore_errors=True)
+            remove_tree(cdir, ignore_errors=True)
             raise
         self.emit(cid, "create")
         return cid
@@ -297,18 +303,21 @@ class Engine:
         if rec["status"] == "removing":
             raise Conflict(f"container {cid[:12]} is marked for removal and cannot be started")
         self.set_state(cid, error="", stopped_by_user=0)
-        args = [self.root, cid, self.snapshotter] + (["--attach"] if attach else [])
+        args = [self.root, cid, self.snapshotter]
         sock = os.path.join(self.cdir(cid), "attach.sock")
         if os.path.exists(sock):
             os.unlink(sock)
-        monitor = _fork_monitor(args)
         if attach:
-            deadline = time.monotonic() + 30
-            while not os.path.exists(sock):
-                if monitor.poll() is not None or time.monotonic() > deadline:
-                    self._raise_start_error(cid)
-                time.sleep(0.001)
+            # The client's end of a socket pair is the monitor's first attached client from
+            # the start: no socket file to wait for, no output missed.
+            import _socket
+
+            ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            monitor = _fork_monitor([*args, "--client-fd", str(theirs.fileno())], (ours.fileno(),))
+            theirs.close()
+            monitor.attach = ours
             return monitor
+        monitor = _fork_monitor(args)
         deadline = time.monotonic() + 60
         delay = 0.001
         while True:
@@ -434,7 +443,7 @@ class Engine:
         self.cleanup_runtime(cid)
         if self.images.snapshots.exists(cid):
             self.images.snapshots.remove(cid)
-        shutil.rmtree(self.cdir(cid), ignore_errors=True)
+        remove_tree(self.cdir(cid), ignore_errors=True)
         with self.db.tx() as c:
             c.execute("DELETE FROM containers WHERE id = ?", (cid,))
         anonymous = [

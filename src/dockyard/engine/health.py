@@ -10,14 +10,17 @@ row. The last five results are kept, as Docker keeps them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from typing import Any
 
+from dockyard import _json as json
 from dockyard.engine.containers import Engine
 from dockyard.image.store import now_rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["check_once", "health_config"]
 

@@ -82,7 +82,10 @@ def frame(kind, payload):
     return bytes((kind, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
 
 
-def main(argv):
+def main(argv, in_process=False):
+    """The loop. ``in_process``: called by the full monitor for an attached start, which
+    saves an interpreter's start-up before the first output; once no client is attached
+    any more, the process execs the lean interpreter to shed the engine's memory."""
     (
         python,
         monitor_argv,
@@ -197,6 +200,13 @@ def main(argv):
                     continue
                 log.write(name, data)
                 send(STDOUT if name == "stdout" else STDERR, data)
+        if in_process and not clients and exited is None:
+            for name in ("stdout", "stderr"):
+                log.write(name, b"", final=True)
+            os.close(log.fd)
+            _signal.set_wakeup_fd(-1)
+            outs_args = [f"{fd}:{name}" for fd, name in outs.items()]
+            os.execv(python, [python, "-I", "-S", __file__, *argv[:11], *outs_args])
     for fd, name in open_outs.items():
         # A pty's last output may still sit in its buffer when the process is gone.
         os.set_blocking(fd, False)

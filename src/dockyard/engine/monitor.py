@@ -1,6 +1,6 @@
 """The per-container monitor (what conmon is to podman and the shim to containerd).
 
-``python -m dockyard.engine.monitor ROOT ID SNAPSHOTTER [--attach]``, started
+``python -m dockyard.engine.monitor ROOT ID SNAPSHOTTER [--client-fd FD]``, started
 in its own session by ``Engine.start``. It is the container's parent
 (subreaper) for the container's whole life, in two shapes of one process:
 
@@ -18,18 +18,21 @@ the engine then reads the truth from the kernel (``Engine.refresh``).
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
 import sys
 import time
-from typing import Any
 
+from dockyard import _json as json
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
 from dockyard.errors import DockyardError
 from dockyard.image.store import now_rfc3339
 from dockyard.linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _LEAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lean.py")
 
@@ -60,7 +63,7 @@ def _log_limits(host: dict[str, Any]) -> tuple[int, int]:
 
 
 def launch(
-    engine: Engine, cid: str, snapshotter: str, listener: socket.socket, clients: list[int]
+    engine: Engine, cid: str, snapshotter: str, listener: _socket.socket, clients: list[int]
 ) -> None:
     """Create and start the container, then become the lean loop. Returns only by raising."""
     from dockyard.engine.spec import oci_spec
@@ -133,6 +136,10 @@ def launch(
             str(in_w), str(listener.fileno()), os.path.join(cdir, f"{cid}-json.log"), str(max_size),
             str(max_files), "1" if client_finish else "0", str(hc["Interval"] if hc else 0),
             *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
+    if clients:
+        from dockyard.engine import lean
+
+        lean.main(args[4:], in_process=True)  # execs or exits
     os.execv(sys.executable, args)
 
 
@@ -185,12 +192,12 @@ def main(argv: list[str]) -> int:
     clients = [int(fd) for fd in _option(argv, "--client-fd")]
     sock_path = os.path.join(engine.cdir(cid), "attach.sock")
     if finishing:
-        listener = socket.socket(fileno=int(_option(argv, "--listen-fd")[0]))
+        listener = _socket.socket(fileno=int(_option(argv, "--listen-fd")[0]))
         finish(engine, cid, int(finishing[0]))
     else:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         engine.set_state(cid, monitor_pid=os.getpid())
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         tmp = sock_path + ".tmp"
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -198,14 +205,6 @@ def main(argv: list[str]) -> int:
             listener.bind(short)
         listener.listen(8)
         os.rename(tmp, sock_path)  # appears only once it accepts
-        if "--attach" in argv:
-            listener.settimeout(30)
-            try:
-                conn, _ = listener.accept()
-                clients.append(conn.detach())
-            except TimeoutError:
-                pass
-            listener.settimeout(None)
     while True:
         rec = engine.record(cid)
         if not finishing or _restart_wanted(rec["host_config"].get("RestartPolicy") or {}, rec["exit_code"],

@@ -8,14 +8,15 @@ each runtime with its own state root under the engine's exec root.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import tempfile
-from typing import Any
 
+from dockyard import _json as json
 from dockyard.errors import DockyardError, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 __all__ = ["ExternalRuntime", "InProcessRuntime", "runtime_for"]
 
@@ -83,6 +84,9 @@ class ExternalRuntime:
         self.root = os.path.join(exec_root, name)
 
     def _run(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+        import subprocess
+        import tempfile
+
         with tempfile.TemporaryFile() as err:
             proc = subprocess.run([self.binary, "--root", self.root, *args], stderr=err, **kw)
             if proc.returncode != 0:
@@ -94,6 +98,10 @@ class ExternalRuntime:
         return proc
 
     def create(self, cid: str, bundle: str, console_fd: int = -1) -> int:
+        import shutil
+        import subprocess
+        import tempfile
+
         pid_file = os.path.join(bundle, "runtime.pid")
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
         if console_fd >= 0:
@@ -152,6 +160,9 @@ class ExternalRuntime:
         return cgroups.manager_for("auto", f"/dockyard/{cid}")
 
     def exec(self, cid: str, proc: dict[str, Any], detach: bool) -> int:
+        import subprocess
+        import tempfile
+
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             json.dump(proc, f)
             f.flush()
@@ -164,6 +175,8 @@ def runtime_for(name: str | None, exec_root: str) -> InProcessRuntime | External
     """The driver for ``--runtime NAME`` (dockyard-runtime, runc, crun, or a path)."""
     if (name or "") in _BUILTIN:
         return InProcessRuntime(exec_root)
+    import shutil
+
     binary = name if name and name.startswith("/") else shutil.which(name or "")
     if not binary or not os.access(binary, os.X_OK):
         raise InvalidArgument(f"unknown or invalid runtime name: {name}")

@@ -8,10 +8,13 @@ rlimits of its own, the hostname set to the short container ID, /etc/hostname,
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.spec import default_spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["DEFAULT_CAPS", "oci_spec", "resolve_user"]
 

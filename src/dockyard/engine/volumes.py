@@ -6,15 +6,17 @@ a container mounts it while it is still empty, as Docker does.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-from typing import Any
 
+from dockyard import _json as json
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.fsutil import remove_tree
 from dockyard.image.store import now_rfc3339
 from dockyard.metadata import Database
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["VolumeStore"]
 
@@ -71,7 +73,7 @@ class VolumeStore:
         users = self.users(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-        shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        remove_tree(os.path.join(self.root, name), ignore_errors=True)
         with self.db.tx() as c:
             c.execute("DELETE FROM volumes WHERE name = ?", (name,))
         self.db.emit("volume", "destroy", name, driver="local")
@@ -81,4 +83,6 @@ class VolumeStore:
         data = self.path(name)
         if os.listdir(data) or not os.path.isdir(image_dir) or not os.listdir(image_dir):
             return
+        import subprocess
+
         subprocess.run(["cp", "-a", f"{image_dir}/.", data], check=True)

@@ -9,20 +9,22 @@ it. Metadata lives in the SQLite database, one transaction per change.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections import namedtuple
-from collections.abc import Iterator
-from typing import Any, BinaryIO
 
+from dockyard import _json as json
 from dockyard.content import ContentStore, check_digest
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.metadata import Database
 from dockyard.snapshot.apply import decompressed
 from dockyard.snapshot.snapshotter import SNAPSHOTTERS, Snapshotter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
 
 __all__ = ["ImageStore", "Layer", "chain_ids", "du", "now_rfc3339"]
 
@@ -35,12 +37,14 @@ MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """Chain IDs of a layer stack (OCI image spec: ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)))."""
+    from hashlib import sha256
+
     out: list[str] = []
     for diff_id in diff_ids:
         if not out:
             out.append(diff_id)
         else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+            out.append("sha256:" + sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
 
 
@@ -60,6 +64,8 @@ class _HashingReader:
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
+        import hashlib
+
         self.hash = hashlib.sha256()
         self.count = 0
 
@@ -164,10 +170,7 @@ class ImageStore:
         is kept byte for byte so its digest stays the one other tools know; it
         must name this config and these layer blobs.
         """
-        if isinstance(config, bytes):
-            raw = config
-        else:
-            raw = json.dumps(config, separators=(",", ":")).encode()
+        raw = config if isinstance(config, bytes) else json.dumps(config).encode()
         cfg = json.loads(raw)
         diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
         if diff_ids != [layer.diff_id for layer in layers]:
@@ -184,7 +187,7 @@ class ImageStore:
                     for layer in layers
                 ],
             }  # fmt: skip
-            manifest = json.dumps(generated, separators=(",", ":")).encode()
+            manifest = json.dumps(generated).encode()
         else:
             named = json.loads(manifest)
             blobs = [d.get("digest") for d in named.get("layers") or []]

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-from typing import BinaryIO
 
 from dockyard.errors import InvalidArgument
+from dockyard.fsutil import remove_tree
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = ["LayerError", "apply_layer", "decompressed", "normalise_name"]
 
@@ -113,7 +116,7 @@ def _remove(path: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        remove_tree(path)
     else:
         os.unlink(path)
 

@@ -18,16 +18,17 @@ when active, a ``parent`` file naming the parent, and ``link`` (its short link).
 
 from __future__ import annotations
 
-import base64
 import os
-import shutil
-import subprocess
 from collections import namedtuple
-from collections.abc import Callable, Iterator
-from typing import BinaryIO
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.fsutil import remove_tree
 from dockyard.linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import BinaryIO
 
 __all__ = ["CopySnapshotter", "Info", "OverlaySnapshotter", "Snapshotter", "unmount"]
 
@@ -47,6 +48,8 @@ def _dirname(name: str) -> str:
 
 
 def _short_id() -> str:
+    import base64
+
     return base64.b32encode(os.urandom(10)).decode().rstrip("=")
 
 
@@ -165,7 +168,7 @@ class Snapshotter:
             os.rename(tmp, d)  # the snapshot appears whole or not at all
         except OSError:
             os.unlink(os.path.join(self.root, "l", link))
-            shutil.rmtree(tmp)
+            remove_tree(tmp)
             raise Conflict(f"snapshot already exists: {name}") from None
         return d
 
@@ -184,7 +187,7 @@ class Snapshotter:
         if self.exists(name):
             raise Conflict(f"snapshot already exists: {name}")
         target = self._dir(name, "committed")
-        shutil.rmtree(os.path.join(d, "work"), ignore_errors=True)
+        remove_tree(os.path.join(d, "work"), ignore_errors=True)
         with open(os.path.join(d, "name"), "w") as f:
             f.write(name)
         os.rename(d, target)
@@ -212,7 +215,7 @@ class Snapshotter:
             pass
         trash = f"{d}.removing-{os.urandom(4).hex()}"
         os.rename(d, trash)  # gone from view first, then from disk
-        shutil.rmtree(trash)
+        remove_tree(trash)
 
     def mount(self, key: str, target: str, readonly: bool = False) -> None:
         raise NotImplementedError
@@ -310,6 +313,8 @@ class CopySnapshotter(Snapshotter):
         fs = os.path.join(d, "fs")
         os.rmdir(fs)
         # cp -a keeps owners, modes, devices, hardlinks, xattrs; reflinks where the fs can.
+        import subprocess
+
         subprocess.run(["cp", "-a", "--reflink=auto", src, fs], check=True)
 
     def mount(self, key: str, target: str, readonly: bool = False) -> None:
