@@ -8,8 +8,12 @@ dockerd can be started), in one run.
 
 Each engine gets its own state under a temporary directory; podman gets its own
 storage.conf/containers.conf (cgroupfs, runc, rlimits no higher than the hard
-limits root has here, as shared/peers/anchors.sh does). docker is left out
-unless ``docker`` answers on ``$DOCKER_HOST``.
+limits root has here, as shared/peers/anchors.sh does); docker (Debian's
+docker.io) gets a containerd and dockerd of the bench's own (own sockets, data
+and exec roots, no bridge and no iptables rules: nothing of the host is touched),
+stopped at the end. All three run with ``--network none`` (dockyard has no
+networking yet; podman's and docker's defaults would add their network set-up).
+The figures to compare are ratios within one run.
 
 Usage: python bench/containers.py [--rounds 20] [--idle 50]
 """
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 DOCKYARD = os.path.join(os.path.dirname(sys.executable), "dockyard")
 
@@ -76,6 +81,56 @@ def podman_env(work: str) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_STORAGE_CONF": storage, "CONTAINERS_CONF": conf}
 
 
+class Dockerd:
+    """containerd + dockerd under ``work``, reachable only through their own sockets."""
+
+    def __init__(self, work: str) -> None:
+        self.work = os.path.join(work, "docker")
+        os.makedirs(self.work)
+        self.run_dir = tempfile.mkdtemp(prefix="dy-bench-docker-", dir="/run")
+        self.ctrd_sock = os.path.join(self.run_dir, "containerd.sock")
+        self.host = f"unix://{self.run_dir}/docker.sock"
+        conf = os.path.join(self.work, "containerd.toml")
+        with open(conf, "w") as f:
+            f.write(f'version = 2\nroot = "{self.work}/containerd-root"\nstate = "{self.run_dir}/containerd"\n'
+                    f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{self.ctrd_sock}"\n')  # fmt: skip
+        log = open(os.path.join(self.work, "daemons.log"), "wb")  # noqa: SIM115 - lives with the daemons
+        self.procs = [subprocess.Popen(["containerd", "--config", conf], stdout=log, stderr=log,
+                                       stdin=subprocess.DEVNULL)]  # fmt: skip
+        self._wait(lambda: os.path.exists(self.ctrd_sock), "containerd")
+        self.procs.append(subprocess.Popen(
+            ["dockerd", f"--containerd={self.ctrd_sock}", f"--data-root={self.work}/data",
+             f"--exec-root={self.run_dir}/exec", f"--pidfile={self.run_dir}/dockerd.pid",
+             "--storage-driver=overlay2", "--bridge=none", "--iptables=false", "--ip6tables=false",
+             "-H", self.host], stdout=log, stderr=log, stdin=subprocess.DEVNULL))  # fmt: skip
+        self.env = {**os.environ, "DOCKER_HOST": self.host}
+        self._wait(lambda: subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode == 0,
+                   "dockerd")  # fmt: skip
+
+    def _wait(self, ready: Any, name: str) -> None:
+        deadline = time.monotonic() + 60
+        while not ready():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                self.stop()
+                raise RuntimeError(f"{name} did not start; see {self.work}/daemons.log")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f]
+        for target in reversed(mounts):  # whatever the daemons left mounted under our dirs
+            if target.startswith((self.work, self.run_dir)):
+                subprocess.run(["umount", "-l", target], check=False)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
@@ -103,50 +158,76 @@ def main() -> int:
             engines["podman"] = (["podman", "run", "--network", "none"], env)
         else:
             print("podman is not installed: left out")
-        print("docker: left out (no dockerd of this bench's own; see shared/peers for its figures)")
-        runs: dict[str, list[float]] = {name: [] for name in engines}
-        names = list(engines)
-        for i in range(args.rounds + 2):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
-                base, env = engines[name]
-                argv = (
-                    [*dy, "run", "--rm", "busybox", "true"]
-                    if name == "dockyard"
-                    else [*base, "--rm", "busybox", "true"]
-                )
-                elapsed = timed(argv, env)
-                if i >= 2:  # two warm-up rounds
-                    runs[name].append(elapsed)
-        print(f"\nrun --rm busybox true, median of {args.rounds}:")
-        base_pod = statistics.median(runs["podman"]) if "podman" in runs else None
-        for name, vals in runs.items():
-            med = statistics.median(vals) * 1000
-            ratio = f"  {med / (base_pod * 1000):.2f}x podman" if base_pod else ""
-            print(f"  {name:<9} {med:7.1f} ms{ratio}")
+        dockerd = None
+        if shutil.which("dockerd") and shutil.which("docker") and shutil.which("containerd"):
+            dockerd = Dockerd(work)
+            archive = os.path.join(work, "busybox.tar")
+            if not os.path.exists(archive):
+                subprocess.run([*dy, "save", "-o", archive, "busybox"], check=True)
+            subprocess.run(["docker", "load", "-q", "-i", archive], check=True, env=dockerd.env,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            engines["docker"] = (["docker", "run", "--network", "none"], dockerd.env)
+        else:
+            print("docker: left out (dockerd, containerd or docker not installed)")
+        try:
+            return _measure(args, work, root, dy, engines)
+        finally:
+            if dockerd is not None:
+                dockerd.stop()
 
-        print(f"\n{args.idle} idle detached containers, monitor PSS per container:")
-        ids = [subprocess.run([*dy, "run", "-d", "busybox", "sleep", "600"], check=True, capture_output=True,
-                              text=True).stdout.strip() for _ in range(args.idle)]  # fmt: skip
-        time.sleep(1)
-        n, total = pss_of(b"lean.py", root.encode())
-        print(f"  dockyard  {total / max(n, 1) / 1024:6.2f} MiB  ({n} monitors)")
-        subprocess.run([*dy, "rm", "-f", *ids], check=True, stdout=subprocess.DEVNULL)
-        if "podman" in engines:
-            env = engines["podman"][1]
-            pids = [subprocess.run(["podman", "run", "-d", "--network", "none", "busybox", "sleep", "600"],
-                                   check=True, capture_output=True, text=True, env=env).stdout.strip()
-                    for _ in range(args.idle)]  # fmt: skip
-            time.sleep(1)
-            n, total = pss_of(b"conmon", work.encode())
-            print(f"  conmon    {total / max(n, 1) / 1024:6.2f} MiB  ({n} monitors)")
-            subprocess.run(
-                ["podman", "rm", "-f", "-t", "0", *pids],
-                check=True,
-                env=env,
-                stdout=subprocess.DEVNULL,
+
+def _measure(args: Any, work: str, root: str, dy: list[str],
+             engines: dict[str, tuple[list[str], dict[str, str] | None]]) -> int:  # fmt: skip
+    runs: dict[str, list[float]] = {name: [] for name in engines}
+    names = list(engines)
+    for i in range(args.rounds + 2):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            base, env = engines[name]
+            argv = (
+                [*dy, "run", "--rm", "busybox", "true"]
+                if name == "dockyard"
+                else [*base, "--rm", "busybox", "true"]
             )
-            subprocess.run(["podman", "system", "reset", "-f"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)  # fmt: skip
+            elapsed = timed(argv, env)
+            if i >= 2:  # two warm-up rounds
+                runs[name].append(elapsed)
+    medians = {name: statistics.median(vals) * 1000 for name, vals in runs.items()}
+    print(f"\nrun --rm busybox true, median of {args.rounds}:")
+    for name, med in medians.items():
+        ratios = "".join(f"  {medians['dockyard'] / medians[peer]:.2f}x {peer}" for peer in medians
+                         if name == "dockyard" and peer != "dockyard")  # fmt: skip
+        print(f"  {name:<9} {med:7.1f} ms{ratios}")
+
+    print(f"\n{args.idle} idle detached containers, monitor PSS per container:")
+    pss: dict[str, float] = {}
+    ids = [subprocess.run([*dy, "run", "-d", "busybox", "sleep", "600"], check=True, capture_output=True,
+                          text=True).stdout.strip() for _ in range(args.idle)]  # fmt: skip
+    time.sleep(1)
+    n, total = pss_of(b"/cache/lean-", root.encode())
+    pss["dockyard monitor"] = total / max(n, 1) / 1024
+    print(f"  dockyard monitor  {pss['dockyard monitor']:6.2f} MiB  ({n} monitors)")
+    subprocess.run([*dy, "rm", "-f", *ids], check=True, stdout=subprocess.DEVNULL)
+    for name, monitor, marker in (("podman", "conmon", work.encode()),
+                                  ("docker", "containerd-shim", b"/run/dy-bench-docker-")):  # fmt: skip
+        if name not in engines:
+            continue
+        base, env = engines[name]
+        ids = [subprocess.run([*base, "-d", "busybox", "sleep", "600"], check=True, capture_output=True,
+                              text=True, env=env).stdout.strip() for _ in range(args.idle)]  # fmt: skip
+        time.sleep(1)
+        n, total = pss_of(monitor.encode(), marker)
+        pss[monitor] = total / max(n, 1) / 1024
+        print(f"  {monitor:<17} {pss[monitor]:6.2f} MiB  ({n} monitors)")
+        stop_now = ["-t", "0"] if name == "podman" else []
+        subprocess.run(
+            [name, "rm", "-f", *stop_now, *ids], check=True, env=env, stdout=subprocess.DEVNULL
+        )
+    if "podman" in engines:
+        subprocess.run(["podman", "system", "reset", "-f"], env=engines["podman"][1],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    for peer in ("conmon", "containerd-shim"):
+        if peer in pss:
+            print(f"  dockyard monitor / {peer}: {pss['dockyard monitor'] / pss[peer]:.2f}x")
     return 0
 
 

@@ -147,7 +147,9 @@ def test_killed_monitor_does_not_lose_the_container(dy: Dy) -> None:
     # the monitor, in its lean shape once the container runs
     deadline = time.monotonic() + 10
     while not (
-        found := [p for p, a in _processes() if "lean.py" in " ".join(a) and cid in " ".join(a)]
+        found := [
+            p for p, a in _processes() if "/cache/lean-" in " ".join(a) and cid in " ".join(a)
+        ]
     ):
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -342,7 +344,7 @@ def _lean_monitors(cid: str) -> list[int]:
                 cmd = f.read()
         except OSError:
             continue
-        if b"lean.py" in cmd and cid.encode() in cmd:
+        if b"/cache/lean-" in cmd and cid.encode() in cmd:
             found.append(int(name))
     return found
 

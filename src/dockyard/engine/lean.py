@@ -7,8 +7,10 @@ hold a few megabytes instead of the engine's working set; when the container
 exits, this execs the full monitor again (``--finish CODE``) for the
 bookkeeping. Same process throughout, so it stays the container's parent.
 
-No imports beyond the interpreter's built-in C modules (and the frozen ``os``),
-so nothing of site-packages is loaded.
+No imports beyond the interpreter's C modules (``posix`` rather than ``os``,
+``_json`` only once there is something to encode), so nothing of the standard
+library's Python code or of site-packages is loaded; the monitor runs it
+compiled (``monitor.lean_program``) so that no compiler runs either.
 
 When an attached client may do the bookkeeping itself (a foreground ``run``
 without a restart policy: it has the engine loaded already), the exit frame
@@ -21,14 +23,12 @@ argv: PYTHON MONITOR_ARGV_JSON PID TTY IN_FD LISTEN_FD LOG_PATH MAX_SIZE MAX_FIL
       HEALTH_INTERVAL_NS OUT_FD:NAME... CLIENT_FD:client...
 """
 
-import _json
 import _signal
 import _socket
-import os
+import posix as os  # not ``os``: that module and what it imports cost ~170 KiB per monitor
 import select
 import time
 
-_enc = _json.encode_basestring_ascii
 STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED = 0, 1, 2, 3, 4, 5, 6
 
 
@@ -58,9 +58,17 @@ class Log:
             self.partial[name] = b""
 
     def emit(self, name, chunk):
+        import _json
+
         text = chunk.decode("utf-8", "replace")
         rec = (
-            '{"log":' + _enc(text) + ',"stream":"' + name + '","time":"' + now() + '"}\n'
+            '{"log":'
+            + _json.encode_basestring_ascii(text)
+            + ',"stream":"'
+            + name
+            + '","time":"'
+            + now()
+            + '"}\n'
         ).encode()
         os.write(self.fd, rec)
         self.size += len(rec)
@@ -68,8 +76,10 @@ class Log:
             os.close(self.fd)
             for i in range(self.max_files - 1, 0, -1):
                 src = self.path if i == 1 else f"{self.path}.{i - 1}"
-                if os.path.exists(src):
+                try:
                     os.replace(src, f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass
             if self.max_files <= 1:
                 os.truncate(self.path, 0)
             self.fd = os.open(
@@ -82,10 +92,11 @@ def frame(kind, payload):
     return bytes((kind, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
 
 
-def main(argv, in_process=False):
-    """The loop. ``in_process``: called by the full monitor for an attached start, which
-    saves an interpreter's start-up before the first output; once no client is attached
-    any more, the process execs the lean interpreter to shed the engine's memory."""
+def main(argv, in_process=()):
+    """The loop. ``in_process``: called by the full monitor for an attached start (which
+    saves an interpreter's start-up before the first output) with the command line that
+    runs this loop on its own (PYTHON -I -S PROGRAM), exec'd once no client is attached
+    any more, to shed the engine's memory."""
     (
         python,
         monitor_argv,
@@ -145,7 +156,7 @@ def main(argv, in_process=False):
         if exited is not None and (not open_outs or tty):
             break
         if next_check is not None and exited is None and time.monotonic() >= next_check:
-            args = _json.make_scanner(_Ctx())(monitor_argv, 0)[0]
+            args = _scan()(monitor_argv, 0)[0]
             os.posix_spawn(python, [python, "-m", "dockyard.engine.health", *args[2:5]], os.environ)
             next_check = time.monotonic() + interval
         watch = [*open_outs, wake_r, listen_fd, *clients]
@@ -181,7 +192,7 @@ def main(argv, in_process=False):
                         import fcntl
                         import termios
 
-                        size_obj = _json.make_scanner(_Ctx())(payload.decode(), 0)[0]
+                        size_obj = _scan()(payload.decode(), 0)[0]
                         packed = (
                             size_obj["h"].to_bytes(2, "little")
                             + size_obj["w"].to_bytes(2, "little")
@@ -206,7 +217,7 @@ def main(argv, in_process=False):
             os.close(log.fd)
             _signal.set_wakeup_fd(-1)
             outs_args = [f"{fd}:{name}" for fd, name in outs.items()]
-            os.execv(python, [python, "-I", "-S", __file__, *argv[:11], *outs_args])
+            os.execv(in_process[0], [*in_process, *argv[:11], *outs_args])
     for fd, name in open_outs.items():
         # A pty's last output may still sit in its buffer when the process is gone.
         os.set_blocking(fd, False)
@@ -231,7 +242,7 @@ def main(argv, in_process=False):
     _signal.set_wakeup_fd(-1)
     if client_finish == "1" and clients and handed_over(clients, exited):
         os._exit(0)
-    args = _json.make_scanner(_Ctx())(monitor_argv, 0)[0]
+    args = _scan()(monitor_argv, 0)[0]
     args += ["--finish", str(exited), "--listen-fd", str(listen_fd)]
     for fd in clients:
         args += ["--client-fd", str(fd)]
@@ -276,6 +287,12 @@ def handed_over(clients, code):
             if any(kind == FINISHED for kind, _payload in read_frames(clients, fd) or ()):
                 return True
     return False
+
+
+def _scan():
+    import _json
+
+    return _json.make_scanner(_Ctx())
 
 
 class _Ctx:
