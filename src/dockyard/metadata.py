@@ -138,6 +138,10 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Every command is a new process, and the first connection to a database
+            # rebuilds the WAL index by reading the whole WAL: checkpointing at 100 pages
+            # instead of 1000 keeps that read under half a megabyte (~4 ms -> <1 ms here).
+            conn.execute("PRAGMA wal_autocheckpoint=100")
             self._local.conn = conn
         return conn
 
