@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini)
+packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables)
 extra=""
 if [ "${1:-}" = "--test" ]; then
   packages+=(runc crun skopeo umoci)

@@ -62,6 +62,16 @@ def _v2_controllers() -> str:
         return ""
 
 
+def _network_objects() -> set[str]:
+    """Links and nftables tables, to compare before and after the session."""
+    out = {f"link: {name}" for name in os.listdir("/sys/class/net")}
+    nft = shutil.which("nft")
+    if nft:
+        listing = subprocess.run([nft, "list", "tables"], capture_output=True, text=True).stdout
+        out |= {f"nftables {line.strip()}" for line in listing.splitlines() if line.strip()}
+    return out
+
+
 def _leaks(prefix: str, work_dir: str) -> list[str]:
     found = []
     for state_root in (
@@ -87,9 +97,10 @@ ID_PREFIX = f"dytest{os.getpid()}-"
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaks(work_dir: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Fail the session if any test left a mount, cgroup, process or container behind,
-    or did not hand cgroup2's controllers back after a crun run."""
+    """Fail the session if any test left a mount, cgroup, process, container, network link
+    or nftables table behind, or did not hand cgroup2's controllers back after a crun run."""
     controllers = _v2_controllers()
+    network = _network_objects() if ROOT else set()
     yield
     if not ROOT:
         return
@@ -101,6 +112,7 @@ def no_leaks(work_dir: str, tmp_path_factory: pytest.TempPathFactory):  # type: 
     with open("/proc/self/mountinfo") as f:
         leaks += [f"mount: {line.split()[4]}" for line in f
                   if line.split()[4].startswith(base) and work_dir not in line.split()[4]]  # fmt: skip
+    leaks += sorted(_network_objects() - network)
     if _v2_controllers() != controllers:
         leaks.append(f"cgroup2 controllers were {controllers!r}, now {_v2_controllers()!r}")
     assert not leaks, "left behind by the tests:\n" + "\n".join(leaks)

@@ -117,6 +117,41 @@ _MIGRATIONS = [
     );
     CREATE INDEX events_time ON events(time_nano);
     """,
+    # 6: networks, container endpoints on them (an address is unique per network, enforced
+    # here so that parallel starts cannot share one), published ports
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,
+        bridge TEXT NOT NULL DEFAULT '',
+        subnet TEXT NOT NULL DEFAULT '',
+        gateway TEXT NOT NULL DEFAULT '',
+        internal INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}',
+        created TEXT NOT NULL,
+        next_ip INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE endpoints (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        aliases TEXT NOT NULL DEFAULT '[]',
+        requested_ip TEXT NOT NULL DEFAULT '',
+        ip TEXT NOT NULL DEFAULT '',
+        mac TEXT NOT NULL DEFAULT '',
+        host_if TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (container_id, network_id)
+    );
+    CREATE UNIQUE INDEX endpoints_ip ON endpoints(network_id, ip) WHERE ip != '';
+    CREATE TABLE published_ports (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        proto TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        host_ip TEXT NOT NULL,
+        host_port INTEGER NOT NULL,
+        UNIQUE (proto, host_ip, host_port)
+    );
+    """,
 ]
 
 

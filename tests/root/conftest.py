@@ -225,3 +225,23 @@ def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
                 break
             out += chunk
     return out
+
+
+DOCKYARD = os.path.join(os.path.dirname(sys.executable), "dockyard")
+
+
+class Dy:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def __call__(
+        self, *args: str, ok: bool = True, timeout: float = 60, **kw
+    ) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+        proc = subprocess.run([DOCKYARD, "--root", self.root, *args], capture_output=True, text=True,
+                              timeout=timeout, **kw)  # fmt: skip
+        if ok:
+            assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        return proc
+
+    def record(self, ref: str) -> dict:
+        return json.loads(self("inspect", ref).stdout)[0]

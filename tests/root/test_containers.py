@@ -7,17 +7,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import read_until
+from .conftest import DOCKYARD, Dy, read_until
 
 pytestmark = pytest.mark.root
-
-DOCKYARD = os.path.join(os.path.dirname(sys.executable), "dockyard")
 
 
 def _processes() -> list[tuple[int, list[str]]]:
@@ -32,23 +29,6 @@ def _processes() -> list[tuple[int, list[str]]]:
     return out
 
 
-class Dy:
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def __call__(
-        self, *args: str, ok: bool = True, timeout: float = 60, **kw
-    ) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-        proc = subprocess.run([DOCKYARD, "--root", self.root, *args], capture_output=True, text=True,
-                              timeout=timeout, **kw)  # fmt: skip
-        if ok:
-            assert proc.returncode == 0, f"{args}: {proc.stderr}"
-        return proc
-
-    def record(self, ref: str) -> dict:
-        return json.loads(self("inspect", ref).stdout)[0]
-
-
 @pytest.fixture(scope="module")
 def dy(tmp_path_factory):  # type: ignore[no-untyped-def]
     d = Dy(str(tmp_path_factory.mktemp("engine") / "root"))
@@ -57,6 +37,7 @@ def dy(tmp_path_factory):  # type: ignore[no-untyped-def]
     ids = d("ps", "-aq", "--no-trunc").stdout.split()
     if ids:
         d("rm", "-f", *ids)
+    d("network", "prune", "-f")  # the default bridge's device, made on demand
     with open("/proc/self/mountinfo") as f:
         assert d.root not in f.read()
 

@@ -161,9 +161,20 @@ def create_options(f: Any) -> Any:
         flags.option(
             "--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"
         ),
+        flags.option("-p", "--publish", multiple=True,
+                     help="Publish a container's port(s) to the host ([IP:][HOSTPORT:]PORT[/PROTO])"),
+        flags.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
+        flags.option("--expose", multiple=True, help="Expose a port or a range of ports"),
+        flags.option("--network", "--net", "network", default="default",
+                     help="Connect a container to a network (bridge, host, none, container:NAME, or a name)"),
+        flags.option("--network-alias", multiple=True, help="Add network-scoped alias for the container"),
+        flags.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
+        flags.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
+        flags.option("--dns", multiple=True, help="Set custom DNS servers"),
+        flags.option("--dns-search", multiple=True, help="Set custom DNS search domains"),
         flags.argument("image"),
         flags.argument("command", nargs=-1, type=flags.UNPROCESSED),
-    ]
+    ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
     return f
@@ -245,6 +256,33 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
     }
     if kw["rm"] and host["RestartPolicy"]["Name"] != "no":
         raise InvalidArgument("conflicting options: cannot both remove and restart containers")
+    from dockyard.network.endpoints import parse_publish
+
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in kw["publish"]:
+        for port, host_ip, host_port in parse_publish(spec):
+            bindings.setdefault(port, []).append({"HostIp": host_ip, "HostPort": host_port})
+    exposed = {port: {} for spec in kw["expose"] for port, _ip, _hp in parse_publish(spec)}
+    if exposed:
+        config["ExposedPorts"] = exposed
+    for entry in kw["add_host"]:
+        if ":" not in entry:
+            raise InvalidArgument(f"bad format for add-host: {entry!r}")
+    mode = kw["network"]
+    if (mode == "host" or mode.startswith("container:")) and (bindings or kw["publish_all"]):
+        raise InvalidArgument(
+            f"conflicting options: port publishing and the {mode.split(':')[0]} network mode"
+        )
+    host.update({"NetworkMode": mode, "PortBindings": bindings, "PublishAllPorts": kw["publish_all"],
+                 "ExtraHosts": list(kw["add_host"]) or None, "Dns": list(kw["dns"]),
+                 "DnsSearch": list(kw["dns_search"])})  # fmt: skip
+    networking = None
+    if kw["network_alias"] or kw["ip"]:
+        endpoint: dict[str, Any] = {"Aliases": list(kw["network_alias"])}
+        if kw["ip"]:
+            endpoint["IPAMConfig"] = {"IPv4Address": kw["ip"]}
+        networking = {"EndpointsConfig": {mode: endpoint}}
+    host["_NetworkingConfig"] = networking
     return kw["image"], config, host, kw["name"]
 
 
@@ -254,7 +292,8 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
 def create_cmd(ctx: flags.Context, **kw: Any) -> None:
     """Create a new container."""
     image, config, host, name = _build(kw)
-    flags.echo(_engine(ctx).create(image, config, host, name))
+    networking = host.pop("_NetworkingConfig")
+    flags.echo(_engine(ctx).create(image, config, host, name, networking))
 
 
 @flags.command("run", context_settings={"allow_interspersed_args": False})
@@ -273,7 +312,8 @@ def run_cmd(ctx: flags.Context, detach: bool, sig_proxy: bool, detach_keys: str,
     """Create and run a new container from an image."""
     engine = _engine(ctx)
     image, config, host, name = _build(kw)
-    cid = engine.create(image, config, host, name)
+    networking = host.pop("_NetworkingConfig")
+    cid = engine.create(image, config, host, name, networking)
     if detach:
         try:
             engine.start(cid)
@@ -575,7 +615,7 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
         row = {"ID": r["id"] if no_trunc else r["id"][:12], "Image": r["image_ref"],
                "Command": _command_text(r["config"], not no_trunc), "CreatedAt": r["created"],
                "RunningFor": human_duration(time.time() - parse_time(r["created"])) + " ago",
-               "Status": _status_text(r), "State": r["status"], "Ports": "", "Names": r["name"]}  # fmt: skip
+               "Status": _status_text(r), "State": r["status"], "Ports": _ports_text(engine, r), "Names": r["name"]}  # fmt: skip
         if size:
             from dockyard.image.store import du
 
@@ -591,6 +631,14 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
     body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
             + ([r["Size"]] if size else []) for r in rows]  # fmt: skip
     flags.echo(table([header, *body]), nl=False)
+
+
+def _ports_text(engine: Engine, rec: dict[str, Any]) -> str:
+    if not rec["config"].get("ExposedPorts") and not (rec["host_config"].get("PortBindings")):
+        return ""
+    from dockyard.network.endpoints import ports_text
+
+    return ports_text(engine, rec["id"])
 
 
 def _human(n: int) -> str:
@@ -743,6 +791,9 @@ def register(cli: flags.Group) -> None:
     container_group.add_command(ps_cmd, "list")
     container_group.add_command(inspect_cmd, "inspect")
     register_more(cli, container_group)
+    from dockyard.cli import networks
+
+    networks.register(cli, container_group)
     cli.add_command(volume_group)
     cli.add_command(container_group)
 

@@ -475,10 +475,14 @@ def image_diff_cmd(ctx: flags.Context, first: str, second: str, fmt: str) -> Non
 @flags.option("--verify", is_flag=True, help="Also re-hash every blob")
 @flags.pass_context
 def system_check_cmd(ctx: flags.Context, repair: bool, verify: bool) -> None:
-    """Check the store for what a crash left (orphan blobs, half-unpacked layers, records without files)."""
+    """Check the store and networking for what a crash or reboot left (orphan blobs, half-unpacked layers,
+    records without files, missing bridges, DNS servers or firewall rules)."""
+    from dockyard.cli._context import engine
     from dockyard.image.check import check
+    from dockyard.network.endpoints import check as check_network
 
-    findings = check(_store(ctx), repair=repair, verify=verify)
+    findings: list[Any] = list(check(_store(ctx), repair=repair, verify=verify))
+    findings += [f"{kind}: {what}" for kind, what in check_network(engine(ctx), repair=repair)]
     for finding in findings:
         flags.echo(("repaired " if repair else "") + str(finding))
     if not findings:

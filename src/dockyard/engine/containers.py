@@ -89,6 +89,16 @@ class Engine:
         from dockyard.engine.volumes import VolumeStore
 
         self.volumes = VolumeStore(root, self.db)
+        self._networks: Any = None
+
+    @property
+    def networks(self) -> Any:
+        """The NetworkStore (imported on first use: many commands never need it)."""
+        if self._networks is None:
+            from dockyard.network.store import NetworkStore
+
+            self._networks = NetworkStore(self.root, self.db)
+        return self._networks
 
     # -- paths
     def cdir(self, cid: str) -> str:
@@ -144,9 +154,15 @@ class Engine:
 
     # -- create
     def create(
-        self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None = None
+        self,
+        image: str,
+        config: dict[str, Any],
+        host: dict[str, Any],
+        name: str | None = None,
+        networking: dict[str, Any] | None = None,
     ) -> str:
-        """A new container from ``image`` with Docker-shaped ``config`` and ``host`` settings."""
+        """A new container from ``image`` with Docker-shaped ``config`` and ``host`` settings;
+        ``networking`` is Docker's NetworkingConfig (EndpointsConfig: Aliases, IPAMConfig)."""
         try:
             image_id = self.images.resolve(image)
         except NotFound:
@@ -167,6 +183,11 @@ class Engine:
         for key in ("WorkingDir", "User", "StopSignal"):
             merged[key] = config.get(key) or img_cfg.get(key) or ""
         merged["Labels"] = {**(img_cfg.get("Labels") or {}), **(config.get("Labels") or {})}
+        exposed = {**(img_cfg.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})}
+        for port in host.get("PortBindings") or {}:
+            exposed.setdefault(port, {})
+        if exposed:
+            merged["ExposedPorts"] = exposed
         merged["Image"] = image
         if not (merged.get("Entrypoint") or merged.get("Cmd")):
             raise InvalidArgument("no command specified")
@@ -183,6 +204,19 @@ class Engine:
             )
         host = dict(host)
         host["Mounts"] = self._resolve_mounts(host, img_cfg)
+        from dockyard.network import endpoints
+
+        mode = endpoints.network_mode(host)
+        if mode.startswith("container:"):
+            self.lookup(mode.split(":", 1)[1])
+        elif mode != "bridge":
+            self.networks.get(mode)
+        self.networks.get("bridge")  # the predefined networks exist before endpoints refer to them
+        if mode == "host" and not config.get("Hostname"):
+            merged["Hostname"] = os.uname().nodename
+        endpoint_cfg = (
+            next(iter(((networking or {}).get("EndpointsConfig") or {}).values()), {}) or {}
+        )
         merged.setdefault("Hostname", cid[:12])
         merged["Hostname"] = merged["Hostname"] or cid[:12]
         cdir = self.cdir(cid)
@@ -207,6 +241,8 @@ class Engine:
                     c.execute(
                         "INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,)
                     )
+                    endpoints.record(c, self.networks, cid, host, list(endpoint_cfg.get("Aliases") or []),
+                                     ((endpoint_cfg.get("IPAMConfig") or {}).get("IPv4Address") or ""))  # fmt: skip
                     for m in host["Mounts"]:
                         if m["Type"] == "volume":
                             c.execute("INSERT INTO container_volumes VALUES (?, ?, ?, ?)",
@@ -404,11 +440,15 @@ class Engine:
 
     # -- removal
     def cleanup_runtime(self, cid: str) -> None:
-        """Delete the runtime's container and unmount the rootfs; idempotent."""
+        """Delete the runtime's container, release its network endpoints and unmount the rootfs;
+        idempotent."""
         try:
             self.runtime(cid).delete(cid)
         except Exception:
             pass
+        from dockyard.network.endpoints import release
+
+        release(self, cid)
         from dockyard.snapshot.snapshotter import unmount
 
         unmount(os.path.join(self.cdir(cid), "rootfs"))
@@ -617,6 +657,8 @@ class Engine:
 
     def inspect(self, cid: str) -> dict[str, Any]:
         """Docker's ContainerJSON."""
+        from dockyard.network.endpoints import settings
+
         rec = self.refresh(cid)
         cfg = rec["config"]
         args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
@@ -663,7 +705,7 @@ class Engine:
                 for m in rec["host_config"].get("Mounts") or []
             ],
             "Config": cfg,
-            "NetworkSettings": {"Networks": {}, "IPAddress": "", "Ports": {}},
+            "NetworkSettings": settings(self, cid),
         }
 
 

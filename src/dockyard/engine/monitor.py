@@ -110,8 +110,13 @@ def launch(
     for m in host.get("Mounts") or []:
         if m["Type"] == "volume":
             engine.volumes.fill_from(m["Name"], secure_join(rootfs, m["Target"]))
+    from dockyard.network import endpoints
+
+    eps = endpoints.prepare(engine, cid)
     with open(os.path.join(cdir, "config.json"), "w") as f:
-        json.dump(oci_spec(cid, config, host, rootfs, cdir), f)
+        json.dump(
+            oci_spec(cid, config, host, rootfs, cdir, netns=endpoints.netns_for(engine, cid)), f
+        )
     tty = bool(config.get("Tty"))
     saved = [os.dup(fd) for fd in (0, 1, 2)]
     ours = theirs = in_w = -1
@@ -134,7 +139,8 @@ def launch(
         runtime = engine.runtime(cid)
         try:
             pid = runtime.create(cid, cdir, console_fd=theirs)
-        except (ContainerError, DockyardError) as err:
+            endpoints.plumb(engine, cid, pid, eps)
+        except (ContainerError, DockyardError, OSError) as err:
             engine.set_state(cid, error=str(err), exit_code=_code_for(err))
             raise
     finally:
@@ -196,6 +202,9 @@ def finish(engine: Engine, cid: str, code: int) -> None:
         runtime.delete(cid)
     except Exception:
         pass
+    from dockyard.network.endpoints import release
+
+    release(engine, cid)
     if oom:
         engine.emit(cid, "oom")
     engine.set_state(

@@ -107,10 +107,11 @@ def seccomp_from_docker(profile: dict[str, Any], caps: list[str]) -> dict[str, A
     return seccomp
 
 
-def oci_spec(
-    cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str, cdir: str
-) -> dict[str, Any]:
-    """The config.json for container ``cid`` (Docker-shaped ``config``/``host``, mounted ``rootfs``)."""
+def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str, cdir: str,
+             netns: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The config.json for container ``cid`` (Docker-shaped ``config``/``host``, mounted
+    ``rootfs``); ``netns``: None for a new network namespace, "host" for the host's, or the
+    path of one to join."""
     spec = default_spec()
     proc = spec["process"]
     args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
@@ -168,6 +169,10 @@ def oci_spec(
     linux = spec["linux"]
     linux["cgroupsPath"] = f"/dockyard/{cid}"
     linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
+    if netns == "host":
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    elif netns:
+        linux["namespaces"][1] = {"type": "network", "path": netns}
     res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if host.get("Memory"):
         res["memory"] = {"limit": host["Memory"]}
