@@ -11,9 +11,10 @@ storage.conf/containers.conf (cgroupfs, runc, rlimits no higher than the hard
 limits root has here, as shared/peers/anchors.sh does); docker (Debian's
 docker.io) gets a containerd and dockerd of the bench's own (own sockets, data
 and exec roots, no bridge and no iptables rules: nothing of the host is touched),
-stopped at the end. All three run with ``--network none`` (dockyard has no
-networking yet; podman's and docker's defaults would add their network set-up).
-The figures to compare are ratios within one run.
+stopped at the end. The comparison runs all three with ``--network none``
+(docker's and podman's default networks would need their bridges and firewall
+rules on this host); dockyard is also measured with its default bridge, to show
+what its networking adds. The figures to compare are ratios within one run.
 
 Usage: python bench/containers.py [--rounds 20] [--idle 50]
 """
@@ -84,7 +85,16 @@ def podman_env(work: str) -> dict[str, str]:
 class Dockerd:
     """containerd + dockerd under ``work``, reachable only through their own sockets."""
 
-    def __init__(self, work: str) -> None:
+    def __init__(self, work: str, bridge: str | None = None, bip: str | None = None) -> None:
+        """Without ``bridge``: no networking at all (``--bridge=none``, no iptables). With it: a
+        bridge of that name (made here, removed at stop) and docker's own iptables chains."""
+        self.bridge = bridge
+        if bridge:
+            subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+            subprocess.run(
+                ["ip", "addr", "add", bip or "172.29.253.1/24", "dev", bridge], check=True
+            )
+            subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
         self.work = os.path.join(work, "docker")
         os.makedirs(self.work)
         self.run_dir = tempfile.mkdtemp(prefix="dy-bench-docker-", dir="/run")
@@ -101,7 +111,8 @@ class Dockerd:
         self.procs.append(subprocess.Popen(
             ["dockerd", f"--containerd={self.ctrd_sock}", f"--data-root={self.work}/data",
              f"--exec-root={self.run_dir}/exec", f"--pidfile={self.run_dir}/dockerd.pid",
-             "--storage-driver=overlay2", "--bridge=none", "--iptables=false", "--ip6tables=false",
+             "--storage-driver=overlay2", *([f"--bridge={bridge}"] if bridge else
+                                            ["--bridge=none", "--iptables=false", "--ip6tables=false"]),
              "-H", self.host], stdout=log, stderr=log, stdin=subprocess.DEVNULL))  # fmt: skip
         self.env = {**os.environ, "DOCKER_HOST": self.host}
         self._wait(lambda: subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode == 0,
@@ -129,6 +140,8 @@ class Dockerd:
             if target.startswith((self.work, self.run_dir)):
                 subprocess.run(["umount", "-l", target], check=False)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.bridge:
+            subprocess.run(["ip", "link", "del", self.bridge], check=False)
 
 
 def main() -> int:
@@ -172,22 +185,26 @@ def main() -> int:
         try:
             return _measure(args, work, root, dy, engines)
         finally:
+            subprocess.run([*dy, "network", "prune", "-f"], capture_output=True)
             if dockerd is not None:
                 dockerd.stop()
 
 
 def _measure(args: Any, work: str, root: str, dy: list[str],
              engines: dict[str, tuple[list[str], dict[str, str] | None]]) -> int:  # fmt: skip
+    engines = {"dockyard": engines["dockyard"], "dockyard-bridge": engines["dockyard"],
+               **{k: v for k, v in engines.items() if k != "dockyard"}}  # fmt: skip
     runs: dict[str, list[float]] = {name: [] for name in engines}
     names = list(engines)
     for i in range(args.rounds + 2):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             base, env = engines[name]
-            argv = (
-                [*dy, "run", "--rm", "busybox", "true"]
-                if name == "dockyard"
-                else [*base, "--rm", "busybox", "true"]
-            )
+            if name == "dockyard":
+                argv = [*dy, "run", "--rm", "--network", "none", "busybox", "true"]
+            elif name == "dockyard-bridge":
+                argv = [*dy, "run", "--rm", "busybox", "true"]
+            else:
+                argv = [*base, "--rm", "busybox", "true"]
             elapsed = timed(argv, env)
             if i >= 2:  # two warm-up rounds
                 runs[name].append(elapsed)
@@ -195,8 +212,12 @@ def _measure(args: Any, work: str, root: str, dy: list[str],
     print(f"\nrun --rm busybox true, median of {args.rounds}:")
     for name, med in medians.items():
         ratios = "".join(f"  {medians['dockyard'] / medians[peer]:.2f}x {peer}" for peer in medians
-                         if name == "dockyard" and peer != "dockyard")  # fmt: skip
-        print(f"  {name:<9} {med:7.1f} ms{ratios}")
+                         if name == "dockyard" and not peer.startswith("dockyard"))  # fmt: skip
+        print(f"  {name:<16} {med:7.1f} ms{ratios}")
+    added = medians["dockyard-bridge"] - medians["dockyard"]
+    print(
+        f"  networking (default bridge, veth, addresses, route) adds {added:.1f} ms to dockyard's run"
+    )
 
     print(f"\n{args.idle} idle detached containers, monitor PSS per container:")
     pss: dict[str, float] = {}
