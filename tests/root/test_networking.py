@@ -331,3 +331,19 @@ def test_repair_restores_dns_and_firewall(dy: Dy) -> None:
     finally:
         dy("rm", "-f", "served")
         dy("network", "rm", "mended")
+
+
+def test_network_events(dy: Dy) -> None:
+    since = str(time.time() - 1)
+    dy("network", "create", "--subnet", "10.213.82.0/24", "evnet")
+    dy("run", "-d", "--name", "evc", "busybox", "sleep", "60")
+    try:
+        dy("network", "connect", "evnet", "evc")
+        dy("network", "disconnect", "evnet", "evc")
+    finally:
+        dy("rm", "-f", "evc")
+        dy("network", "rm", "evnet")
+    out = dy("events", "--since", since, "--until", str(time.time() + 1), "--filter", "type=network").stdout
+    actions = [line.split()[2] for line in out.splitlines()]
+    assert actions == ["create", "connect", "disconnect", "destroy"]
+    assert "name=evnet" in out
