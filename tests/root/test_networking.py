@@ -343,7 +343,46 @@ def test_network_events(dy: Dy) -> None:
     finally:
         dy("rm", "-f", "evc")
         dy("network", "rm", "evnet")
-    out = dy("events", "--since", since, "--until", str(time.time() + 1), "--filter", "type=network").stdout
-    actions = [line.split()[2] for line in out.splitlines()]
+    out = dy(
+        "events", "--since", since, "--until", str(time.time() + 1), "--filter", "type=network"
+    ).stdout
+    actions = [line.split()[2] for line in out.splitlines() if "name=evnet" in line]
     assert actions == ["create", "connect", "disconnect", "destroy"]
     assert "name=evnet" in out
+
+
+def test_iptables_backend_where_only_iptables_is_wanted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same published port and masquerade through iptables chains of the engine's own."""
+    tables_before = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    env = {**os.environ, "DOCKYARD_FIREWALL": "iptables"}
+    d = Dy(str(tmp_path / "root"))
+    d("image", "bootstrap", "busybox", env=env)
+    try:
+        d(
+            "run",
+            "-d",
+            "--name",
+            "ipt",
+            "-p",
+            "127.0.0.1:18260:80",
+            "busybox",
+            "sh",
+            "-c",
+            WEB,
+            env=env,
+        )
+        assert _get("http://127.0.0.1:18260/").startswith("hello-from-")
+        nat = subprocess.run(
+            ["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True
+        ).stdout
+        assert "--dport 18260 -j DNAT" in nat and "MASQUERADE" in nat
+        assert d("system", "check", env=env).stdout == "no problems found\n"
+    finally:
+        d("rm", "-f", "ipt", env=env)
+        d("network", "prune", "-f", env=env)
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert "DY-" not in rules  # our chains and jumps went with the last network
+    # iptables-nft leaves its (now empty) tables; they were not there before this test
+    for table in ("ip nat", "ip filter"):
+        if f"table {table}" not in tables_before:
+            subprocess.run(["nft", "delete", "table", *table.split()], check=False)

@@ -192,6 +192,7 @@ class Engine:
         if not (merged.get("Entrypoint") or merged.get("Cmd")):
             raise InvalidArgument("no command specified")
         cid = os.urandom(32).hex()
+        generated = name is None
         if name is None:
             from dockyard.engine.names import random_name
 
@@ -232,29 +233,26 @@ class Engine:
                     f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
                 )
             with open(os.path.join(cdir, "resolv.conf"), "w") as f:
-                f.write("# no network yet: the container has its own, with loopback only\n")
+                f.write("# written when the container starts, for the networks it is on\n")
             os.makedirs(os.path.join(cdir, "rootfs"))
-            try:
-                with self.db.tx() as c:
-                    c.execute("INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (cid, name, image_id, image, now_rfc3339(), json.dumps(merged), json.dumps(host)))  # fmt: skip
-                    c.execute(
-                        "INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,)
-                    )
-                    endpoints.record(c, self.networks, cid, host, list(endpoint_cfg.get("Aliases") or []),
-                                     ((endpoint_cfg.get("IPAMConfig") or {}).get("IPv4Address") or ""))  # fmt: skip
-                    for m in host["Mounts"]:
-                        if m["Type"] == "volume":
-                            c.execute("INSERT INTO container_volumes VALUES (?, ?, ?, ?)",
-                                      (cid, m["Name"], m["Target"], int(m.get("ReadOnly", False))))  # fmt: skip
-            except Exception as err:
-                if "UNIQUE" in str(err) and "name" in str(err):
+            for attempt in range(20):
+                try:
+                    self._insert((cid, name, image_id, image, merged, host, endpoint_cfg))
+                    break
+                except Exception as err:
+                    if "UNIQUE" not in str(err) or "name" not in str(err):
+                        raise
+                    if generated and attempt < 19:
+                        # a parallel create took the generated name since it was checked
+                        from dockyard.engine.names import random_name
+
+                        name = random_name()
+                        continue
                     holder = self.db.query("SELECT id FROM containers WHERE name = ?", (name,))
                     other = holder[0]["id"] if holder else "?"
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{other}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.") from None  # fmt: skip
-                raise
         except BaseException:
             if self.images.snapshots.exists(cid):
                 self.images.snapshots.remove(cid)
@@ -262,6 +260,21 @@ class Engine:
             raise
         self.emit(cid, "create")
         return cid
+
+    def _insert(self, args: tuple[Any, ...]) -> None:
+        from dockyard.network import endpoints
+
+        cid, name, image_id, image, merged, host, endpoint_cfg = args
+        with self.db.tx() as c:
+            c.execute("INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (cid, name, image_id, image, now_rfc3339(), json.dumps(merged), json.dumps(host)))  # fmt: skip
+            c.execute("INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,))
+            endpoints.record(c, self.networks, cid, host, list(endpoint_cfg.get("Aliases") or []),
+                             ((endpoint_cfg.get("IPAMConfig") or {}).get("IPv4Address") or ""))  # fmt: skip
+            for m in host["Mounts"]:
+                if m["Type"] == "volume":
+                    c.execute("INSERT INTO container_volumes VALUES (?, ?, ?, ?)",
+                              (cid, m["Name"], m["Target"], int(m.get("ReadOnly", False))))  # fmt: skip
 
     def emit(self, cid: str, action: str, **extra: str) -> None:
         """A container event, with Docker's attributes (image, name, labels)."""

@@ -551,12 +551,9 @@ def check(engine: Any, repair: bool = False) -> list[tuple[str, str]]:
         if repair and needed:
             store.bring_up(net)
     if store.active():
-        import subprocess
-
-        nft = firewall._nft()
-        table = firewall.table_name(engine.root)
-        if subprocess.run([nft, "list", "table", "ip", table], capture_output=True).returncode != 0:
-            findings.append(("firewall", f"nftables table {table} is missing"))
+        ok, what = firewall.present(engine.root)
+        if not ok:
+            findings.append(("firewall", f"{what} is missing"))
     if repair:
         try:
             store.sync_firewall()
