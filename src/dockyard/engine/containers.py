@@ -197,8 +197,10 @@ class Engine:
             from dockyard.engine.names import random_name
 
             name = random_name()
+            tries = 0
             while self.db.query("SELECT 1 FROM containers WHERE name = ?", (name,)):
-                name = random_name()
+                tries += 1
+                name = random_name(tries)
         elif not name or not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
             raise InvalidArgument(
                 f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -246,7 +248,7 @@ class Engine:
                         # a parallel create took the generated name since it was checked
                         from dockyard.engine.names import random_name
 
-                        name = random_name()
+                        name = random_name(attempt + 1)
                         continue
                     holder = self.db.query("SELECT id FROM containers WHERE name = ?", (name,))
                     other = holder[0]["id"] if holder else "?"

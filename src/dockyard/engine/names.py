@@ -14,6 +14,9 @@ _RIGHT = ("archimedes", "babbage", "curie", "darwin", "euler", "fermi", "galileo
           "ritchie", "shannon", "tesla", "thompson", "turing", "wozniak", "yonath", "zuse")  # fmt: skip
 
 
-def random_name() -> str:
-    a, b = os.urandom(2)
-    return f"{_LEFT[a % len(_LEFT)]}_{_RIGHT[b % len(_RIGHT)]}"
+def random_name(attempt: int = 0) -> str:
+    """A name; from the second attempt on with a number appended, as Docker does, so that
+    a host with more containers than combinations still gets one."""
+    a, b, n = os.urandom(3)
+    suffix = str(n % (10 * attempt)) if attempt else ""
+    return f"{_LEFT[a % len(_LEFT)]}_{_RIGHT[b % len(_RIGHT)]}{suffix}"
