@@ -245,3 +245,19 @@ class Dy:
 
     def record(self, ref: str) -> dict:
         return json.loads(self("inspect", ref).stdout)[0]
+
+
+def engine_for_module(tmp_path_factory: Any, name: str) -> Iterator[Dy]:
+    """An engine with busybox for a test module; at the end every container, user network and
+    the default bridge's device are gone, and nothing of it stays mounted."""
+    d = Dy(str(tmp_path_factory.mktemp(name) / "root"))
+    d("image", "bootstrap", "busybox")
+    yield d
+    ids = d("ps", "-aq", "--no-trunc").stdout.split()
+    if ids:
+        d("rm", "-f", *ids)
+    for net in d("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+        d("network", "rm", net, ok=False)
+    d("network", "prune", "-f")
+    with open("/proc/self/mountinfo") as f:
+        assert d.root not in f.read()

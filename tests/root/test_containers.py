@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import DOCKYARD, Dy, read_until
+from .conftest import DOCKYARD, Dy, engine_for_module, read_until
 
 pytestmark = pytest.mark.root
 
@@ -31,15 +31,7 @@ def _processes() -> list[tuple[int, list[str]]]:
 
 @pytest.fixture(scope="module")
 def dy(tmp_path_factory):  # type: ignore[no-untyped-def]
-    d = Dy(str(tmp_path_factory.mktemp("engine") / "root"))
-    d("image", "bootstrap", "busybox")
-    yield d
-    ids = d("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        d("rm", "-f", *ids)
-    d("network", "prune", "-f")  # the default bridge's device, made on demand
-    with open("/proc/self/mountinfo") as f:
-        assert d.root not in f.read()
+    yield from engine_for_module(tmp_path_factory, "engine")
 
 
 def test_run_passes_output_and_exit_status(dy: Dy) -> None:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import Dy
+from .conftest import Dy, engine_for_module
 
 pytestmark = pytest.mark.root
 
@@ -27,16 +27,7 @@ WEB = (
 
 @pytest.fixture(scope="module")
 def dy(tmp_path_factory):  # type: ignore[no-untyped-def]
-    d = Dy(str(tmp_path_factory.mktemp("net") / "root"))
-    d("image", "bootstrap", "busybox")
-    yield d
-    ids = d("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        d("rm", "-f", *ids)
-    for net in d("network", "ls", "-q", "--filter", "type=custom").stdout.split():
-        d("network", "rm", net, ok=False)
-    d("network", "prune", "-f")
-    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("dy")]
+    yield from engine_for_module(tmp_path_factory, "net")
 
 
 def _get(url: str, timeout: float = 5) -> str:

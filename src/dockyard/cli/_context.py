@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import BinaryIO
 
-__all__ = ["engine", "write_archive"]
+__all__ = ["change_option", "engine", "write_archive"]
 
 
 def engine(ctx: flags.Context) -> Engine:
@@ -43,3 +43,7 @@ def write_archive(output: str | None, write: Callable[[BinaryIO], object]) -> No
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+change_option = flags.option("-c", "--change", "changes", multiple=True,
+                             help="Apply Dockerfile instruction to the created image")  # fmt: skip

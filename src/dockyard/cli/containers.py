@@ -8,6 +8,7 @@ import time
 
 from dockyard import _json as json
 from dockyard.cli import flags
+from dockyard.cli._context import change_option
 from dockyard.cli.format import human_duration, parse_time, table
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
@@ -1141,13 +1142,7 @@ def diff_cmd(ctx: flags.Context, container: str) -> None:
 @flags.option(
     "-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")'
 )
-@flags.option(
-    "-c",
-    "--change",
-    "changes",
-    multiple=True,
-    help="Apply Dockerfile instruction to the created image",
-)
+@change_option
 @flags.option("-m", "--message", default="", help="Commit message")
 @flags.option(
     "-p/--no-pause",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dockyard import _json as json
 from dockyard.cli import flags
+from dockyard.cli._context import change_option
 from dockyard.cli.format import human_size, since, table
 from dockyard.errors import Conflict, InvalidArgument
 from dockyard.image import reference
@@ -323,13 +324,7 @@ def load_cmd(ctx: flags.Context, input_: str | None, quiet: bool) -> None:
 @flags.command("import")
 @flags.argument("source")
 @flags.argument("ref", required=False)
-@flags.option(
-    "-c",
-    "--change",
-    "changes",
-    multiple=True,
-    help="Apply Dockerfile instruction to the created image",
-)
+@change_option
 @flags.option("-m", "--message", default="", help="Set commit message for imported image")
 @flags.pass_context
 def import_cmd(

@@ -88,13 +88,9 @@ def run_and_exit() -> None:
     """``main()``, then leave without the interpreter's shutdown (several ms with the engine
     loaded); nothing here needs finalising beyond the stdio buffers: SQLite commits are
     durable when they return."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    from dockyard.runtime.cli import leave
+
+    leave(main())
 
 
 if __name__ == "__main__":

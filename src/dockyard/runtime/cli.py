@@ -243,7 +243,11 @@ def run_and_exit() -> None:
     and every container start runs at least one; the runtime holds nothing
     that needs finalising beyond its stdio buffers.
     """
-    code = main()
+    leave(main())
+
+
+def leave(code: int) -> None:
+    """Flush stdio and exit without tearing the interpreter down."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
