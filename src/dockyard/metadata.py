@@ -152,6 +152,27 @@ _MIGRATIONS = [
         UNIQUE (proto, host_ip, host_port)
     );
     """,
+    # 7: the build cache (a step's key -> the image it made, and what went into the key),
+    # and content hashes of build-context files by (path, inode, size, mtime)
+    """
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        parent TEXT NOT NULL,
+        instruction TEXT NOT NULL,
+        inputs TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL
+    );
+    CREATE INDEX build_cache_instruction ON build_cache(instruction, created);
+    CREATE TABLE context_hashes (
+        path TEXT PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        digest TEXT NOT NULL
+    );
+    """,
 ]
 
 

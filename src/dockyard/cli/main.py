@@ -48,6 +48,9 @@ def _register() -> None:
 
     images.register(cli)
     containers.register(cli)
+    from dockyard.cli import build
+
+    build.register(cli)
 
 
 _register()
