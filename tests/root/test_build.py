@@ -270,3 +270,27 @@ def test_builder_prune_forgets_the_cache(dy: Dy, app: str) -> None:
     out = dy("builder", "prune", "-f").stdout
     assert "Total reclaimed space" in out
     assert "COPY first.txt ./" in _rebuilt(dy("build", app).stderr)
+
+
+def test_layers_on_disk_equal_their_blobs(dy: Dy, app: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Build steps keep their snapshot as the layer instead of unpacking the layer tar again:
+    an engine that unpacks the same image from its blobs must see the same files."""
+    dy("build", "-t", "app:same", app)
+    archive = str(tmp_path / "app.tar")
+    dy("save", "-o", archive, "app:same")
+    other = Dy(str(tmp_path / "other"))
+    other("load", "-i", archive)
+    import tarfile
+
+    def files(engine: Dy) -> list[tuple[str, int, int, int, bytes]]:
+        cid = engine("create", "app:same").stdout.strip()
+        out = str(tmp_path / f"{cid}.tar")
+        engine("export", "-o", out, cid)
+        engine("rm", cid)
+        with tarfile.open(out) as tar:
+            return sorted(
+                (m.name.rstrip("/"), m.mode, m.uid, m.size, m.linkname.encode()) for m in tar
+            )
+
+    mine, theirs = files(dy), files(other)
+    assert mine == theirs and any(name.endswith("app/src/a.txt") for name, *_ in mine)

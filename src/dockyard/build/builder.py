@@ -445,10 +445,12 @@ class Builder:
     # -- steps with a layer
 
     def _commit(self, parent: str, key: str, config: dict[str, Any], created_by: str,
-                exclude: frozenset[str] = frozenset()) -> str:  # fmt: skip
+                exclude: frozenset[str] = frozenset(), adopt: bool = False) -> str:  # fmt: skip
         from dockyard.image.commit import commit_snapshot
 
-        image_id = commit_snapshot(self.store, key, parent, created_by=created_by, exclude=exclude)
+        image_id = commit_snapshot(
+            self.store, key, parent, created_by=created_by, exclude=exclude, adopt=adopt
+        )
         cfg = dict(self.store.config(image_id))
         if cfg.get("config") == config and (cfg.get("history") or [{}])[-1].get("comment"):
             return image_id
@@ -491,7 +493,7 @@ class Builder:
         try:
             if not made:
                 return self._config_image(state.image_id, config, created_by)
-            return self._commit(state.image_id, key, config, created_by)
+            return self._commit(state.image_id, key, config, created_by, adopt=True)
         finally:
             if self.store.snapshots.exists(key):
                 self.store.snapshots.remove(key)
@@ -666,7 +668,7 @@ class Builder:
             if visible:
                 created_by = f"RUN |{len(visible)} " + created_by[4:]
             image_id = self._commit(state.image_id, cid, state.config, created_by,
-                                    exclude=self.engine.mount_points(cid))  # fmt: skip
+                                    exclude=self.engine.mount_points(cid), adopt=True)  # fmt: skip
         finally:
             self.engine.remove(cid, force=True)
         self._remember(key, image_id, state.image_id, canonical, inputs)

@@ -51,14 +51,20 @@ def diff_snapshot(
 
 def commit_snapshot(store: ImageStore, key: str, image_id: str, *, comment: str = "", author: str = "",
                     changes_: list[str] | None = None, created_by: str = "", ref: str | None = None,
-                    exclude: frozenset[str] = frozenset()) -> str:  # fmt: skip
-    """An image of ``image_id`` plus what snapshot ``key`` changed in it; tagged ``ref`` if given."""
+                    exclude: frozenset[str] = frozenset(), adopt: bool = False) -> str:  # fmt: skip
+    """An image of ``image_id`` plus what snapshot ``key`` changed in it; tagged ``ref`` if given.
+
+    ``adopt``: the (unmounted) snapshot becomes the new layer itself instead of being unpacked
+    again from the layer tar; it must hold nothing that ``exclude`` would leave out."""
     parent_cfg = store.config(image_id)
     layers = store.layers(image_id)
     with tempfile.TemporaryFile(dir=store.root) as tmp:
         _layer_source(store, key, layers[-1].chain_id if layers else None, tmp, exclude)
         tmp.seek(0)
-        layer = store.add_layer(layers[-1] if layers else None, tmp)
+        parent = layers[-1] if layers else None
+        if adopt and exclude:
+            adopt = _drop_placeholders(store, key, layers, exclude)
+        layer = store.adopt_layer(parent, tmp, key) if adopt else store.add_layer(parent, tmp)
     created = now_rfc3339()
     cfg = copy.deepcopy(parent_cfg)
     cfg["created"] = created
@@ -79,6 +85,31 @@ def commit_snapshot(store: ImageStore, key: str, image_id: str, *, comment: str 
     if ref:
         store.tag(new_id, ref)
     return new_id
+
+
+def _drop_placeholders(store: ImageStore, key: str, layers: list, exclude: frozenset[str]) -> bool:
+    """Before an overlay snapshot becomes a layer, remove what the runtime made only as mount
+    targets (``exclude`` paths no lower layer has), so that the layer on disk holds what its
+    tar holds. False where that cannot be told apart (the copy snapshotter): adopt nothing."""
+    if store.snapshots.apply_mode != "overlay":
+        return False
+    upper = store.snapshots.fs(key)
+    lowers = [store.snapshots.fs(layer.chain_id) for layer in layers]
+    for path in sorted(exclude, key=len, reverse=True):
+        rel = path.lstrip("/")
+        here = os.path.join(upper, rel)
+        if not os.path.lexists(here) or any(
+            os.path.lexists(os.path.join(lower, rel)) for lower in lowers
+        ):
+            continue
+        try:
+            if os.path.isdir(here) and not os.path.islink(here):
+                os.rmdir(here)
+            else:
+                os.unlink(here)
+        except OSError:
+            return False  # not an empty placeholder: the container wrote there
+    return True
 
 
 def import_rootfs(store: ImageStore, tarball: BinaryIO, *, ref: str | None = None, message: str = "",

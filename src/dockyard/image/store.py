@@ -108,6 +108,24 @@ class ImageStore:
         desc = self.content.ingest(blob, expected=expected)
         return self.layer_from_blob(parent, desc.digest)
 
+    def adopt_layer(self, parent: Layer | None, blob: BinaryIO, key: str) -> Layer:
+        """Store ``blob`` (the plain tar of active snapshot ``key``'s changes over ``parent``)
+        and make ``key`` itself the committed layer: no second unpacking of what is on disk
+        already. ``key`` is gone afterwards (committed, or dropped if the layer existed)."""
+        desc = self.content.ingest(blob)
+        diff_id = desc.digest  # a plain tar: the blob is the uncompressed layer
+        chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
+        if self.snapshots.exists(chain):
+            self.snapshots.remove(key)
+        else:
+            self.snapshots.commit(chain, key)
+        layer = Layer(chain, diff_id, desc.size, desc.digest, desc.size, MEDIA_OCI_LAYER)
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO layers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (chain, diff_id, parent.chain_id if parent else None, layer.size, desc.digest,
+                       layer.blob_size, layer.media_type))  # fmt: skip
+        return layer
+
     def layer_from_blob(self, parent: Layer | None, blob_digest: str) -> Layer:
         with self.content.open(blob_digest) as f:
             head = f.read(4)
