@@ -592,7 +592,7 @@ class Builder:
                 self._close_workspace(snap, target, keep=True)
             try:
                 image_id = self._commit(
-                    state.image_id, snap, state.config, f"{canonical} # buildkit"
+                    state.image_id, snap, state.config, f"{canonical} # buildkit", adopt=True
                 )
             finally:
                 if self.store.snapshots.exists(snap):

@@ -58,13 +58,19 @@ def commit_snapshot(store: ImageStore, key: str, image_id: str, *, comment: str 
     again from the layer tar; it must hold nothing that ``exclude`` would leave out."""
     parent_cfg = store.config(image_id)
     layers = store.layers(image_id)
-    with tempfile.TemporaryFile(dir=store.root) as tmp:
-        _layer_source(store, key, layers[-1].chain_id if layers else None, tmp, exclude)
-        tmp.seek(0)
-        parent = layers[-1] if layers else None
-        if adopt and exclude:
-            adopt = _drop_placeholders(store, key, layers, exclude)
-        layer = store.adopt_layer(parent, tmp, key) if adopt else store.add_layer(parent, tmp)
+    parent = layers[-1] if layers else None
+    if adopt and (not exclude or _drop_placeholders(store, key, layers, exclude)):
+        # the tar goes straight into the content store (hashed as it is written), and the
+        # snapshot on disk becomes the layer
+        with store.content.writer() as w:
+            _layer_source(store, key, parent.chain_id if parent else None, w, exclude)  # type: ignore[arg-type]
+            desc = w.commit()
+        layer = store.adopt_layer(parent, desc, key)
+    else:
+        with tempfile.TemporaryFile(dir=store.root) as tmp:
+            _layer_source(store, key, parent.chain_id if parent else None, tmp, exclude)
+            tmp.seek(0)
+            layer = store.add_layer(parent, tmp)
     created = now_rfc3339()
     cfg = copy.deepcopy(parent_cfg)
     cfg["created"] = created

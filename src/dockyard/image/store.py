@@ -108,11 +108,10 @@ class ImageStore:
         desc = self.content.ingest(blob, expected=expected)
         return self.layer_from_blob(parent, desc.digest)
 
-    def adopt_layer(self, parent: Layer | None, blob: BinaryIO, key: str) -> Layer:
-        """Store ``blob`` (the plain tar of active snapshot ``key``'s changes over ``parent``)
-        and make ``key`` itself the committed layer: no second unpacking of what is on disk
+    def adopt_layer(self, parent: Layer | None, desc: Any, key: str) -> Layer:
+        """Make active snapshot ``key`` itself the committed layer whose plain tar (its changes
+        over ``parent``) is the stored blob ``desc``: no second unpacking of what is on disk
         already. ``key`` is gone afterwards (committed, or dropped if the layer existed)."""
-        desc = self.content.ingest(blob)
         diff_id = desc.digest  # a plain tar: the blob is the uncompressed layer
         chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
         if self.snapshots.exists(chain):
