@@ -131,11 +131,17 @@ def copy_into(rootfs: str, sources: list[tuple[str, str]], dest: str, workdir: s
     for host_path, _written in sources:
         st = os.lstat(host_path)
         if stat.S_ISDIR(st.st_mode):
+            fresh = not os.path.isdir(secure_join(rootfs, dest))
             base = _ensure_dir(rootfs, dest, owner)
             os.chmod(base, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
             for path, rel, est in walk(host_path):  # type: ignore[operator]
-                target = secure_join(rootfs, os.path.join(dest, rel))
-                _ensure_dir(rootfs, os.path.dirname(os.path.join(dest, rel)), owner)
+                if fresh:
+                    # a directory made just now holds only what this loop put there, parents
+                    # first and no directory through a symlink: plain joins are safe
+                    target = os.path.join(base, rel)
+                else:
+                    target = secure_join(rootfs, os.path.join(dest, rel))
+                    _ensure_dir(rootfs, os.path.dirname(os.path.join(dest, rel)), owner)
                 _place(path, est, target, owner, chmod)
         elif unpack and stat.S_ISREG(st.st_mode) and _is_archive(host_path):
             from dockyard.snapshot.apply import apply_layer
