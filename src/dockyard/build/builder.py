@@ -48,7 +48,10 @@ _CONFIG_ONLY = ("ENV", "LABEL", "EXPOSE", "CMD", "ENTRYPOINT", "USER", "VOLUME",
 
 
 class BuildError(DockyardError):
-    """A step failed; the message names the step and, for RUN, the exit code and output's tail."""
+    """A step failed; the message names the step and, for RUN, the exit code and output's tail.
+    Exit status 1, as ``docker build``'s."""
+
+    exit_code = 1
 
 
 @dataclass

@@ -26,7 +26,9 @@ INSTRUCTIONS = frozenset({
 
 
 class DockerfileError(InvalidArgument):
-    pass
+    """A Dockerfile that cannot be built as written; exit status 1, as ``docker build``'s."""
+
+    exit_code = 1
 
 
 @dataclass
