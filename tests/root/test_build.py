@@ -377,3 +377,28 @@ def test_interrupted_build_leaves_the_store_consistent(dy: Dy, tmp_path) -> None
     assert dy("image", "inspect", "int:1", ok=False).returncode != 0
     assert not dy("ps", "-aq").stdout.strip()  # the RUN container went with it
     assert dy("system", "check").stdout == "no problems found\n"
+
+
+def test_independent_stages_build_at_the_same_time(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two stages that each wait for the other's mark in a shared cache mount can only both
+    finish if they run at once; built one after the other, the first would give up."""
+    wait = ("touch /sync/{me}; i=0; while [ ! -e /sync/{other} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 9; "
+            "sleep 0.1; done; echo {me} > /{me}")  # fmt: skip
+    mount = "--mount=type=cache,id=rendezvous,target=/sync"
+    ctx = str(tmp_path / "par")
+    _write(
+        ctx,
+        {
+            "Dockerfile": f"""FROM busybox AS left
+RUN {mount} {wait.format(me="left", other="right")}
+FROM busybox AS right
+RUN {mount} {wait.format(me="right", other="left")}
+FROM busybox
+COPY --from=left /left /
+COPY --from=right /right /
+"""
+        },
+    )
+    out = dy("build", "-t", "par:1", ctx)
+    assert "building in parallel" in out.stderr
+    assert dy("run", "--rm", "par:1", "cat", "/left", "/right").stdout == "left\nright\n"

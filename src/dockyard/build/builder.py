@@ -125,6 +125,7 @@ class Builder:
                 raise BuildError(f"failed to reach build target {self.opts.target} in Dockerfile")
             target = found
         needed = self._needed(parsed, target)
+        self._parallel(parsed, needed, target, text)
         results: dict[int, str] = {}
         for stage in parsed.stages:
             if stage.index in needed:
@@ -147,6 +148,66 @@ class Builder:
             self.store.tag(image_id, tag)
             self._say(f"#{self.step_no} naming to {parse(tag)} done")
         return image_id
+
+    def _stage_deps(self, parsed: df.Dockerfile, stage: df.Stage) -> set[int]:
+        refs = [process_word(stage.base, self.meta, self.escape)]
+        refs += [df.flag(c, "from") or "" for c in stage.commands if c.cmd in ("COPY", "ADD")]
+        out = set()
+        for ref in refs:
+            other = parsed.stage(ref) if ref else None
+            if other is not None and other.index < stage.index:
+                out.add(other.index)
+        return out
+
+    def _parallel(
+        self, parsed: df.Dockerfile, needed: set[int], target: df.Stage, text: str
+    ) -> None:
+        """Stages that take from no other stage have nothing to wait for: with two or more of
+        them, each is built at once by a build process of its own (same engine, same cache);
+        the steps below then find their results in the cache."""
+        leaves = [parsed.stages[i] for i in sorted(needed)
+                  if i != target.index and not self._stage_deps(parsed, parsed.stages[i])]  # fmt: skip
+        if len(leaves) < 2:
+            return
+        import subprocess
+
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.engine.root, prefix="Dockerfile-", delete=False
+        ) as f:
+            f.write(text)
+        try:
+            base = [sys.executable, "-m", "dockyard.cli.main", "--root", self.engine.root,
+                    "--snapshotter", self.store.snapshotter_name, "build", "-q", "-f", f.name]  # fmt: skip
+            base += [f"--build-arg={k}={v}" for k, v in self.opts.build_args.items()]
+            base += ["--no-cache"] if self.opts.no_cache else []
+            procs = []
+            for stage in leaves:
+                self.step_no += 1
+                self._say(
+                    f"#{self.step_no} [{stage.name or f'stage-{stage.index}'}] building in parallel"
+                )
+                ref = stage.name or str(stage.index)
+                procs.append((stage, self.step_no, subprocess.Popen([*base, "--target", ref, self.context.root],
+                                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                                    text=True)))  # fmt: skip
+            failed = None
+            for stage, no, proc in procs:
+                _out, err = proc.communicate()
+                if proc.returncode != 0 and failed is None:
+                    failed = (
+                        err.strip().splitlines()[-1]
+                        if err.strip()
+                        else f"exit status {proc.returncode}"
+                    )
+                    failed = failed.removeprefix("dockyard: ")
+                self._say(
+                    f"#{no} [{stage.name or f'stage-{stage.index}'}] "
+                    + ("DONE" if proc.returncode == 0 else "ERROR")
+                )
+            if failed:
+                raise BuildError(failed)
+        finally:
+            os.unlink(f.name)
 
     def _needed(self, parsed: df.Dockerfile, target: df.Stage) -> set[int]:
         """The target and every stage it takes from (FROM a stage, COPY --from a stage)."""
