@@ -531,7 +531,7 @@ class Builder:
         key = f"build-{os.getpid()}-{time.monotonic_ns()}"
         self.store.snapshots.prepare(key, layers[-1].chain_id if layers else None)
         target = tempfile.mkdtemp(prefix="build-", dir=self.store.root)
-        self.store.snapshots.mount(key, target)
+        self.store.snapshots.mount(key, target, volatile=True)
         return key, target
 
     def _close_workspace(self, key: str, target: str, keep: bool) -> None:

@@ -217,7 +217,9 @@ class Snapshotter:
         os.rename(d, trash)  # gone from view first, then from disk
         remove_tree(trash)
 
-    def mount(self, key: str, target: str, readonly: bool = False) -> None:
+    def mount(self, key: str, target: str, readonly: bool = False, volatile: bool = False) -> None:
+        """Mount ``key`` at ``target``. ``volatile``: the writes need not survive a crash (a
+        build's scratch space, committed and hashed right after), so no sync at unmount."""
         raise NotImplementedError
 
     apply_mode = "flat"
@@ -256,7 +258,7 @@ class OverlaySnapshotter(Snapshotter):
         start = 1 if self.stat(name).kind == "active" else 0
         return [f"l/{self._link(d)}" for d in chain[start:]]
 
-    def mount(self, key: str, target: str, readonly: bool = False) -> None:
+    def mount(self, key: str, target: str, readonly: bool = False, volatile: bool = False) -> None:
         """Mount snapshot ``key`` at ``target`` as overlayfs (read-only for a committed one)."""
         d, kind = self._find(key)
         lowers = self.lower_links(key)
@@ -267,6 +269,12 @@ class OverlaySnapshotter(Snapshotter):
             link = f"l/{self._link(d)}"
             rel_work = os.path.relpath(os.path.join(d, "work"), self.root)
             options = f"lowerdir={':'.join(lowers)},upperdir={link},workdir={rel_work}"
+            if volatile:
+                try:
+                    _mount_from(self.root, "overlay", os.path.abspath(target), options + ",volatile")
+                    return
+                except OSError:
+                    pass  # a kernel before 5.10: a normal mount
         else:
             if kind == "active":
                 lowers = [f"l/{self._link(d)}", *lowers]
@@ -317,7 +325,7 @@ class CopySnapshotter(Snapshotter):
 
         subprocess.run(["cp", "-a", "--reflink=auto", src, fs], check=True)
 
-    def mount(self, key: str, target: str, readonly: bool = False) -> None:
+    def mount(self, key: str, target: str, readonly: bool = False, volatile: bool = False) -> None:
         sc.mount(self.fs(key), target, None, sc.MS_BIND)
         if readonly or self.stat(key).kind == "committed":
             sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
