@@ -7,7 +7,7 @@ source file changed. Medians of ``--rounds``; ratios against each peer.
 
 Each engine has its own state under a temporary directory; buildah its own
 storage.conf; docker a containerd and dockerd of the bench's own (no bridge, no
-iptables: every build runs with ``--network none``).
+iptables). Every build runs with ``--network none`` (RUN steps without network).
 
 Usage: python bench/build.py [--rounds 3]
 """
@@ -87,7 +87,7 @@ def main() -> int:
         subprocess.run([*dy, "save", "-o", archive, "busybox"], check=True)
         # name -> (build argv, env, cold-preparation argvs)
         engines: dict[str, tuple[list[str], dict[str, str] | None, list[list[str]]]] = {
-            "dockyard": ([*dy, "build", "-q", "-t", "bench:dy", ctx], None,
+            "dockyard": ([*dy, "build", "-q", "--network", "none", "-t", "bench:dy", ctx], None,
                          [[*dy, "rmi", "-f", "bench:dy"], [*dy, "builder", "prune", "-f"]]),
         }  # fmt: skip
         dockerd = None

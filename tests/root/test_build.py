@@ -402,3 +402,12 @@ COPY --from=right /right /
     out = dy("build", "-t", "par:1", ctx)
     assert "building in parallel" in out.stderr
     assert dy("run", "--rm", "par:1", "cat", "/left", "/right").stdout == "left\nright\n"
+
+
+def test_run_network_modes(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ctx = str(tmp_path / "net")
+    _write(ctx, {"Dockerfile": "FROM busybox\nRUN ls /sys/class/net > /nets\n"})
+    dy("build", "--network", "none", "-t", "net:none", ctx)
+    assert dy("run", "--rm", "net:none", "cat", "/nets").stdout.split() == ["lo"]
+    dy("build", "--no-cache", "-t", "net:bridge", ctx)
+    assert dy("run", "--rm", "net:bridge", "cat", "/nets").stdout.split() == ["eth0", "lo"]

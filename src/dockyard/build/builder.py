@@ -64,6 +64,7 @@ class BuildOptions:
     quiet: bool = False
     explain_cache: bool = False
     dockerfile_name: str = "Dockerfile"
+    network: str = "default"  # RUN's network: default (the bridge), none, host
 
 
 @dataclass
@@ -180,6 +181,7 @@ class Builder:
                     "--snapshotter", self.store.snapshotter_name, "build", "-q", "-f", f.name]  # fmt: skip
             base += [f"--build-arg={k}={v}" for k, v in self.opts.build_args.items()]
             base += ["--no-cache"] if self.opts.no_cache else []
+            base += [f"--network={self.opts.network}"]
             procs = []
             for stage in leaves:
                 self.step_no += 1
@@ -713,7 +715,7 @@ class Builder:
                   "WorkingDir": state.config.get("WorkingDir") or "", "Tty": False, "OpenStdin": False,
                   "AttachStdout": True, "AttachStderr": True, "Labels": {}, "Hostname": "buildkitsandbox"}  # fmt: skip
         host = {"AutoRemove": False, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-                "NetworkMode": "none" if df.flag(cmd, "network") == "none" else "default",
+                "NetworkMode": df.flag(cmd, "network") or self.opts.network,
                 "LogConfig": {"Type": "json-file", "Config": {}}, "Runtime": "dockyard-runtime",
                 "Binds": binds, "MountSpecs": [], "Tmpfs": {}, "CapAdd": [], "CapDrop": [], "SecurityOpt": [],
                 "Privileged": df.flag(cmd, "security") == "insecure", "Init": False, "PortBindings": {},

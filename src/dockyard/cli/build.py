@@ -60,6 +60,11 @@ def _stdin_context(work: str) -> tuple[str, str | None]:
 )
 @flags.option("--iidfile", help="Write the image ID to the file")
 @flags.option(
+    "--network",
+    default="default",
+    help="Networking mode for the RUN instructions (default, none, host)",
+)
+@flags.option(
     "--explain-cache",
     is_flag=True,
     help="Print each step's cache key and, on a miss, which input changed",
@@ -68,7 +73,7 @@ def _stdin_context(work: str) -> tuple[str, str | None]:
 @flags.pass_context
 def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build_arg: tuple[str, ...],
               target: str | None, no_cache: bool, pull: bool, label: tuple[str, ...], quiet: bool,
-              progress: str, iidfile: str | None, explain_cache: bool, context: str) -> None:  # fmt: skip
+              progress: str, iidfile: str | None, network: str, explain_cache: bool, context: str) -> None:  # fmt: skip
     """Build an image from a Dockerfile."""
     import tempfile
 
@@ -100,7 +105,7 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
                     f"failed to read dockerfile: open {name}: no such file or directory"
                 ) from None
         options = BuildOptions(tags=list(tags), build_args=_pairs(build_arg), target=target, no_cache=no_cache,
-                               labels=_pairs(label), quiet=quiet, explain_cache=explain_cache,
+                               labels=_pairs(label), quiet=quiet, explain_cache=explain_cache, network=network,
                                dockerfile_name=os.path.basename(name))  # fmt: skip
         image_id = Builder(engine, BuildContext(context, engine.db), options).build(text)
     if iidfile:

@@ -271,7 +271,9 @@ class OverlaySnapshotter(Snapshotter):
             options = f"lowerdir={':'.join(lowers)},upperdir={link},workdir={rel_work}"
             if volatile:
                 try:
-                    _mount_from(self.root, "overlay", os.path.abspath(target), options + ",volatile")
+                    _mount_from(
+                        self.root, "overlay", os.path.abspath(target), options + ",volatile"
+                    )
                     return
                 except OSError:
                     pass  # a kernel before 5.10: a normal mount
