@@ -295,6 +295,13 @@ class Builder:
         raw = json.dumps([state.image_id, canonical, inputs], sort_keys=True)
         return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
+    def _lookup(self, state: _State, canonical: str, inputs: dict[str, Any]) -> tuple[str, str | None]:
+        """The step's cache key and the image cached under it (None: a miss, or --no-cache)."""
+        key = self._key(state, canonical, inputs)
+        hit = self._cached(key)
+        self._explain(key, state, canonical, inputs, hit is not None)
+        return key, hit
+
     def _cached(self, key: str) -> str | None:
         if self.opts.no_cache:
             return None
@@ -367,10 +374,8 @@ class Builder:
             return self._copy(state, cmd, env)
         canonical, config = self._configure(state, cmd, env)
         inputs: dict[str, Any] = {}
-        key = self._key(state, canonical, inputs)
-        hit = self._cached(key)
+        key, hit = self._lookup(state, canonical, inputs)
         was_cached = hit is not None
-        self._explain(key, state, canonical, inputs, was_cached)
         if hit is None:
             if kind == "WORKDIR":
                 hit = self._workdir_image(state, config, canonical)
@@ -617,9 +622,7 @@ class Builder:
         canonical = f"{cmd.cmd} {' '.join(cmd.flags)} {' '.join(srcs)} {dest}".replace("  ", " ")
         inputs["workdir"] = state.config.get("WorkingDir") or "/"
         try:
-            key = self._key(state, canonical, inputs)
-            hit = self._cached(key)
-            self._explain(key, state, canonical, inputs, hit is not None)
+            key, hit = self._lookup(state, canonical, inputs)
             if hit is not None:
                 state.image_id = hit
                 return True
@@ -701,9 +704,7 @@ class Builder:
         visible = {k: v for k, v in state.args.items()}
         canonical = f"RUN {' '.join(cmd.flags)} {json.dumps(argv)}".replace("  ", " ")
         inputs: dict[str, Any] = {"args": visible}
-        key = self._key(state, canonical, inputs)
-        hit = self._cached(key)
-        self._explain(key, state, canonical, inputs, hit is not None)
+        key, hit = self._lookup(state, canonical, inputs)
         if hit is not None:
             state.image_id = hit
             return True
