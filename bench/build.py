@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from containers import DOCKYARD, Dockerd, podman_env
+from containers import Dockerd, dockyard_with_busybox, podman_env
 
 DOCKERFILE = """FROM busybox
 ARG FLAVOR=bench
@@ -78,13 +78,7 @@ def main() -> int:
         sys.exit("run as root")
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-build-", dir="/var/tmp") as work:
         ctx = make_context(work)
-        root = os.path.join(work, "dockyard")
-        dy = [DOCKYARD, "--root", root]
-        subprocess.run(
-            [*dy, "image", "bootstrap", "busybox"], check=True, stdout=subprocess.DEVNULL
-        )
-        archive = os.path.join(work, "busybox.tar")
-        subprocess.run([*dy, "save", "-o", archive, "busybox"], check=True)
+        dy, archive = dockyard_with_busybox(work)
         # name -> (build argv, env, cold-preparation argvs)
         engines: dict[str, tuple[list[str], dict[str, str] | None, list[list[str]]]] = {
             "dockyard": ([*dy, "build", "-q", "--network", "none", "-t", "bench:dy", ctx], None,

@@ -62,6 +62,16 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def dockyard_with_busybox(work: str) -> tuple[list[str], str]:
+    """A dockyard engine under ``work`` with the busybox image, and that image saved as a
+    docker-archive for the peers: (dockyard command prefix, archive path)."""
+    dy = [DOCKYARD, "--root", os.path.join(work, "dockyard")]
+    subprocess.run([*dy, "image", "bootstrap", "busybox"], check=True, stdout=subprocess.DEVNULL)
+    archive = os.path.join(work, "busybox.tar")
+    subprocess.run([*dy, "save", "-o", archive, "busybox"], check=True)
+    return dy, archive
+
+
 def podman_env(work: str) -> dict[str, str]:
     hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     hard_nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]

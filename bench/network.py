@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from containers import DOCKYARD, Dockerd, podman_env
+from containers import Dockerd, dockyard_with_busybox, podman_env
 
 SERVER = ("mkdir -p /www && echo ok > /www/index.html && httpd -p 80 -h /www && "
           "while true; do nc -l -p 5001 > /dev/null; done")  # fmt: skip
@@ -138,13 +138,7 @@ def main() -> int:
         sys.exit("run as root")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-net-", dir="/var/tmp") as work:
-        root = os.path.join(work, "dockyard")
-        dy = [DOCKYARD, "--root", root]
-        subprocess.run(
-            [*dy, "image", "bootstrap", "busybox"], check=True, stdout=subprocess.DEVNULL
-        )
-        archive = os.path.join(work, "busybox.tar")
-        subprocess.run([*dy, "save", "-o", archive, "busybox"], check=True)
+        dy, archive = dockyard_with_busybox(work)
         try:
             measure("dockyard", dy, None, args, results)
         finally:
