@@ -65,6 +65,7 @@ class BuildOptions:
     explain_cache: bool = False
     dockerfile_name: str = "Dockerfile"
     network: str = "default"  # RUN's network: default (the bridge), none, host
+    pull: bool = False  # pull every FROM image, even one the store has
 
 
 @dataclass
@@ -241,12 +242,7 @@ class Builder:
         elif source is not None and source.index < stage.index:
             image_id = results[source.index]
         else:
-            try:
-                image_id = self.store.resolve(base)
-            except NotFound:
-                raise BuildError(
-                    f"FROM {base}: no such image here (dockyard cannot pull yet)"
-                ) from None
+            image_id = self._base_image(base)
         self._say(f"#{self.step_no} DONE {time.monotonic() - t0:.1f}s")
         cfg = self.store.config(image_id)
         state = _State(image_id, dict(cfg.get("config") or {}))
@@ -269,6 +265,20 @@ class Builder:
                 else f"#{self.step_no} DONE {time.monotonic() - t0:.1f}s"
             )
         return state.image_id
+
+    def _base_image(self, base: str) -> str:
+        """FROM an image: the local one, pulled if missing (or always, with ``--pull``)."""
+        from dockyard.registry.transfer import pull
+
+        if not self.opts.pull:
+            try:
+                return self.store.resolve(base)
+            except NotFound:
+                pass
+        try:
+            return pull(self.store, base, out=_Prefixed(self, f"#{self.step_no} "))
+        except (DockyardError, OSError) as err:
+            raise BuildError(f"FROM {base}: {err}") from None
 
     def _onbuild(self, state: _State) -> list[Any]:
         triggers = state.config.get("OnBuild") or []
@@ -295,7 +305,9 @@ class Builder:
         raw = json.dumps([state.image_id, canonical, inputs], sort_keys=True)
         return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
-    def _lookup(self, state: _State, canonical: str, inputs: dict[str, Any]) -> tuple[str, str | None]:
+    def _lookup(
+        self, state: _State, canonical: str, inputs: dict[str, Any]
+    ) -> tuple[str, str | None]:
         """The step's cache key and the image cached under it (None: a miss, or --no-cache)."""
         key = self._key(state, canonical, inputs)
         hit = self._cached(key)
@@ -821,6 +833,20 @@ class Builder:
             sock.close()
         monitor.wait()
         return code, tail
+
+
+class _Prefixed:
+    """A text stream that prints each line as a progress line of the current step."""
+
+    def __init__(self, builder: Builder, prefix: str) -> None:
+        self.builder, self.prefix = builder, prefix
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            self.builder._say(self.prefix + line)
+
+    def flush(self) -> None:
+        pass
 
 
 def _short(value: str | None) -> str:

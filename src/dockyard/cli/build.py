@@ -46,7 +46,7 @@ def _stdin_context(work: str) -> tuple[str, str | None]:
 @flags.option(
     "--pull",
     is_flag=True,
-    help="Always attempt to pull a newer version of the image (no-op: no registries yet)",
+    help="Always attempt to pull a newer version of the image",
 )
 @flags.option("--label", multiple=True, help="Set metadata for an image")
 @flags.option(
@@ -105,7 +105,7 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
                     f"failed to read dockerfile: open {name}: no such file or directory"
                 ) from None
         options = BuildOptions(tags=list(tags), build_args=_pairs(build_arg), target=target, no_cache=no_cache,
-                               labels=_pairs(label), quiet=quiet, explain_cache=explain_cache, network=network,
+                               labels=_pairs(label), quiet=quiet, explain_cache=explain_cache, network=network, pull=pull,
                                dockerfile_name=os.path.basename(name))  # fmt: skip
         image_id = Builder(engine, BuildContext(context, engine.db), options).build(text)
     if iidfile:

@@ -132,6 +132,9 @@ def create_options(f: Any) -> Any:
         flags.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
         flags.option("--dns", multiple=True, help="Set custom DNS servers"),
         flags.option("--dns-search", multiple=True, help="Set custom DNS search domains"),
+        flags.option("--pull", default="missing", type=flags.Choice(["always", "missing", "never"]),
+                     help='Pull image before running ("always", "missing", "never")'),
+        flags.option("--platform", help="Set platform if server is multi-platform capable"),
         flags.argument("image"),
         flags.argument("command", nargs=-1, type=flags.UNPROCESSED),
     ]  # fmt: skip
@@ -253,7 +256,7 @@ def create_cmd(ctx: flags.Context, **kw: Any) -> None:
     """Create a new container."""
     image, config, host, name = _build(kw)
     networking = host.pop("_NetworkingConfig")
-    flags.echo(_engine(ctx).create(image, config, host, name, networking))
+    flags.echo(_create(_engine(ctx), kw, image, config, host, name, networking))
 
 
 @flags.command("run", context_settings={"allow_interspersed_args": False})
@@ -273,7 +276,7 @@ def run_cmd(ctx: flags.Context, detach: bool, sig_proxy: bool, detach_keys: str,
     engine = _engine(ctx)
     image, config, host, name = _build(kw)
     networking = host.pop("_NetworkingConfig")
-    cid = engine.create(image, config, host, name, networking)
+    cid = _create(engine, kw, image, config, host, name, networking)
     if detach:
         try:
             engine.start(cid)
@@ -295,6 +298,31 @@ def run_cmd(ctx: flags.Context, detach: bool, sig_proxy: bool, detach_keys: str,
         ctx.exit(0)
     monitor.wait()  # with --rm the monitor removes the container before it exits
     ctx.exit(code)
+
+
+def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, Any], host: dict[str, Any],
+            name: str | None, networking: dict[str, Any] | None) -> str:  # fmt: skip
+    """``engine.create``, pulling the image first as ``--pull`` says (progress on stderr, as Docker)."""
+    import sys
+
+    from dockyard.errors import NotFound
+
+    def fetch() -> None:
+        from dockyard.registry.transfer import pull
+
+        pull(engine.images, image, kw.get("platform"), sys.stderr)
+
+    if kw.get("pull") == "always":
+        fetch()
+    try:
+        return engine.create(image, config, host, name, networking)
+    except NotFound as err:
+        if kw.get("pull") != "missing" or not str(err).startswith("Unable to find image"):
+            raise
+        sys.stderr.write(f"{err}\n")
+        sys.stderr.flush()
+    fetch()
+    return engine.create(image, config, host, name, networking)
 
 
 def _detach_keys(spec: str) -> bytes:

@@ -48,9 +48,10 @@ def _register() -> None:
 
     images.register(cli)
     containers.register(cli)
-    from dockyard.cli import build
+    from dockyard.cli import build, registry
 
     build.register(cli)
+    registry.register(cli)
 
 
 _register()

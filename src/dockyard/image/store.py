@@ -230,8 +230,11 @@ class ImageStore:
         return json.loads(self.content.read(image_id))
 
     def manifest(self, image_id: str) -> dict[str, Any]:
-        row = self._image_row(image_id)
-        return json.loads(self.content.read(row["manifest_digest"]))
+        return json.loads(self.manifest_bytes(image_id))
+
+    def manifest_bytes(self, image_id: str) -> bytes:
+        """The image's manifest as stored (its digest is the image's repo digest)."""
+        return self.content.read(self._image_row(image_id)["manifest_digest"])
 
     def layers(self, image_id: str) -> list[Layer]:
         rows = self.db.query(

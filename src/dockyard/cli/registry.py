@@ -1,0 +1,101 @@
+"""Registry commands: pull, push, login, logout."""
+
+from __future__ import annotations
+
+import sys
+
+from dockyard.cli import flags
+from dockyard.cli._context import engine as _engine
+from dockyard.errors import InvalidArgument
+
+__all__ = ["register"]
+
+
+@flags.command("pull")
+@flags.option(
+    "--platform", help="Set platform if server is multi-platform capable (os/arch[/variant])"
+)
+@flags.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository")
+@flags.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
+@flags.argument("name")
+@flags.pass_context
+def pull_cmd(
+    ctx: flags.Context, platform: str | None, all_tags: bool, quiet: bool, name: str
+) -> None:
+    """Download an image from a registry."""
+    import io
+
+    from dockyard.registry.transfer import pull
+
+    if all_tags:
+        raise InvalidArgument("--all-tags is not supported yet")
+    out = io.StringIO() if quiet else sys.stdout
+    pull(_engine(ctx).images, name, platform, out)
+    if quiet:
+        from dockyard.image.reference import parse
+
+        flags.echo(str(parse(name)))
+
+
+@flags.command("push")
+@flags.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
+@flags.argument("name")
+@flags.pass_context
+def push_cmd(ctx: flags.Context, quiet: bool, name: str) -> None:
+    """Upload an image to a registry."""
+    import io
+
+    from dockyard.registry.transfer import push
+
+    push(_engine(ctx).images, name, io.StringIO() if quiet else sys.stdout)
+
+
+@flags.command("login")
+@flags.option("-u", "--username", help="Username")
+@flags.option("-p", "--password", help="Password")
+@flags.option("--password-stdin", is_flag=True, help="Take the password from stdin")
+@flags.argument("server", required=False)
+def login_cmd(
+    username: str | None, password: str | None, password_stdin: bool, server: str | None
+) -> None:
+    """Log in to a registry."""
+    from dockyard.registry import auth
+    from dockyard.registry.client import Registry
+
+    server = (server or "docker.io").removeprefix("https://").removeprefix("http://").rstrip("/")
+    if password_stdin:
+        if password:
+            raise InvalidArgument("--password and --password-stdin are mutually exclusive")
+        password = sys.stdin.readline().rstrip("\n")
+    if not username:
+        sys.stdout.write("Username: ")
+        sys.stdout.flush()
+        username = sys.stdin.readline().strip()
+    if not password:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise InvalidArgument("Username and password are required")
+    creds = auth.Credentials(username, password)
+    Registry(server, creds).ping()
+    where = auth.store(server, creds)
+    flags.echo(f"Login Succeeded (credentials saved in {where})")
+
+
+@flags.command("logout")
+@flags.argument("server", required=False)
+def logout_cmd(server: str | None) -> None:
+    """Log out from a registry."""
+    from dockyard.registry import auth
+
+    server = (server or "docker.io").removeprefix("https://").removeprefix("http://").rstrip("/")
+    if auth.remove(server):
+        flags.echo(f"Removing login credentials for {auth.server_key(server)}")
+    else:
+        flags.echo(f"Not logged in to {auth.server_key(server)}")
+
+
+def register(cli: flags.Group) -> None:
+    for cmd in (pull_cmd, push_cmd, login_cmd, logout_cmd):
+        cli.add_command(cmd)

@@ -1,0 +1,208 @@
+"""``pull`` and ``push``: images between the local store and a registry.
+
+Pull: the manifest (for an index or manifest list, the one for this host's
+platform or ``--platform``), the config, then the layers the store lacks, in
+parallel, each verified against its digest before it is unpacked; a blob
+already in the store is not fetched, and a dropped download resumes with a
+Range request from what arrived. The image is recorded only once everything is
+in, with the registry's manifest kept byte for byte (so its digest is the
+registry's), then tagged and given its repo digest.
+
+Push: each layer blob unless the registry has it (HEAD), or can mount it from
+another repository of the same registry that this store pulled it from; then
+the config and the manifest.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from dockyard import _json as json
+from dockyard.errors import InvalidArgument, NotFound
+from dockyard.image import reference
+from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from dockyard.image.store import ImageStore
+
+__all__ = ["pull", "push"]
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+_RETRIES = 4
+
+
+def host_platform() -> str:
+    return f"linux/{_ARCH.get(_platform.machine(), _platform.machine())}"
+
+
+def _pick(index: dict[str, Any], wanted: str) -> str:
+    os_, _, rest = wanted.partition("/")
+    arch, _, variant = rest.partition("/")
+    for m in index.get("manifests") or []:
+        p = m.get("platform") or {}
+        if (
+            p.get("os") == os_
+            and p.get("architecture") == arch
+            and (not variant or p.get("variant") == variant)
+        ):
+            return m["digest"]
+    found = ", ".join(f"{(m.get('platform') or {}).get('os')}/{(m.get('platform') or {}).get('architecture')}"
+                      for m in index.get("manifests") or [])  # fmt: skip
+    raise NotFound(
+        f"no matching manifest for {wanted} in the manifest list entries (found: {found})"
+    )
+
+
+def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], say: Any) -> None:
+    """One blob into the content store, verified; resumed with Range after a dropped connection."""
+    digest, size = desc["digest"], desc.get("size")
+    if store.content.exists(digest):
+        return
+    short = digest[7:19]
+    for attempt in range(_RETRIES + 1):
+        writer = store.content.writer(digest, size)
+        try:
+            received = 0
+
+            def write(chunk: bytes, w: Any = writer) -> None:
+                nonlocal received
+                w.write(chunk)
+                received += len(chunk)
+
+            offset = 0
+            while True:
+                try:
+                    reg.fetch_blob(repo, digest, size, write, offset)
+                    break
+                except RegistryError as err:
+                    if received == offset or attempt >= _RETRIES:
+                        raise
+                    say(f"{short}: connection dropped after {received} bytes ({err}); resuming")
+                    offset = received
+            writer.commit()
+            say(f"{short}: Pull complete")
+            return
+        except RegistryError:
+            writer.abort()
+            if attempt >= _RETRIES:
+                raise
+            time.sleep(min(0.2 * 2**attempt, 2))
+        except BaseException:
+            writer.abort()
+            raise
+
+
+def pull(
+    store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
+) -> str:
+    """Pull ``ref_text`` into ``store``; the image ID."""
+    out = out or sys.stdout
+    lock = threading.Lock()
+
+    def say(text: str) -> None:
+        with lock:
+            out.write(text + "\n")
+            out.flush()
+
+    ref = reference.parse(ref_text)
+    if ":" not in ref_text.rsplit("/", 1)[-1] and "@" not in ref_text:
+        say("Using default tag: latest")
+    reg = Registry(ref.domain)
+    repo = ref.path
+    wanted = ref.digest or ref.tag or "latest"
+    say(
+        f"{ref.tag or ref.digest}: Pulling from {reference.parse(ref_text).familiar_name if ref.domain == 'docker.io' else repo}"
+    )
+    raw, media, digest = reg.manifest(repo, wanted)
+    if media in INDEX_TYPES or "manifests" in json.loads(raw):
+        chosen = _pick(json.loads(raw), wanted_platform or host_platform())
+        raw, media, digest = reg.manifest(repo, chosen)
+    manifest = json.loads(raw)
+    if manifest.get("schemaVersion") != 2 or "config" not in manifest:
+        raise RegistryError(f"unsupported manifest for {ref}: {media or 'unknown media type'}")
+    config_desc = manifest["config"]
+    layers_desc = manifest.get("layers") or []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [pool.submit(_fetch, reg, store, repo, d, say) for d in [config_desc, *layers_desc]]
+        for job in jobs:
+            job.result()
+    with store.content.open(config_desc["digest"]) as f:
+        config_raw = f.read()
+    layers = []
+    parent = None
+    for d in layers_desc:
+        parent = store.layer_from_blob(parent, d["digest"])
+        layers.append(parent)
+    cfg = json.loads(config_raw)
+    if [layer.diff_id for layer in layers] != (cfg.get("rootfs") or {}).get("diff_ids"):
+        raise RegistryError(f"{ref}: the layers do not hash to the config's diff_ids")
+    existed = bool(store.db.query("SELECT 1 FROM images WHERE id = ?", (config_desc["digest"],)))
+    image_id = store.create_image(config_raw, layers, manifest=raw)
+    if ref.tag:
+        store.tag(image_id, str(ref))
+    with store.db.tx() as c:
+        c.execute(
+            "INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (f"{ref.name}@{digest}", image_id)
+        )
+    store.db.emit("image", "pull", image_id, name=ref.familiar())
+    say(f"Digest: {digest}")
+    shown = ref.familiar()
+    say(f"Status: {'Image is up to date' if existed else 'Downloaded newer image'} for {shown}")
+    say(str(ref))
+    return image_id
+
+
+def push(store: ImageStore, ref_text: str, out: TextIO | None = None) -> str:
+    """Push the image ``ref_text`` names; the manifest digest."""
+    out = out or sys.stdout
+    ref = reference.parse(ref_text)
+    if ref.digest:
+        raise InvalidArgument("cannot push a digest reference")
+    try:
+        image_id = store.resolve(str(ref))
+    except NotFound:
+        raise NotFound(
+            f"An image does not exist locally with the tag: {ref.familiar_name}"
+        ) from None
+    reg = Registry(ref.domain)
+    repo = ref.path
+    out.write(f"The push refers to repository [{ref.name}]\n")
+    layers = store.layers(image_id)
+    sources = {}
+    for row in store.db.query("SELECT reference FROM repo_digests"):
+        name = row[0].split("@", 1)[0]
+        if name.startswith(f"{ref.domain}/") and name != ref.name:
+            sources[name[len(ref.domain) + 1 :]] = True
+    for layer in reversed(layers):
+        short = layer.blob_digest[7:19]
+        if reg.has_blob(repo, layer.blob_digest):
+            out.write(f"{short}: Layer already exists\n")
+            continue
+        if any(reg.mount_blob(repo, layer.blob_digest, src) for src in sources):
+            out.write(f"{short}: Mounted from {next(iter(sources))}\n")
+            continue
+        with store.content.open(layer.blob_digest) as f:
+            reg.upload_blob(repo, layer.blob_digest, f, layer.blob_size)
+        out.write(f"{short}: Pushed\n")
+    manifest_raw = store.manifest_bytes(image_id)
+    manifest = json.loads(manifest_raw)
+    config_digest = manifest["config"]["digest"]
+    if not reg.has_blob(repo, config_digest):
+        with store.content.open(config_digest) as f:
+            reg.upload_blob(repo, config_digest, f, manifest["config"]["size"])
+    media = manifest.get("mediaType") or OCI_MANIFEST
+    digest = reg.put_manifest(repo, ref.tag or "latest", manifest_raw, media)
+    with store.db.tx() as c:
+        c.execute(
+            "INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (f"{ref.name}@{digest}", image_id)
+        )
+    out.write(f"{ref.tag or 'latest'}: digest: {digest} size: {len(manifest_raw)}\n")
+    out.flush()
+    return digest
