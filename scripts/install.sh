@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables)
 extra=""
 if [ "${1:-}" = "--test" ]; then
-  packages+=(runc crun skopeo umoci)
+  packages+=(runc crun skopeo umoci docker-registry apache2-utils)
   extra="[test]"
 fi
 missing=()

@@ -129,22 +129,41 @@ def pull(
         raise RegistryError(f"unsupported manifest for {ref}: {media or 'unknown media type'}")
     config_desc = manifest["config"]
     layers_desc = manifest.get("layers") or []
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        jobs = [pool.submit(_fetch, reg, store, repo, d, say) for d in [config_desc, *layers_desc]]
-        for job in jobs:
-            job.result()
-    with store.content.open(config_desc["digest"]) as f:
-        config_raw = f.read()
-    layers = []
-    parent = None
-    for d in layers_desc:
-        parent = store.layer_from_blob(parent, d["digest"])
-        layers.append(parent)
-    cfg = json.loads(config_raw)
-    if [layer.diff_id for layer in layers] != (cfg.get("rootfs") or {}).get("diff_ids"):
-        raise RegistryError(f"{ref}: the layers do not hash to the config's diff_ids")
-    existed = bool(store.db.query("SELECT 1 FROM images WHERE id = ?", (config_desc["digest"],)))
-    image_id = store.create_image(config_raw, layers, manifest=raw)
+    wanted_blobs = [d["digest"] for d in [config_desc, *layers_desc]]
+    new_blobs = {d for d in wanted_blobs if not store.content.exists(d)}
+    new_layers: set[str] = set()
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            jobs = [
+                pool.submit(_fetch, reg, store, repo, d, say) for d in [config_desc, *layers_desc]
+            ]
+            for job in jobs:
+                job.result()
+        with store.content.open(config_desc["digest"]) as f:
+            config_raw = f.read()
+        layers = []
+        parent = None
+        for d in layers_desc:
+            known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
+            parent = store.layer_from_blob(parent, d["digest"])
+            if parent.chain_id not in known:
+                new_layers.add(parent.chain_id)
+            layers.append(parent)
+        cfg = json.loads(config_raw)
+        if [layer.diff_id for layer in layers] != (cfg.get("rootfs") or {}).get("diff_ids"):
+            raise RegistryError(f"{ref}: the layers do not hash to the config's diff_ids")
+        existed = bool(
+            store.db.query("SELECT 1 FROM images WHERE id = ?", (config_desc["digest"],))
+        )
+        image_id = store.create_image(config_raw, layers, manifest=raw)
+    except BaseException:
+        # nothing of a failed pull stays: its layers and the blobs it brought (a concurrent
+        # pull's are not touched: only what this one added is removed)
+        store.prune_layers(only=new_layers)
+        used = {r[0] for r in store.db.query("SELECT blob_digest FROM layers")}
+        for digest in new_blobs - used:
+            store.content.delete(digest)
+        raise
     if ref.tag:
         store.tag(image_id, str(ref))
     with store.db.tx() as c:

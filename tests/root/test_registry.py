@@ -1,0 +1,232 @@
+"""Pull, push and login against Debian's docker-registry (distribution 2.8) on 127.0.0.1,
+with htpasswd auth; skopeo as the independent judge of what was pushed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import Dy, engine_for_module
+
+pytestmark = pytest.mark.root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):  # type: ignore[no-untyped-def]
+    if not shutil.which("docker-registry") or not shutil.which("htpasswd"):
+        pytest.fail(
+            "docker-registry and apache2-utils are not installed (scripts/install.sh --test)"
+        )
+    work = tmp_path_factory.mktemp("registry")
+    port = _free_port()
+    subprocess.run(
+        ["htpasswd", "-Bbc", str(work / "htpasswd"), "alice", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    (work / "config.yml").write_text(f"""version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: {work}/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  htpasswd:
+    realm: test
+    path: {work}/htpasswd
+""")
+    proc = subprocess.Popen(["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+        except urllib.error.HTTPError:
+            break  # 401: it answers
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("docker-registry did not start")
+            time.sleep(0.05)
+    yield {"host": f"127.0.0.1:{port}", "data": str(work / "data")}
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def dy(tmp_path_factory, registry):  # type: ignore[no-untyped-def]
+    os.environ["DOCKER_CONFIG"] = str(tmp_path_factory.mktemp("dockercfg"))
+    yield from engine_for_module(tmp_path_factory, "regengine")
+    del os.environ["DOCKER_CONFIG"]
+
+
+@pytest.fixture
+def other(tmp_path):  # type: ignore[no-untyped-def]
+    """A second, empty engine: what a pull really brings."""
+    d = Dy(str(tmp_path / "other"))
+    yield d
+    d("network", "prune", "-f")
+
+
+def _login(dy: Dy, host: str, password: str = "s3cret") -> subprocess.CompletedProcess[str]:
+    return dy("login", "-u", "alice", "--password-stdin", host, input=password + "\n", ok=False)
+
+
+def test_login_push_pull_round_trip(dy: Dy, registry, other: Dy) -> None:  # type: ignore[no-untyped-def]
+    host = registry["host"]
+    ref = f"{host}/team/box:1"
+    dy("tag", "busybox", ref)
+    denied = dy("push", ref, ok=False)
+    assert denied.returncode == 125 and "authentication required" in denied.stderr
+    wrong = _login(dy, host, "nope")
+    assert (
+        wrong.returncode == 125
+        and "unauthorized" in wrong.stderr
+        and len(wrong.stderr.splitlines()) == 1
+    )
+    ok = _login(dy, host)
+    assert ok.returncode == 0 and "Login Succeeded" in ok.stdout
+    with open(os.path.join(os.environ["DOCKER_CONFIG"], "config.json")) as f:
+        assert host in json.load(f)["auths"]
+    pushed = dy("push", ref).stdout
+    digest = pushed.strip().splitlines()[-1].split("digest: ")[1].split()[0]
+    judged = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", "alice:s3cret", f"docker://{ref}"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(judged.stdout)["Digest"] == digest
+    out = other("pull", ref).stdout
+    assert f"Digest: {digest}" in out and "Downloaded newer image" in out
+    assert other("run", "--rm", "--network", "none", ref, "echo", "pulled").stdout == "pulled\n"
+    assert digest in other("images", "--digests").stdout
+    by_digest = other("pull", f"{host}/team/box@{digest}").stdout
+    assert "Image is up to date" in by_digest
+    again = dy("push", ref).stdout
+    assert "Layer already exists" in again  # nothing uploaded twice
+
+
+def test_present_layers_are_not_fetched_again(dy: Dy, registry, other: Dy) -> None:  # type: ignore[no-untyped-def]
+    host = registry["host"]
+    _login(dy, host)
+    dy("tag", "busybox", f"{host}/team/same:1")
+    dy("tag", "busybox", f"{host}/team/same:2")
+    dy("push", f"{host}/team/same:1")
+    dy("push", f"{host}/team/same:2")
+    other("pull", f"{host}/team/same:1")
+    # take the layer blobs away from the registry: a pull that fetched them would fail now
+    layer_dirs = []
+    blobs = os.path.join(registry["data"], "docker/registry/v2/blobs/sha256")
+    manifest = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "alice:s3cret",
+                                          f"docker://{host}/team/same:2"], capture_output=True, check=True).stdout)  # fmt: skip
+    for layer in manifest["layers"]:
+        hexdigest = layer["digest"][7:]
+        path = os.path.join(blobs, hexdigest[:2], hexdigest, "data")
+        os.rename(path, path + ".away")
+        layer_dirs.append(path)
+    try:
+        out = other("pull", f"{host}/team/same:2").stdout
+        assert "Pull complete" not in out  # only the manifest came
+        assert (
+            other("run", "--rm", "--network", "none", f"{host}/team/same:2", "true").returncode == 0
+        )
+    finally:
+        for path in layer_dirs:
+            os.rename(path + ".away", path)
+
+
+def test_corrupt_blob_is_refused_and_nothing_stays(dy: Dy, registry, other: Dy) -> None:  # type: ignore[no-untyped-def]
+    host = registry["host"]
+    _login(dy, host)
+    ctx = os.path.join(os.path.dirname(other.root), "ctx")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\nRUN echo unique-$RANDOM-$$ > /marker\n")
+    dy("build", "--network", "none", "-t", f"{host}/team/bad:1", ctx)
+    dy("push", f"{host}/team/bad:1")
+    manifest = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "alice:s3cret",
+                                          f"docker://{host}/team/bad:1"], capture_output=True, check=True).stdout)  # fmt: skip
+    hexdigest = manifest["layers"][-1]["digest"][7:]
+    path = os.path.join(
+        registry["data"], "docker/registry/v2/blobs/sha256", hexdigest[:2], hexdigest, "data"
+    )
+    with open(path, "rb") as f:
+        original = f.read()
+    with open(path, "wb") as f:
+        f.write(
+            original[:512] + bytes(b ^ 0xFF for b in original[512:612]) + original[612:]
+        )  # same size, other bytes
+    try:
+        proc = other("pull", f"{host}/team/bad:1", ok=False)
+        assert proc.returncode == 125 and "digest" in proc.stderr.lower()
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert other("image", "inspect", f"{host}/team/bad:1", ok=False).returncode != 0
+        assert other("system", "check").stdout == "no problems found\n"
+    finally:
+        with open(path, "wb") as f:
+            f.write(original)
+    assert (
+        "Pull complete" in other("pull", f"{host}/team/bad:1").stdout
+    )  # fine once the blob is whole
+
+
+def test_cross_repository_mount_and_skopeo_copy(dy: Dy, registry, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    host = registry["host"]
+    _login(dy, host)
+    dy("tag", "busybox", f"{host}/team/src:1")
+    dy("push", f"{host}/team/src:1")
+    other_ref = f"{host}/team/dst:1"
+    _login(other, host)
+    other("pull", f"{host}/team/src:1")
+    other("tag", f"{host}/team/src:1", other_ref)
+    assert "Mounted from team/src" in other("push", other_ref).stdout
+    # skopeo puts an image there; dockyard pulls it
+    archive = str(tmp_path / "box.tar")
+    dy("save", "-o", archive, "busybox")
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret",
+                    f"docker-archive:{archive}", f"docker://{host}/team/viaskopeo:1"], check=True, capture_output=True)  # fmt: skip
+    assert (
+        other("run", "--rm", "--network", "none", f"{host}/team/viaskopeo:1", "echo", "ok").stdout
+        == "ok\n"
+    )
+
+
+def test_implicit_pull_on_run_and_build_and_logout(dy: Dy, registry, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    host = registry["host"]
+    _login(dy, host)
+    dy("tag", "busybox", f"{host}/team/implicit:1")
+    dy("push", f"{host}/team/implicit:1")
+    proc = other("run", "--rm", "--network", "none", f"{host}/team/implicit:1", "echo", "ran")
+    assert (
+        proc.stdout == "ran\n"
+        and "Unable to find image" in proc.stderr
+        and "Pull complete" in proc.stderr
+    )
+    never = other("run", "--rm", "--pull", "never", f"{host}/team/implicit:2", "true", ok=False)
+    assert never.returncode == 125 and "Unable to find image" in never.stderr
+    ctx = str(tmp_path / "ctx")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM {host}/team/implicit:1\nRUN echo on-top > /top\n")
+    fresh = Dy(str(tmp_path / "fresh"))
+    try:
+        out = fresh("build", "--network", "none", "-t", "ontop", ctx).stderr
+        assert "Pull complete" in out
+    finally:
+        fresh("network", "prune", "-f")
+    assert "Removing login credentials" in dy("logout", host).stdout
+    assert dy("push", f"{host}/team/implicit:1", ok=False).returncode == 125
