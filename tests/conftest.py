@@ -14,6 +14,9 @@ from dockyard.runtime import cgroups
 
 ROOT = os.geteuid() == 0
 IN_CI = os.environ.get("CI") == "true"
+# Tests send nothing off this host: dockyard refuses any registry that is not on loopback
+# (an image missing by mistake must fail, not be pulled from Docker Hub).
+os.environ["DOCKYARD_LOOPBACK_ONLY"] = "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

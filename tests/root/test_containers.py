@@ -50,7 +50,12 @@ def test_run_passes_output_and_exit_status(dy: Dy) -> None:
             'dockyard: exec: "no-such-cmd": executable file not found in $PATH\n',
         ),
         (["busybox", "/etc/passwd"], 126, 'dockyard: exec: "/etc/passwd": permission denied\n'),
-        (["no-such-image"], 125, "dockyard: Unable to find image 'no-such-image:latest' locally\n"),
+        # --pull never: a pull would go to Docker Hub, and tests send nothing off this host
+        (
+            ["--pull", "never", "no-such-image"],
+            125,
+            "dockyard: Unable to find image 'no-such-image:latest' locally\n",
+        ),
         (["--bogus", "busybox"], 125, "dockyard: unknown flag: --bogus\n"),
     ],
 )

@@ -48,3 +48,10 @@ def test_runtime_version() -> None:
     proc = subprocess.run([runtime, "--version"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0
     assert proc.stdout.startswith(f"dockyard-runtime version {__version__}\nspec: 1.")
+
+
+def test_tests_never_reach_registries_off_this_host(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The suite's promise (set in conftest): a missing image is not fetched from Docker Hub."""
+    proc = run("--root", str(tmp_path), "pull", "busybox")
+    assert proc.returncode == 125
+    assert "not contacted: DOCKYARD_LOOPBACK_ONLY" in proc.stderr

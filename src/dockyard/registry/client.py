@@ -2,7 +2,8 @@
 
 HTTPS with the system's CAs plus ``/etc/docker/certs.d/<host>/*.crt``; plain
 HTTP only for localhost and for registries named in ``DOCKYARD_INSECURE_REGISTRIES``
-(comma-separated), as Docker's ``insecure-registries``. Each request that meets a
+(comma-separated), as Docker's ``insecure-registries``. ``DOCKYARD_LOOPBACK_ONLY``
+(the test suite sets it) refuses every registry that is not on loopback. Each request that meets a
 401 answers the challenge (Basic or a Bearer token for the scope) and is sent
 again; tokens are kept per scope for the client's life.
 """
@@ -39,9 +40,13 @@ class RegistryError(DockyardError):
     pass
 
 
-def _insecure(host: str) -> bool:
+def _loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
-    if name in ("localhost", "127.0.0.1", "::1") or name.startswith("127."):
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def _insecure(host: str) -> bool:
+    if _loopback(host):
         return True
     listed = [
         h.strip()
@@ -66,6 +71,11 @@ class Registry:
         self, host: str | None = None, scheme: str | None = None
     ) -> http.client.HTTPConnection:
         host = host or self.host
+        if os.environ.get("DOCKYARD_LOOPBACK_ONLY") and not _loopback(host):
+            # a sandbox's (or a test suite's) promise to send nothing off this host
+            raise RegistryError(
+                f"{host}: not contacted: DOCKYARD_LOOPBACK_ONLY allows loopback registries only"
+            )
         if (scheme or self.scheme) == "http":
             return http.client.HTTPConnection(host, timeout=60)
         context = ssl.create_default_context()

@@ -117,9 +117,7 @@ def pull(
     reg = Registry(ref.domain)
     repo = ref.path
     wanted = ref.digest or ref.tag or "latest"
-    say(
-        f"{ref.tag or ref.digest}: Pulling from {reference.parse(ref_text).familiar_name if ref.domain == 'docker.io' else repo}"
-    )
+    say(f"{ref.tag or ref.digest}: Pulling from {repo}")
     raw, media, digest = reg.manifest(repo, wanted)
     if media in INDEX_TYPES or "manifests" in json.loads(raw):
         chosen = _pick(json.loads(raw), wanted_platform or host_platform())
