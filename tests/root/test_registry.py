@@ -230,3 +230,86 @@ def test_implicit_pull_on_run_and_build_and_logout(dy: Dy, registry, other: Dy, 
         fresh("network", "prune", "-f")
     assert "Removing login credentials" in dy("logout", host).stdout
     assert dy("push", f"{host}/team/implicit:1", ok=False).returncode == 125
+
+
+@pytest.fixture
+def own_registry(tmp_path):  # type: ignore[no-untyped-def]
+    """``dockyard registry serve`` on a free loopback port, with htpasswd auth."""
+    from .conftest import DOCKYARD
+
+    port = _free_port()
+    subprocess.run(
+        ["htpasswd", "-Bbc", str(tmp_path / "htpasswd"), "bob", "pw"],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "srvroot"), "registry", "serve", "--addr",
+                             f"127.0.0.1:{port}", "--htpasswd", str(tmp_path / "htpasswd")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    assert "listening on http://127.0.0.1" in proc.stdout.readline()
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _api(host: str, path: str, method: str = "GET", body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    import base64
+
+    req = urllib.request.Request(f"http://{host}{path}", data=body, method=method, headers={
+        "Authorization": "Basic " + base64.b64encode(b"bob:pw").decode(), **(headers or {})})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_own_registry_serves_dockyard_and_skopeo(
+    dy: Dy, own_registry: str, other: Dy, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    host = own_registry
+    assert _login(dy, host, "wrong").returncode == 125
+    assert dy("login", "-u", "bob", "--password-stdin", host, input="pw\n").returncode == 0
+    dy("tag", "busybox", f"{host}/team/app:1")
+    digest = (
+        dy("push", f"{host}/team/app:1")
+        .stdout.strip()
+        .splitlines()[-1]
+        .split("digest: ")[1]
+        .split()[0]
+    )
+    judged = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", "bob:pw", f"docker://{host}/team/app:1"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(judged.stdout)["Digest"] == digest
+    # skopeo copies within it (chunked uploads, mounts) and into it from an archive
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", "bob:pw",
+                    "--dest-creds", "bob:pw", f"docker://{host}/team/app:1", f"docker://{host}/team/copy:2"],
+                   check=True, capture_output=True)  # fmt: skip
+    archive = str(tmp_path / "box.tar")
+    dy("save", "-o", archive, "busybox")
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "bob:pw", f"docker-archive:{archive}",
+                    f"docker://{host}/team/archived:3"], check=True, capture_output=True)  # fmt: skip
+    for ref in (f"{host}/team/copy:2", f"{host}/team/archived:3"):
+        assert other("run", "--rm", "--network", "none", ref, "echo", "ok").stdout == "ok\n"
+    status, body = _api(host, "/v2/_catalog")
+    assert status == 200 and json.loads(body)["repositories"] == [
+        "team/app",
+        "team/archived",
+        "team/copy",
+    ]
+    assert json.loads(_api(host, "/v2/team/app/tags/list")[1]) == {
+        "name": "team/app",
+        "tags": ["1"],
+    }
+    assert _api(host, "/v2/_catalog", headers={"Authorization": "Basic Ym9iOm5v"})[0] == 401
+    # bad input: a manifest that is not JSON, a blob whose digest lies
+    status, body = _api(host, "/v2/team/app/manifests/bad", "PUT", b"{not json",
+                        {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})  # fmt: skip
+    assert status == 400 and b"MANIFEST_INVALID" in body
+    wrong = "sha256:" + "0" * 64
+    status, body = _api(host, f"/v2/team/app/blobs/uploads/?digest={wrong}", "POST", b"hello")
+    assert status == 400 and b"DIGEST_INVALID" in body
+    assert _api(host, f"/v2/team/app/manifests/{digest}", "DELETE")[0] == 202
+    assert _api(host, "/v2/team/app/manifests/1")[0] == 404

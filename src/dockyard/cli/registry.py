@@ -96,6 +96,41 @@ def logout_cmd(server: str | None) -> None:
         flags.echo(f"Not logged in to {auth.server_key(server)}")
 
 
+@flags.group("registry")
+def registry_group() -> None:
+    """Serve a registry of dockyard's own."""
+
+
+@registry_group.command("serve")
+@flags.option("--addr", default="127.0.0.1:5000", help="Address to listen on (HOST:PORT)")
+@flags.option("--storage", help="Directory of the registry's data (default: ROOT/registry)")
+@flags.option("--htpasswd", help="htpasswd file: require Basic auth (bcrypt or SHA-crypt entries)")
+@flags.option("--tls-cert", help="Serve HTTPS with this certificate")
+@flags.option("--tls-key", help="... and this key")
+@flags.pass_context
+def registry_serve_cmd(ctx: flags.Context, addr: str, storage: str | None, htpasswd: str | None,
+                       tls_cert: str | None, tls_key: str | None) -> None:  # fmt: skip
+    """Serve the distribution API (pull, push, tags, catalog, delete) until interrupted."""
+    import os
+
+    from dockyard.registry.server import serve
+
+    if bool(tls_cert) != bool(tls_key):
+        raise InvalidArgument("--tls-cert and --tls-key go together")
+    root = ctx.find_root().obj["root"]
+    storage = storage or os.path.join(root, "registry")
+
+    def ready(address: tuple[str, int]) -> None:
+        flags.echo(
+            f"dockyard registry listening on {'https' if tls_cert else 'http'}://{address[0]}:{address[1]}"
+        )
+
+    try:
+        serve(storage, addr, htpasswd, tls_cert, tls_key, ready)
+    except OSError as err:
+        raise InvalidArgument(f"registry serve {addr}: {err.strerror or err}") from None
+
+
 def register(cli: flags.Group) -> None:
-    for cmd in (pull_cmd, push_cmd, login_cmd, logout_cmd):
+    for cmd in (pull_cmd, push_cmd, login_cmd, logout_cmd, registry_group):
         cli.add_command(cmd)
