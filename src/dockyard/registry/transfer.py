@@ -131,22 +131,23 @@ def pull(
     new_blobs = {d for d in wanted_blobs if not store.content.exists(d)}
     new_layers: set[str] = set()
     try:
+        layers = []
+        parent = None
         with ThreadPoolExecutor(max_workers=4) as pool:
             jobs = [
                 pool.submit(_fetch, reg, store, repo, d, say) for d in [config_desc, *layers_desc]
             ]
-            for job in jobs:
+            jobs[0].result()
+            # each layer is unpacked as soon as it is in, while the later ones still download
+            for d, job in zip(layers_desc, jobs[1:], strict=True):
                 job.result()
+                known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
+                parent = store.layer_from_blob(parent, d["digest"])
+                if parent.chain_id not in known:
+                    new_layers.add(parent.chain_id)
+                layers.append(parent)
         with store.content.open(config_desc["digest"]) as f:
             config_raw = f.read()
-        layers = []
-        parent = None
-        for d in layers_desc:
-            known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
-            parent = store.layer_from_blob(parent, d["digest"])
-            if parent.chain_id not in known:
-                new_layers.add(parent.chain_id)
-            layers.append(parent)
         cfg = json.loads(config_raw)
         if [layer.diff_id for layer in layers] != (cfg.get("rootfs") or {}).get("diff_ids"):
             raise RegistryError(f"{ref}: the layers do not hash to the config's diff_ids")
