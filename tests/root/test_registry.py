@@ -313,3 +313,147 @@ def test_own_registry_serves_dockyard_and_skopeo(
     assert status == 400 and b"DIGEST_INVALID" in body
     assert _api(host, f"/v2/team/app/manifests/{digest}", "DELETE")[0] == 202
     assert _api(host, "/v2/team/app/manifests/1")[0] == 404
+
+
+class _FaultyProxy:
+    """A real HTTP proxy in front of a registry that misbehaves on purpose: ``drop-once`` cuts
+    the first download of each big blob halfway (then behaves), ``short`` never sends a blob
+    past its first half under a Content-Length that promises all of it, ``bad-manifest``
+    answers manifests with broken JSON."""
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.mode, self.ranges, self.cut = mode, [], set()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                if "Range" in self.headers:
+                    proxy.ranges.append(self.headers["Range"])
+                conn = http.client.HTTPConnection(upstream, timeout=30)
+                conn.request("GET", self.path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                if (
+                    proxy.mode == "bad-manifest"
+                    and "/manifests/" in self.path
+                    and resp.status == 200
+                ):
+                    body = b"{not json"
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                big = "/blobs/" in self.path and len(body) > 1 << 20
+                if big and proxy.mode == "drop-once" and self.path not in proxy.cut:
+                    proxy.cut.add(self.path)
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if "/blobs/" in self.path and proxy.mode == "short" and resp.status in (200, 206):
+                    # a blob never gets past its first half, however it is asked for
+                    start = int(self.headers.get("Range", "bytes=0-")[6:].split("-")[0] or 0)
+                    self.wfile.write(body[: max((start + len(body)) // 2 - start, 0)])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _big_image(dy: Dy, host: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    ctx = str(tmp_path / "big")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "blob"), "wb") as f:
+        f.write(os.urandom(8 << 20))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\nCOPY blob /blob\n")
+    ref = f"{host}/team/big:1"
+    dy("build", "--network", "none", "-t", ref, ctx)
+    _login(dy, host)
+    dy("push", ref)
+    return "team/big:1"
+
+
+def _unauthenticated_registry(tmp_path) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+    port = _free_port()
+    (tmp_path / "open.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                                       f"    rootdirectory: {tmp_path}/opendata\nhttp:\n  addr: 127.0.0.1:{port}\n")  # fmt: skip
+    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "open.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("mode", ["drop-once", "short", "bad-manifest"])
+def test_faults_give_clear_errors_or_resume(dy: Dy, other: Dy, tmp_path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    proc, host = _unauthenticated_registry(tmp_path)
+    proxy = None
+    try:
+        path = _big_image(dy, host, tmp_path)
+        proxy = _FaultyProxy(host, mode)
+        pulled = other("pull", f"{proxy.host}/{path}", ok=False)
+        if mode == "drop-once":
+            assert pulled.returncode == 0, pulled.stderr
+            assert "resuming" in pulled.stdout and proxy.ranges  # went on with a Range request
+            assert (
+                other("run", "--rm", "--network", "none", f"{proxy.host}/{path}", "true").returncode
+                == 0
+            )
+        else:
+            assert pulled.returncode == 125 and len(pulled.stderr.strip().splitlines()) == 1
+            assert ("not valid JSON" if mode == "bad-manifest" else "blob") in pulled.stderr
+            assert other("image", "inspect", f"{proxy.host}/{path}", ok=False).returncode != 0
+        assert other("system", "check").stdout == "no problems found\n"
+    finally:
+        if proxy:
+            proxy.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_registry_killed_mid_pull_leaves_nothing(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import DOCKYARD
+
+    proc, host = _unauthenticated_registry(tmp_path)
+    path = _big_image(dy, host, tmp_path)
+
+    puller = subprocess.Popen([DOCKYARD, "--root", other.root, "pull", f"{host}/{path}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.kill()  # at once: the pull meets a registry that is gone, mid-way or from the start
+    proc.wait()
+    _out, err = puller.communicate(timeout=120)
+    assert puller.returncode == 125 and len(err.strip().splitlines()) == 1
+    assert other("image", "inspect", f"{host}/{path}", ok=False).returncode != 0
+    assert other("system", "check").stdout == "no problems found\n"

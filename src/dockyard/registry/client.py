@@ -249,8 +249,19 @@ class Registry:
                 raise self._fail(resp, f"blob {digest}")
             if offset and resp.status == 200:
                 raise RegistryError("the registry ignored the range request")
+            length = resp.getheader("Content-Length")
+            expected = (
+                int(length) if length and length.isdigit() else (size - offset if size else None)
+            )
+            got = 0
             while chunk := resp.read(1 << 20):
                 write(chunk)
+                got += len(chunk)
+            if expected is not None and got < expected:
+                # http.client returns a short read, not an error, when the peer closes early
+                raise RegistryError(
+                    f"blob {digest}: connection closed after {offset + got} of {offset + expected} bytes"
+                )
         except (OSError, http.client.HTTPException) as err:
             raise RegistryError(f"blob {digest}: {err}") from None
         finally:
