@@ -457,3 +457,34 @@ def test_registry_killed_mid_pull_leaves_nothing(dy: Dy, other: Dy, tmp_path) ->
     assert puller.returncode == 125 and len(err.strip().splitlines()) == 1
     assert other("image", "inspect", f"{host}/{path}", ok=False).returncode != 0
     assert other("system", "check").stdout == "no problems found\n"
+
+
+def test_tls_registry_serve_and_pull(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``registry serve`` over HTTPS; a loopback registry is tried over HTTPS first, as Docker's
+    insecure registries are, so the client speaks TLS to it."""
+    from .conftest import DOCKYARD
+
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)  # fmt: skip
+    port = _free_port()
+    server = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "tlsroot"), "registry", "serve", "--addr",
+                               f"127.0.0.1:{port}", "--tls-cert", cert, "--tls-key", key],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert f"https://127.0.0.1:{port}" in server.stdout.readline()
+        ref = f"127.0.0.1:{port}/secure/box:1"
+        dy("tag", "busybox", ref)
+        dy("push", ref)
+        judged = subprocess.run(["skopeo", "inspect", "--cert-dir", str(tmp_path), "--tls-verify=false", f"docker://{ref}"],
+                                capture_output=True, text=True)  # fmt: skip
+        assert judged.returncode == 0, judged.stderr
+        assert (
+            other("run", "--rm", "--network", "none", ref, "echo", "over-tls").stdout
+            == "over-tls\n"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -1,8 +1,9 @@
 """The OCI distribution protocol (v2), client side: manifests, blobs, uploads, auth.
 
-HTTPS with the system's CAs plus ``/etc/docker/certs.d/<host>/*.crt``; plain
-HTTP only for localhost and for registries named in ``DOCKYARD_INSECURE_REGISTRIES``
-(comma-separated), as Docker's ``insecure-registries``. ``DOCKYARD_LOOPBACK_ONLY``
+HTTPS with the system's CAs plus ``/etc/docker/certs.d/<host>/*.crt`` (or
+``$DOCKYARD_CERTS_D``); for localhost and registries named in
+``DOCKYARD_INSECURE_REGISTRIES`` (comma-separated, as Docker's
+``insecure-registries``), HTTPS without certificate checks, else plain HTTP. ``DOCKYARD_LOOPBACK_ONLY``
 (the test suite sets it) refuses every registry that is not on loopback. Each request that meets a
 401 answers the challenge (Basic or a Bearer token for the scope) and is sent
 again; tokens are kept per scope for the client's life.
@@ -60,7 +61,10 @@ class Registry:
     def __init__(self, domain: str, credentials: auth.Credentials | None = None) -> None:
         self.domain = domain
         self.host = "registry-1.docker.io" if domain == "docker.io" else domain
-        self.scheme = "http" if _insecure(self.host) else "https"
+        # An insecure registry is tried over HTTPS first without checking its certificate,
+        # then over HTTP, as Docker does; the first answer settles it for this client.
+        self.insecure = _insecure(self.host)
+        self.scheme = "https"
         self.creds = credentials if credentials is not None else auth.load(domain)
         self.tokens: dict[str, str] = {}
         self.basic = False
@@ -79,8 +83,12 @@ class Registry:
         if (scheme or self.scheme) == "http":
             return http.client.HTTPConnection(host, timeout=60)
         context = ssl.create_default_context()
-        for ca in glob.glob(f"/etc/docker/certs.d/{host}/*.crt"):
+        certs_d = os.environ.get("DOCKYARD_CERTS_D", "/etc/docker/certs.d")
+        for ca in glob.glob(f"{certs_d}/{host}/*.crt"):
             context.load_verify_locations(ca)
+        if self.insecure and host == self.host:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         return http.client.HTTPSConnection(host, timeout=60, context=context)
 
     def _auth_header(self, scope: str) -> dict[str, str]:
@@ -112,6 +120,11 @@ class Registry:
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as err:
                 conn.close()
+                if self.insecure and self.scheme == "https" and not url:
+                    self.scheme = "http"  # no TLS there: plain HTTP, allowed for this registry
+                    if hasattr(body, "seek"):
+                        body.seek(0)
+                    return self.request(method, path, scope, headers, body)
                 raise RegistryError(
                     f"{method} {self.scheme}://{self.host}{target}: {err}"
                 ) from None
