@@ -488,3 +488,40 @@ def test_tls_registry_serve_and_pull(dy: Dy, other: Dy, tmp_path) -> None:  # ty
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_chunked_upload_and_pull_all_tags(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc, host = _unauthenticated_registry(tmp_path)
+    try:
+        ctx = str(tmp_path / "chunky")
+        os.makedirs(ctx)
+        with open(os.path.join(ctx, "blob"), "wb") as f:
+            f.write(os.urandom(5 << 20))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write("FROM busybox\nCOPY blob /blob\n")
+        dy("build", "--network", "none", "-t", f"{host}/team/chunky:1", ctx)
+        dy("tag", f"{host}/team/chunky:1", f"{host}/team/chunky:2")
+        env = {**os.environ, "DOCKYARD_UPLOAD_CHUNK": str(1 << 20)}  # 1 MiB PATCHes
+        dy("push", f"{host}/team/chunky:1", env=env)
+        dy("push", f"{host}/team/chunky:2", env=env)
+        out = other("pull", "-a", f"{host}/team/chunky").stdout
+        assert out.count("Digest:") == 2
+        tags = other("images", f"{host}/team/chunky").stdout
+        assert " 1 " in tags and " 2 " in tags
+        assert (
+            other(
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                f"{host}/team/chunky:2",
+                "stat",
+                "-c",
+                "%s",
+                "/blob",
+            ).stdout
+            == f"{5 << 20}\n"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

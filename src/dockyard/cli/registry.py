@@ -27,9 +27,12 @@ def pull_cmd(
 
     from dockyard.registry.transfer import pull
 
-    if all_tags:
-        raise InvalidArgument("--all-tags is not supported yet")
     out = io.StringIO() if quiet else sys.stdout
+    if all_tags:
+        from dockyard.registry.transfer import pull_all
+
+        pull_all(_engine(ctx).images, name, platform, out)
+        return
     pull(_engine(ctx).images, name, platform, out)
     if quiet:
         from dockyard.image.reference import parse

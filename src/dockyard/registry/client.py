@@ -297,8 +297,11 @@ class Registry:
         conn.close()
         return resp.status == 201
 
-    def upload_blob(self, repo: str, digest: str, source: BinaryIO, size: int) -> None:
-        """POST an upload session, then PUT the whole blob with its digest (monolithic)."""
+    def upload_blob(
+        self, repo: str, digest: str, source: BinaryIO, size: int, chunk: int = 64 << 20
+    ) -> None:
+        """POST an upload session; then one PUT of the whole blob with its digest, or for a
+        blob bigger than ``chunk``, PATCHes of ``chunk`` bytes and a closing PUT."""
         scope = f"repository:{repo}:pull,push"
         conn, resp = self.request(
             "POST", f"/v2/{repo}/blobs/uploads/", scope, {"Content-Length": "0"}
@@ -310,15 +313,48 @@ class Registry:
             location = resp.getheader("Location") or ""
         finally:
             conn.close()
+        body: Any = source
+        length = size
+        if size > chunk:
+            sent = 0
+            while sent < size:
+                data = source.read(chunk)
+                if not data:
+                    raise RegistryError(
+                        f"upload of {digest}: the blob ended after {sent} of {size} bytes"
+                    )
+                url = urllib.parse.urljoin(f"{self.scheme}://{self.host}/", location)
+                conn, resp = self.request("PATCH", "", scope, {"Content-Type": "application/octet-stream",
+                                                                 "Content-Length": str(len(data)),
+                                                                 "Content-Range": f"{sent}-{sent + len(data) - 1}"},
+                                          body=data, url=url)  # fmt: skip
+                try:
+                    if resp.status != 202:
+                        raise self._fail(resp, f"upload of {digest}")
+                    resp.read()
+                    location = resp.getheader("Location") or location
+                finally:
+                    conn.close()
+                sent += len(data)
+            body, length = b"", 0
         url = urllib.parse.urljoin(f"{self.scheme}://{self.host}/", location)
         sep = "&" if "?" in url else "?"
         conn, resp = self.request("PUT", "", scope, {"Content-Type": "application/octet-stream",
-                                                       "Content-Length": str(size)},
-                                  body=source, url=f"{url}{sep}digest={urllib.parse.quote(digest)}")  # fmt: skip
+                                                       "Content-Length": str(length)},
+                                  body=body, url=f"{url}{sep}digest={urllib.parse.quote(digest)}")  # fmt: skip
         try:
             if resp.status != 201:
                 raise self._fail(resp, f"upload of {digest}")
             resp.read()
+        finally:
+            conn.close()
+
+    def tags(self, repo: str) -> list[str]:
+        conn, resp = self.request("GET", f"/v2/{repo}/tags/list", f"repository:{repo}:pull")
+        try:
+            if resp.status != 200:
+                raise self._fail(resp, f"tags of {self.domain}/{repo}")
+            return sorted(json.loads(resp.read()).get("tags") or [])
         finally:
             conn.close()
 

@@ -15,6 +15,7 @@ the config and the manifest.
 
 from __future__ import annotations
 
+import os
 import platform as _platform
 import sys
 import threading
@@ -32,10 +33,11 @@ if TYPE_CHECKING:
 
     from dockyard.image.store import ImageStore
 
-__all__ = ["pull", "push"]
+__all__ = ["pull", "pull_all", "push"]
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 _RETRIES = 4
+_CHUNK = int(os.environ.get("DOCKYARD_UPLOAD_CHUNK", 64 << 20))  # bigger blobs go up in PATCHes
 
 
 def host_platform() -> str:
@@ -207,7 +209,7 @@ def push(store: ImageStore, ref_text: str, out: TextIO | None = None) -> str:
             out.write(f"{short}: Mounted from {next(iter(sources))}\n")
             continue
         with store.content.open(layer.blob_digest) as f:
-            reg.upload_blob(repo, layer.blob_digest, f, layer.blob_size)
+            reg.upload_blob(repo, layer.blob_digest, f, layer.blob_size, chunk=_CHUNK)
         out.write(f"{short}: Pushed\n")
     manifest_raw = store.manifest_bytes(image_id)
     manifest = json.loads(manifest_raw)
@@ -224,3 +226,14 @@ def push(store: ImageStore, ref_text: str, out: TextIO | None = None) -> str:
     out.write(f"{ref.tag or 'latest'}: digest: {digest} size: {len(manifest_raw)}\n")
     out.flush()
     return digest
+
+
+def pull_all(
+    store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
+) -> list[str]:
+    """``pull -a``: every tag of the repository; the image IDs."""
+    ref = reference.parse(ref_text, default_tag=None)
+    if ref.tag or ref.digest:
+        raise InvalidArgument("tag can't be used with --all-tags/-a")
+    tags = Registry(ref.domain).tags(ref.path)
+    return [pull(store, f"{ref.name}:{tag}", wanted_platform, out) for tag in tags]
