@@ -62,12 +62,58 @@ def _pick(index: dict[str, Any], wanted: str) -> str:
     )
 
 
-def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], say: Any) -> None:
+class _Report:
+    """Pull progress: a line per event, or on a terminal a live bar per blob (rich)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.bars: Any = None
+        self.tasks: dict[str, Any] = {}
+        if getattr(out, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TextColumn("{task.fields[status]}"), console=Console(file=out), transient=False)  # fmt: skip
+            self.bars.start()
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            if self.bars is not None:
+                self.bars.console.print(text, highlight=False)
+            else:
+                self.out.write(text + "\n")
+                self.out.flush()
+
+    def begin(self, digest: str, size: int | None) -> None:
+        if self.bars is not None:
+            self.tasks[digest] = self.bars.add_task(digest[7:19], total=size, status="Downloading")
+
+    def advance(self, digest: str, n: int) -> None:
+        if self.bars is not None:
+            self.bars.update(self.tasks[digest], advance=n)
+
+    def event(self, digest: str, text: str) -> None:
+        if self.bars is not None:
+            self.bars.update(self.tasks[digest], status=text)
+        else:
+            self.say(f"{digest[7:19]}: {text}")
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+            self.bars = None
+
+
+def _fetch(
+    reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], report: _Report
+) -> None:
     """One blob into the content store, verified; resumed with Range after a dropped connection."""
     digest, size = desc["digest"], desc.get("size")
     if store.content.exists(digest):
         return
-    short = digest[7:19]
+    report.begin(digest, size)
     for attempt in range(_RETRIES + 1):
         writer = store.content.writer(digest, size)
         try:
@@ -77,6 +123,7 @@ def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], sa
                 nonlocal received
                 w.write(chunk)
                 received += len(chunk)
+                report.advance(digest, len(chunk))
 
             offset = 0
             while True:
@@ -86,15 +133,18 @@ def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], sa
                 except RegistryError as err:
                     if received == offset or attempt >= _RETRIES:
                         raise
-                    say(f"{short}: connection dropped after {received} bytes ({err}); resuming")
+                    report.event(
+                        digest, f"connection dropped after {received} bytes ({err}); resuming"
+                    )
                     offset = received
             writer.commit()
-            say(f"{short}: Pull complete")
+            report.event(digest, "Pull complete")
             return
         except RegistryError:
             writer.abort()
             if attempt >= _RETRIES:
                 raise
+            report.advance(digest, -received)
             time.sleep(min(0.2 * 2**attempt, 2))
         except BaseException:
             writer.abort()
@@ -105,14 +155,15 @@ def pull(
     store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
 ) -> str:
     """Pull ``ref_text`` into ``store``; the image ID."""
-    out = out or sys.stdout
-    lock = threading.Lock()
+    report = _Report(out or sys.stdout)
+    try:
+        return _pull(store, ref_text, wanted_platform, report)
+    finally:
+        report.close()
 
-    def say(text: str) -> None:
-        with lock:
-            out.write(text + "\n")
-            out.flush()
 
+def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report: _Report) -> str:
+    say = report.say
     ref = reference.parse(ref_text)
     if ":" not in ref_text.rsplit("/", 1)[-1] and "@" not in ref_text:
         say("Using default tag: latest")
@@ -137,7 +188,8 @@ def pull(
         parent = None
         with ThreadPoolExecutor(max_workers=4) as pool:
             jobs = [
-                pool.submit(_fetch, reg, store, repo, d, say) for d in [config_desc, *layers_desc]
+                pool.submit(_fetch, reg, store, repo, d, report)
+                for d in [config_desc, *layers_desc]
             ]
             jobs[0].result()
             # each layer is unpacked as soon as it is in, while the later ones still download
