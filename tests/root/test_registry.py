@@ -555,3 +555,114 @@ def test_pull_on_a_terminal_shows_a_bar_per_layer(dy: Dy, other: Dy, tmp_path) -
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+class _TokenServer:
+    """A token server as distribution's token auth expects: RS256 JWTs with the signing
+    certificate in ``x5c``, signed by ``openssl``; it grants what is asked to alice:s3cret."""
+
+    def __init__(self, work) -> None:  # type: ignore[no-untyped-def]
+        import base64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.key, self.cert = str(work / "token.key"), str(work / "token.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out",
+                        self.cert, "-days", "1", "-subj", "/CN=token"], check=True, capture_output=True)  # fmt: skip
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"], check=True,
+                             capture_output=True).stdout  # fmt: skip
+        x5c = base64.b64encode(der).decode()
+        server = self
+        self.issued = 0
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs, urlsplit
+
+                query = parse_qs(urlsplit(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                if auth != "Basic " + base64.b64encode(b"alice:s3cret").decode():
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                access = []
+                for scope in " ".join(query.get("scope", [])).split():
+                    kind, name, actions = scope.split(":")
+                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
+                now = int(time.time())
+                claims = {"iss": "test-issuer", "sub": "alice", "aud": query["service"][0], "exp": now + 300,
+                          "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}  # fmt: skip
+                head = b64(json.dumps({"typ": "JWT", "alg": "RS256", "x5c": [x5c]}).encode())
+                signing = f"{head}.{b64(json.dumps(claims).encode())}"
+                sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", server.key], input=signing.encode(),
+                                     capture_output=True, check=True).stdout  # fmt: skip
+                body = json.dumps({"token": f"{signing}.{b64(sig)}"}).encode()
+                server.issued += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_bearer_token_auth(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tokens = _TokenServer(tmp_path)
+    port = _free_port()
+    (tmp_path / "tok.yml").write_text(f"""version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: {tmp_path}/tokdata
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  token:
+    realm: {tokens.realm}
+    service: test-registry
+    issuer: test-issuer
+    rootcertbundle: {tokens.cert}
+""")
+    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "tok.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    host = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{host}/v2/", timeout=1)
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "docker-registry did not start"
+                time.sleep(0.05)
+        assert _login(dy, host, "nope").returncode == 125
+        assert _login(dy, host).returncode == 0
+        dy("tag", "busybox", f"{host}/team/tok:1")
+        dy("push", f"{host}/team/tok:1")
+        assert (
+            other(
+                "run", "--rm", "--network", "none", f"{host}/team/tok:1", "echo", "token-ok"
+            ).stdout
+            == "token-ok\n"
+        )
+        assert tokens.issued >= 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        tokens.close()
