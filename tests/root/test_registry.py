@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -666,3 +667,95 @@ auth:
         proc.terminate()
         proc.wait(timeout=20)
         tokens.close()
+
+
+def test_compressed_layers_and_platform_index(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Layers skopeo pushed gzip- and zstd-compressed, and an index naming two platforms."""
+    proc, host = _unauthenticated_registry(tmp_path)
+    try:
+        archive = str(tmp_path / "box.tar")
+        dy("save", "-o", archive, "busybox")
+        for fmt in ("gzip", "zstd"):
+            subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-compress-format", fmt,
+                            "--dest-compress", f"docker-archive:{archive}", f"docker://{host}/team/{fmt}:1"],
+                           check=True, capture_output=True)  # fmt: skip
+            assert (
+                other(
+                    "run", "--rm", "--network", "none", f"{host}/team/{fmt}:1", "echo", fmt
+                ).stdout
+                == f"{fmt}\n"
+            )
+        manifest = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{host}/team/gzip:1"],
+                                  check=True, capture_output=True).stdout  # fmt: skip
+        import hashlib
+
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        media = (
+            json.loads(manifest).get("mediaType") or "application/vnd.oci.image.manifest.v1+json"
+        )
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": media, "digest": digest, "size": len(manifest), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": media, "digest": digest, "size": len(manifest), "platform": {"os": "linux", "architecture": "amd64"}},
+        ]}  # fmt: skip
+        req = urllib.request.Request(f"http://{host}/v2/team/gzip/manifests/multi", data=json.dumps(index).encode(),
+                                     method="PUT", headers={"Content-Type": index["mediaType"]})  # fmt: skip
+        urllib.request.urlopen(req, timeout=10)
+        assert "Digest:" in other("pull", f"{host}/team/gzip:multi").stdout  # this host's platform
+        missing = other("pull", "--platform", "linux/s390x", f"{host}/team/gzip:multi", ok=False)
+        assert (
+            missing.returncode == 125 and "no matching manifest for linux/s390x" in missing.stderr
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_credential_helper_keeps_the_login(dy: Dy, registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``credsStore`` names a docker-credential-* program: login stores through it, pull reads
+    through it, and config.json holds no password."""
+    host = registry["host"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    store = tmp_path / "helper-store.json"
+    helper = bin_dir / "docker-credential-filestore"
+    helper.write_text(f"""#!{sys.executable}
+import json, sys
+path = {str(store)!r}
+try:
+    data = json.load(open(path))
+except FileNotFoundError:
+    data = {{}}
+action = sys.argv[1]
+if action == "store":
+    entry = json.load(sys.stdin)
+    data[entry["ServerURL"]] = entry
+    json.dump(data, open(path, "w"))
+elif action == "get":
+    server = sys.stdin.read().strip()
+    if server not in data:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": server, "Username": data[server]["Username"], "Secret": data[server]["Secret"]}}))
+elif action == "erase":
+    data.pop(sys.stdin.read().strip(), None)
+    json.dump(data, open(path, "w"))
+""")
+    helper.chmod(0o755)
+    config_dir = tmp_path / "cfg"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(json.dumps({"credsStore": "filestore"}))
+    env = {
+        **os.environ,
+        "DOCKER_CONFIG": str(config_dir),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    assert (
+        dy("login", "-u", "alice", "--password-stdin", host, input="s3cret\n", env=env).returncode
+        == 0
+    )
+    assert "s3cret" not in (config_dir / "config.json").read_text()
+    assert json.loads(store.read_text())[host]["Secret"] == "s3cret"
+    dy("tag", "busybox", f"{host}/team/helper:1")
+    dy("push", f"{host}/team/helper:1", env=env)
+    dy("logout", host, env=env)
+    assert host not in json.loads(store.read_text())
