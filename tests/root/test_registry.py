@@ -32,41 +32,15 @@ def registry(tmp_path_factory):  # type: ignore[no-untyped-def]
             "docker-registry and apache2-utils are not installed (scripts/install.sh --test)"
         )
     work = tmp_path_factory.mktemp("registry")
-    port = _free_port()
     subprocess.run(
         ["htpasswd", "-Bbc", str(work / "htpasswd"), "alice", "s3cret"],
         check=True,
         capture_output=True,
     )
-    (work / "config.yml").write_text(f"""version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: {work}/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-auth:
-  htpasswd:
-    realm: test
-    path: {work}/htpasswd
-""")
-    proc = subprocess.Popen(["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-        except urllib.error.HTTPError:
-            break  # 401: it answers
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("docker-registry did not start")
-            time.sleep(0.05)
-    yield {"host": f"127.0.0.1:{port}", "data": str(work / "data")}
+    proc, host = _docker_registry(
+        work, "auth", f"auth:\n  htpasswd:\n    realm: test\n    path: {work}/htpasswd\n"
+    )
+    yield {"host": host, "data": str(work / "authdata")}
     proc.terminate()
     proc.wait(timeout=20)
 
@@ -399,22 +373,31 @@ def _big_image(dy: Dy, host: str, tmp_path) -> str:  # type: ignore[no-untyped-d
     return "team/big:1"
 
 
-def _unauthenticated_registry(tmp_path) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+def _docker_registry(tmp_path, name: str = "open", auth: str = "") -> tuple[subprocess.Popen, str]:  # type: ignore[no-untyped-def,type-arg]
+    """Debian's docker-registry on a free loopback port, with its own storage and ``auth``
+    (a YAML block, empty for none); (process, host:port) once it answers."""
     port = _free_port()
-    (tmp_path / "open.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-                                       f"    rootdirectory: {tmp_path}/opendata\nhttp:\n  addr: 127.0.0.1:{port}\n")  # fmt: skip
-    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "open.yml")], stdout=subprocess.DEVNULL,
+    (tmp_path / f"{name}.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                                          f"    rootdirectory: {tmp_path}/{name}data\n  delete:\n    enabled: true\n"
+                                          f"http:\n  addr: 127.0.0.1:{port}\n{auth}")  # fmt: skip
+    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / f"{name}.yml")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 20
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
             return proc, f"127.0.0.1:{port}"
+        except urllib.error.HTTPError:
+            return proc, f"127.0.0.1:{port}"  # 401: it answers
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
                 raise
             time.sleep(0.05)
+
+
+def _unauthenticated_registry(tmp_path) -> tuple[subprocess.Popen, str]:  # type: ignore[no-untyped-def,type-arg]
+    return _docker_registry(tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["drop-once", "short", "bad-manifest"])
@@ -623,35 +606,10 @@ class _TokenServer:
 
 def test_bearer_token_auth(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     tokens = _TokenServer(tmp_path)
-    port = _free_port()
-    (tmp_path / "tok.yml").write_text(f"""version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: {tmp_path}/tokdata
-http:
-  addr: 127.0.0.1:{port}
-auth:
-  token:
-    realm: {tokens.realm}
-    service: test-registry
-    issuer: test-issuer
-    rootcertbundle: {tokens.cert}
-""")
-    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "tok.yml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    host = f"127.0.0.1:{port}"
+    auth = (f"auth:\n  token:\n    realm: {tokens.realm}\n    service: test-registry\n    issuer: test-issuer\n"
+            f"    rootcertbundle: {tokens.cert}\n")  # fmt: skip
+    proc, host = _docker_registry(tmp_path, "tok", auth)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{host}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "docker-registry did not start"
-                time.sleep(0.05)
         assert _login(dy, host, "nope").returncode == 125
         assert _login(dy, host).returncode == 0
         dy("tag", "busybox", f"{host}/team/tok:1")
