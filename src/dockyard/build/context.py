@@ -116,6 +116,8 @@ class BuildContext:
         self.root = os.path.realpath(root)
         self.ignore = Ignore.load(self.root)
         self.db = db
+        self._known: dict[str, tuple] | None = None  # path -> (dev, inode, size, mtime_ns, digest)
+        self._fresh: list[tuple] = []
 
     def resolve(self, source: str) -> list[str]:
         """Context-relative paths a COPY/ADD source names (globs allowed); errors as Docker's."""
@@ -165,21 +167,31 @@ class BuildContext:
     def digest(self, rel: str, st: os.stat_result) -> str:
         """sha256 of a regular file's content, read only if it changed since last asked."""
         full = os.path.join(self.root, rel)
-        if self.db is not None:
-            rows = self.db.query("SELECT dev, inode, size, mtime_ns, digest FROM context_hashes WHERE path = ?",
-                                 (full,))  # fmt: skip
-            if rows and tuple(rows[0])[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
-                return rows[0]["digest"]
+        if self._known is None:
+            # one query for the whole context instead of one per file
+            rows = self.db.query("SELECT path, dev, inode, size, mtime_ns, digest FROM context_hashes "
+                                 "WHERE path >= ? AND path < ?", (self.root + "/", self.root + "0")) if self.db else []  # fmt: skip
+            self._known = {r["path"]: tuple(r)[1:] for r in rows}
+        known = self._known.get(full)
+        if known and known[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
+            return known[4]
         h = hashlib.sha256()
         with open(full, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         value = "sha256:" + h.hexdigest()
-        if self.db is not None:
-            with self.db.tx() as c:
-                c.execute("INSERT OR REPLACE INTO context_hashes VALUES (?, ?, ?, ?, ?, ?)",
-                          (full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, value))  # fmt: skip
+        self._known[full] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, value)
+        self._fresh.append((full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, value))
         return value
+
+    def remember(self) -> None:
+        """Store the digests computed since the last call, in one transaction."""
+        if self.db is not None and self._fresh:
+            with self.db.tx() as c:
+                c.executemany(
+                    "INSERT OR REPLACE INTO context_hashes VALUES (?, ?, ?, ?, ?, ?)", self._fresh
+                )
+        self._fresh = []
 
     def fingerprint(self, rels: list[str]) -> dict[str, str]:
         """What a COPY of ``rels`` depends on: for every path, type, mode, owner and content
@@ -197,4 +209,5 @@ class BuildContext:
                     out[name] = f"{head} -> {os.readlink(os.path.join(self.root, path))}"
                 else:
                     out[name] = head
+        self.remember()
         return out
