@@ -684,3 +684,33 @@ def test_state_survives_new_processes_and_removal_leaves_nothing(dy: Dy) -> None
         assert up not in f.read()
     assert not os.path.exists(f"/sys/fs/cgroup/pids/dockyard/{up}")
     assert not [p for p, a in _processes() if up in " ".join(a)]
+
+
+def test_slow_health_checks_never_overlap(dy: Dy) -> None:
+    """A check slower than its interval: the next one starts an interval after it finished."""
+    cid = dy(
+        "run",
+        "-d",
+        "--health-cmd",
+        "sleep 0.6",
+        "--health-interval",
+        "100ms",
+        "busybox",
+        "sleep",
+        "60",
+    ).stdout.strip()
+    try:
+        most = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            running = [
+                p
+                for p, args in _processes()
+                if "dockyard.engine.health" in args and cid in " ".join(args)
+            ]
+            most = max(most, len(running))
+            time.sleep(0.05)
+        assert most == 1  # checks ran, one at a time
+        assert dy.record(cid)["State"]["Health"]["Status"] == "healthy"
+    finally:
+        dy("rm", "-f", cid)

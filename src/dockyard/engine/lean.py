@@ -113,6 +113,7 @@ def main(argv, in_process=()):
     pid, tty, in_fd, listen_fd = int(pid), tty == "1", int(in_fd), int(listen_fd)
     interval = int(health) / 1e9
     next_check = time.monotonic() + interval if interval else None
+    checking = 0  # the health check running now
     outs = {}
     client_fds = []
     for item in argv[11:]:
@@ -153,12 +154,17 @@ def main(argv, in_process=()):
             if done == pid and exited is None:
                 exited = os.waitstatus_to_exitcode(status)
                 exited = 128 - exited if exited < 0 else exited
+            elif done == checking:
+                # as Docker: the next check starts an interval after this one finished,
+                # so a check slower than the interval never overlaps the next
+                checking = 0
+                next_check = time.monotonic() + interval
         if exited is not None and (not open_outs or tty):
             break
-        if next_check is not None and exited is None and time.monotonic() >= next_check:
+        if next_check is not None and not checking and exited is None and time.monotonic() >= next_check:
             args = _scan()(monitor_argv, 0)[0]
-            os.posix_spawn(python, [python, "-m", "dockyard.engine.health", *args[2:5]], os.environ)
-            next_check = time.monotonic() + interval
+            checking = os.posix_spawn(python, [python, "-m", "dockyard.engine.health", *args[2:5]], os.environ)
+            next_check = None
         watch = [*open_outs, wake_r, listen_fd, *clients]
         timeout = None if exited is None else 0.05
         if next_check is not None and exited is None:
