@@ -531,17 +531,13 @@ class Builder:
                 exclude: frozenset[str] = frozenset(), adopt: bool = False) -> str:  # fmt: skip
         from dockyard.image.commit import commit_snapshot
 
-        image_id = commit_snapshot(
-            self.store, key, parent, created_by=created_by, exclude=exclude, adopt=adopt
-        )
+        # the history comment given here: no second image when the config stays as it was
+        image_id = commit_snapshot(self.store, key, parent, created_by=created_by, exclude=exclude, adopt=adopt,
+                                   comment="buildkit.dockerfile.v0")  # fmt: skip
         cfg = dict(self.store.config(image_id))
-        if cfg.get("config") == config and (cfg.get("history") or [{}])[-1].get("comment"):
+        if cfg.get("config") == config:
             return image_id
-        cfg["config"] = config
-        history = list(cfg.get("history") or [])
-        if history:
-            history[-1] = {**history[-1], "comment": "buildkit.dockerfile.v0"}
-        cfg["history"] = history
+        cfg["config"] = config  # WORKDIR: the layer that made the directory, and the new config
         return self.store.create_image(cfg, self.store.layers(image_id), parent=parent)
 
     def _workspace(self, parent: str) -> tuple[str, str]:
