@@ -221,12 +221,7 @@ class Builder:
             if stage.index in needed:
                 continue
             needed.add(stage.index)
-            refs = [process_word(stage.base, self.meta, self.escape)]
-            refs += [df.flag(c, "from") or "" for c in stage.commands if c.cmd in ("COPY", "ADD")]
-            for ref in refs:
-                other = parsed.stage(ref) if ref else None
-                if other is not None and other.index < stage.index:
-                    todo.append(other)
+            todo += [parsed.stages[i] for i in self._stage_deps(parsed, stage)]
         return needed
 
     def _stage(self, parsed: df.Dockerfile, stage: df.Stage, results: dict[int, str]) -> str:
@@ -709,7 +704,7 @@ class Builder:
             for h in heredocs:
                 script += "\n" + h.content + h.name
             argv = [*shell, script]
-        visible = {k: v for k, v in state.args.items()}
+        visible = dict(state.args)
         canonical = f"RUN {' '.join(cmd.flags)} {json.dumps(argv)}".replace("  ", " ")
         inputs: dict[str, Any] = {"args": visible}
         key, hit = self._lookup(state, canonical, inputs)

@@ -93,10 +93,12 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
             raise InvalidArgument(f'unable to prepare context: path "{context}" not found')
         name = file or "Dockerfile"
         if text is None:
-            path = file if file and (context == work or os.path.isabs(file) or os.path.exists(file)) else \
-                os.path.join(context, name)  # fmt: skip
-            if context == work and file:
-                path = os.path.join(context, file)
+            if context == work:  # a tar on stdin: -f names a file inside it
+                path = os.path.join(work, name)
+            elif file and (os.path.isabs(file) or os.path.exists(file)):
+                path = file
+            else:
+                path = os.path.join(context, name)
             try:
                 with open(path) as f:
                     text = f.read()

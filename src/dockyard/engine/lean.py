@@ -161,9 +161,16 @@ def main(argv, in_process=()):
                 next_check = time.monotonic() + interval
         if exited is not None and (not open_outs or tty):
             break
-        if next_check is not None and not checking and exited is None and time.monotonic() >= next_check:
+        if (
+            next_check is not None
+            and not checking
+            and exited is None
+            and time.monotonic() >= next_check
+        ):
             args = _scan()(monitor_argv, 0)[0]
-            checking = os.posix_spawn(python, [python, "-m", "dockyard.engine.health", *args[2:5]], os.environ)
+            checking = os.posix_spawn(
+                python, [python, "-m", "dockyard.engine.health", *args[2:5]], os.environ
+            )
             next_check = None
         watch = [*open_outs, wake_r, listen_fd, *clients]
         timeout = None if exited is None else 0.05

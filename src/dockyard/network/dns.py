@@ -142,6 +142,7 @@ def serve(root: str, network_id: str) -> None:
     import _socket
     import select
 
+    from dockyard import _json as json
     from dockyard.metadata import Database
 
     db = Database(root)
@@ -166,8 +167,6 @@ def serve(root: str, network_id: str) -> None:
             if name in (r["name"].lower(), r["id"][:12]) or name in aliases:
                 found.append(r["ip"])
         return found if found else None
-
-    from dockyard import _json as json
 
     upstream = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     servers = _upstreams()

@@ -16,7 +16,7 @@ import os
 from dockyard import _json as json
 from dockyard.errors import Conflict, InvalidArgument
 from dockyard.network import ipam
-from dockyard.network.store import NetworkStore
+from dockyard.network.store import NetworkStore, endpoint_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -416,7 +416,7 @@ def settings(engine: Any, cid: str) -> dict[str, Any]:
             "Links": None,
             "Aliases": json.loads(ep["aliases"]) or None,
             "NetworkID": ep["network_id"],
-            "EndpointID": _endpoint_id(cid, ep["network_id"]) if ep["ip"] else "",
+            "EndpointID": endpoint_id(cid, ep["network_id"]) if ep["ip"] else "",
             "Gateway": ep["gateway"] if ep["ip"] else "",
             "IPAddress": ep["ip"],
             "IPPrefixLen": prefix,
@@ -459,12 +459,6 @@ def ports_text(engine: Any, cid: str) -> str:
     exposed = engine.record(cid)["config"].get("ExposedPorts") or {}
     out += [p for p in sorted(exposed) if p not in published]
     return ", ".join(out)
-
-
-def _endpoint_id(cid: str, nid: str) -> str:
-    from dockyard.network.store import _endpoint_id as endpoint_id
-
-    return endpoint_id(cid, nid)
 
 
 def connect(engine: Any, network: str, container: str, aliases: list[str], ip: str = "") -> None:

@@ -236,7 +236,7 @@ class NetworkStore:
         net = self.get(ref)
         prefix = ipam.Subnet(net["subnet"]).prefix if net["subnet"] else 0
         containers = {
-            u["id"]: {"Name": u["name"], "EndpointID": _endpoint_id(u["id"], net["id"]), "MacAddress": u["mac"],
+            u["id"]: {"Name": u["name"], "EndpointID": endpoint_id(u["id"], net["id"]), "MacAddress": u["mac"],
                       "IPv4Address": f"{u['ip']}/{prefix}" if u["ip"] else "", "IPv6Address": ""}
             for u in self.users(net["id"])
         }  # fmt: skip
@@ -265,7 +265,8 @@ class NetworkStore:
         }
 
 
-def _endpoint_id(cid: str, nid: str) -> str:
+def endpoint_id(cid: str, nid: str) -> str:
+    """A stable 64-hex endpoint ID for a container on a network."""
     import zlib
 
     return f"{zlib.crc32((cid + nid).encode()):08x}" + cid[:24] + nid[:32]

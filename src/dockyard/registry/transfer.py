@@ -186,6 +186,7 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     try:
         layers = []
         parent = None
+        known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
         with ThreadPoolExecutor(max_workers=4) as pool:
             jobs = [
                 pool.submit(_fetch, reg, store, repo, d, report)
@@ -195,7 +196,6 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
             # each layer is unpacked as soon as it is in, while the later ones still download
             for d, job in zip(layers_desc, jobs[1:], strict=True):
                 job.result()
-                known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
                 parent = store.layer_from_blob(parent, d["digest"])
                 if parent.chain_id not in known:
                     new_layers.add(parent.chain_id)
