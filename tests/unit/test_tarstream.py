@@ -76,3 +76,63 @@ def test_corruption_and_truncation_are_errors() -> None:
         read_all(bad)
     with pytest.raises(TarFormatError, match="truncated"):
         read_all(bytes(raw[:1200]))
+
+
+def test_writer_writes_what_tarfile_writes(tmp_path) -> None:
+    """The writer's own ustar headers, its fallback to tarfile and its data copying give the
+    bytes tarfile gives, member for member: layer digests do not depend on which path ran."""
+    from dockyard.snapshot.tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarWriter
+
+    sizes = {"empty": 0, "one": 1, "block": 512, "odd": 1000, "big": (1 << 20) * 2 + 3}
+    members: list[dict] = []
+    for name, size in sizes.items():
+        path = tmp_path / name
+        path.write_bytes(bytes(i % 251 for i in range(size)))
+        members.append({"name": f"files/{name}", "type": REG, "size": size, "source": str(path)})
+    members += [
+        {"name": "files", "type": DIR, "mode": 0o755, "mtime": 1700000000},
+        {"name": "d" * 99, "type": DIR},  # 100 with its slash: still a plain header
+        {"name": "d" * 100, "type": DIR},  # 101: a PAX path record
+        {"name": "déjà", "type": REG, "uid": 1000, "gid": 1000},
+        {"name": "sym", "type": SYM, "linkname": "l" * 101},
+        {"name": "hard", "type": LNK, "linkname": "files/one"},
+        {"name": "null", "type": CHR, "mode": 0o666, "devmajor": 1, "devminor": 3},
+        {"name": "blk", "type": BLK, "devmajor": 8, "devminor": 0},
+        {"name": "fifo", "type": FIFO, "mode": 0o600},
+        {"name": "big-ids", "type": REG, "uid": 8**7, "gid": 70000},
+        {"name": "xattr", "type": REG, "pax": {"SCHILY.xattr.user.k": "v"}},
+        {"name": "setuid", "type": REG, "mode": 0o4755, "mtime": 8**11 - 1},
+    ]
+    ours = io.BytesIO()
+    writer = TarWriter(ours)
+    theirs = io.BytesIO()
+    with tarfile.open(fileobj=theirs, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            writer.add(**m)
+            info = tarfile.TarInfo(m["name"])
+            info.type, info.uname, info.gname = m["type"], "", ""
+            for key in ("mode", "uid", "gid", "size", "mtime", "linkname", "devmajor", "devminor"):
+                if key in m:
+                    setattr(info, key, m[key])
+            info.pax_headers = m.get("pax", {})
+            if "source" in m:
+                with open(m["source"], "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    writer.close()
+    assert ours.getvalue() == theirs.getvalue()
+    assert [e.name for e in TarReader(io.BytesIO(ours.getvalue()))][:3] == [
+        "files/empty",
+        "files/one",
+        "files/block",
+    ]
+
+
+def test_writer_refuses_a_file_that_shrank(tmp_path) -> None:
+    from dockyard.snapshot.tarstream import REG, TarWriter
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    with pytest.raises(OSError, match="shrank"):
+        TarWriter(io.BytesIO()).add("f", REG, size=2 << 20, source=str(path))

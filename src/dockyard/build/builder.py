@@ -263,13 +263,13 @@ class Builder:
 
     def _base_image(self, base: str) -> str:
         """FROM an image: the local one, pulled if missing (or always, with ``--pull``)."""
-        from dockyard.registry.transfer import pull
-
         if not self.opts.pull:
             try:
                 return self.store.resolve(base)
             except NotFound:
                 pass
+        from dockyard.registry.transfer import pull  # 45 ms of imports: only when pulling
+
         try:
             return pull(self.store, base, out=_Prefixed(self, f"#{self.step_no} "))
         except (DockyardError, OSError) as err:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from dockyard.snapshot.apply import OPAQUE, WHITEOUT_PREFIX
+from dockyard.snapshot.tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarWriter
 
 __all__ = ["changes", "is_whiteout", "write_layer", "write_tree"]
 
@@ -84,29 +84,33 @@ def _xattrs(path: str) -> dict[str, str]:
     return found
 
 
-def _info(rel: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(rel)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = int(st.st_mtime)
-    if stat.S_ISDIR(st.st_mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISLNK(st.st_mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(path)
-    elif stat.S_ISREG(st.st_mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif stat.S_ISFIFO(st.st_mode):
-        info.type = tarfile.FIFOTYPE
-    else:
+def _add(tar: TarWriter, root: str, rel: str, st: os.stat_result,
+         seen_inodes: dict[tuple[int, int], str]) -> None:  # fmt: skip
+    """One file of ``root`` as a tar member: owner, mode, mtime, xattrs; a second name of
+    a regular file already written becomes a hardlink to the first."""
+    path = os.path.join(root, rel)
+    mode = st.st_mode
+    kind, size, linkname, major, minor = DIR, 0, "", 0, 0
+    if stat.S_ISREG(mode):
+        kind, size = REG, st.st_size
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in seen_inodes:
+                kind, size, linkname = LNK, 0, seen_inodes[key]
+            else:
+                seen_inodes[key] = rel
+    elif stat.S_ISLNK(mode):
+        kind, linkname = SYM, os.readlink(path)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = CHR if stat.S_ISCHR(mode) else BLK
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        kind = FIFO
+    elif not stat.S_ISDIR(mode):
         raise ValueError(f"cannot put {path} in a layer: unsupported file type")
-    info.pax_headers = _xattrs(path)
-    return info
+    tar.add(rel, kind, mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid, size=size,
+            mtime=int(st.st_mtime), linkname=linkname, devmajor=major, devminor=minor,
+            pax=_xattrs(path), source=path if kind == REG else None)  # fmt: skip
 
 
 def _overlay_items(
@@ -196,54 +200,29 @@ def write_layer(
     )
     count = 0
     seen_inodes: dict[tuple[int, int], str] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for kind, rel, st in items:
-            if kind == "whiteout":
-                parent, _, name = rel.rpartition("/")
-                _marker(
-                    tar,
-                    f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name,
-                    st,
-                )
-            elif kind == "opaque":
-                _marker(tar, f"{rel}/{OPAQUE}", st)
-            else:
-                assert st is not None
-                _entry(tar, upper, rel, st, seen_inodes)
-            count += 1
-    return count
-
-
-def _marker(tar: tarfile.TarFile, name: str, st: os.stat_result | None) -> None:
-    info = tarfile.TarInfo(name)
-    info.mtime = int(st.st_mtime) if st else 0
-    info.uname = info.gname = ""
-    tar.addfile(info)
-
-
-def _entry(tar: tarfile.TarFile, root: str, rel: str, st: os.stat_result,
-           seen_inodes: dict[tuple[int, int], str]) -> None:  # fmt: skip
-    path = os.path.join(root, rel)
-    info = _info(rel, st, path)
-    key = (st.st_dev, st.st_ino)
-    if info.type == tarfile.REGTYPE and st.st_nlink > 1:
-        if key in seen_inodes:
-            info.type, info.linkname, info.size = tarfile.LNKTYPE, seen_inodes[key], 0
+    tar = TarWriter(out)
+    for kind, rel, st in items:
+        if kind == "whiteout":
+            parent, _, name = rel.rpartition("/")
+            marker = f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name
+            tar.add(marker, REG, mtime=int(st.st_mtime) if st else 0)
+        elif kind == "opaque":
+            tar.add(f"{rel}/{OPAQUE}", REG, mtime=int(st.st_mtime) if st else 0)
         else:
-            seen_inodes[key] = rel
-    if info.type == tarfile.REGTYPE:
-        with open(path, "rb") as f:
-            tar.addfile(info, f)
-    else:
-        tar.addfile(info)
+            assert st is not None
+            _add(tar, upper, rel, st, seen_inodes)
+        count += 1
+    tar.close()
+    return count
 
 
 def write_tree(root: str, out: BinaryIO) -> int:
     """A whole directory tree as a plain tar (owners, modes, times, xattrs, hardlinks kept)."""
     count = 0
     seen_inodes: dict[tuple[int, int], str] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for rel, st in _walk(root):
-            _entry(tar, root, rel, st, seen_inodes)
-            count += 1
+    tar = TarWriter(out)
+    for rel, st in _walk(root):
+        _add(tar, root, rel, st, seen_inodes)
+        count += 1
+    tar.close()
     return count

@@ -1,10 +1,17 @@
-"""A lean streaming tar reader for layer unpacking.
+"""A lean streaming tar reader for layer unpacking, and a writer for layer tars.
 
 ``tarfile`` spends most of an unpack parsing headers into objects; layers have
 many small files, so this reader parses just what unpacking needs: ustar and
 GNU headers, GNU long names and links, PAX records (path, linkpath, size,
 uid, gid, mtime, xattrs) and base-256 numbers. Checksums are verified, so a
 corrupt or truncated layer is an error, not garbage on disk.
+
+The writer exists for the same reason in the other direction: ``tarfile``
+builds an object, a dictionary and a PAX check per member and copies data in
+small pieces. ``TarWriter`` builds the plain ustar header of an ordinary member
+itself (ASCII names that fit, numbers that fit, no xattrs) and asks ``tarfile``
+for the rest, so that its output is the bytes ``tarfile`` would write in PAX
+format (a unit test holds it to that).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-__all__ = ["Entry", "TarFormatError", "TarReader"]
+__all__ = ["Entry", "TarFormatError", "TarReader", "TarWriter"]
 
 BLOCK = 512
 REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = (
@@ -199,3 +206,88 @@ class TarReader:
             self._pending = data_size + (-data_size % BLOCK)
             self._left = data_size if entry.type == REG else 0
             yield entry
+
+
+_RECORD = 20 * BLOCK  # tarfile pads the end of an archive to whole records
+_MAX8, _MAX12 = 8**7, 8**11
+_EMPTY_DEV = b"\0" * 16
+
+
+class TarWriter:
+    """Writes members to ``out`` (anything with ``write``), as ``tarfile`` would in PAX format."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._offset = 0
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._offset += len(data)
+
+    def add(self, name: str, type: bytes, *, mode: int = 0o644, uid: int = 0, gid: int = 0,
+            size: int = 0, mtime: int = 0, linkname: str = "", devmajor: int = 0, devminor: int = 0,
+            pax: dict[str, str] | None = None, source: str | None = None) -> None:  # fmt: skip
+        """One member; a regular file's ``size`` bytes are read from the file ``source``."""
+        if type == DIR and not name.endswith("/"):
+            name += "/"
+        header = None
+        if (not pax and len(name) <= 100 and len(linkname) <= 100 and name.isascii()
+                and linkname.isascii() and 0 <= uid < _MAX8 and 0 <= gid < _MAX8
+                and 0 <= size < _MAX12 and 0 <= mtime < _MAX12):  # fmt: skip
+            header = _ustar(name, type, mode, uid, gid, size, mtime, linkname, devmajor, devminor)
+        else:
+            header = _tarfile_header(name, type, mode, uid, gid, size, mtime, linkname, devmajor,
+                                     devminor, pax or {})  # fmt: skip
+        if type != REG or not size:
+            self._write(header)
+            return
+        assert source is not None, "a regular file with data needs its source"
+        with open(source, "rb", buffering=0) as f:
+            data = f.read(size)
+            if len(data) == size:  # the common, small case: one write for the member
+                self._write(header + data + b"\0" * (-size % BLOCK))
+                return
+            self._write(header)
+            left = size - len(data)
+            while data:
+                self._write(data)
+                if not left:
+                    break
+                data = f.read(min(left, 1 << 20))
+                left -= len(data)
+            if left:
+                raise OSError(f"{source}: file shrank while being archived")
+            self._write(b"\0" * (-size % BLOCK))
+
+    def close(self) -> None:
+        """The end-of-archive blocks and the padding to a whole record."""
+        self._write(b"\0" * (2 * BLOCK))
+        self._write(b"\0" * (-self._offset % _RECORD))
+
+
+def _octal(value: int, digits: int) -> bytes:
+    return b"%0*o\0" % (digits - 1, value)
+
+
+def _ustar(name: str, type: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+           linkname: str, devmajor: int, devminor: int) -> bytes:  # fmt: skip
+    devices = (_octal(devmajor, 8) + _octal(devminor, 8)) if type in (CHR, BLK) else _EMPTY_DEV
+    head = b"".join((
+        name.encode().ljust(100, b"\0"), _octal(mode & 0o7777, 8), _octal(uid, 8), _octal(gid, 8),
+        _octal(size, 12), _octal(mtime, 12), b"        ", type, linkname.encode().ljust(100, b"\0"),
+        b"ustar\x0000", b"\0" * 64, devices,
+    )).ljust(BLOCK, b"\0")  # fmt: skip
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+
+
+def _tarfile_header(name: str, type: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+                    linkname: str, devmajor: int, devminor: int, pax: dict[str, str]) -> bytes:  # fmt: skip
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = type, mode, uid, gid
+    info.size, info.mtime, info.linkname = size, mtime, linkname
+    info.uname = info.gname = ""
+    info.devmajor, info.devminor = devmajor, devminor
+    info.pax_headers = pax
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
