@@ -88,6 +88,25 @@ def test_tag_and_rmi_untag_before_delete(dy) -> None:  # type: ignore[no-untyped
     assert dy("rmi", "busybox", ok=False).stderr == "dockyard: no such image: busybox\n"
 
 
+def test_a_name_wins_over_an_id_prefix(dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As Docker: a full ID, then a reference, then an ID prefix (`build -t b` then `run b`)."""
+    busybox = dy("image", "bootstrap", "busybox").stdout.strip()
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        tar.addfile(tarfile.TarInfo("empty"))
+    other = dy("import", str(rootfs)).stdout.strip()
+    short = busybox[7:9]
+    dy("tag", other, short)
+
+    def resolved(name: str) -> str:
+        return json.loads(dy("image", "inspect", name).stdout)[0]["Id"]
+
+    assert resolved(short) == other
+    assert resolved(busybox[7:19]) == busybox
+    assert resolved(busybox[7:]) == busybox
+    assert resolved(other) == other
+
+
 def test_history_rows_include_empty_layers(dy) -> None:  # type: ignore[no-untyped-def]
     image_id = dy("image", "bootstrap", "busybox").stdout.strip()
     lines = dy("history", "busybox").stdout.splitlines()

@@ -276,32 +276,35 @@ class ImageStore:
         return str(parsed)
 
     def resolve(self, name: str) -> str:
-        """The image ID for a reference, a full ID or a unique ID prefix (Docker's rules)."""
+        """The image ID for a full ID, a reference, or a unique ID prefix, tried in that
+        order (Docker's rules: a tag named like a hex prefix wins over the prefix)."""
         if not name:
             raise InvalidArgument("empty image name")
         candidate = name if name.startswith("sha256:") else f"sha256:{name}"
         hexpart = candidate[7:]
-        if 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart):
-            if len(hexpart) == 64:
-                check_digest(candidate)
-                if self.db.query("SELECT 1 FROM images WHERE id = ?", (candidate,)):
-                    return candidate
-            else:
-                rows = self.db.query("SELECT id FROM images WHERE id LIKE ?", (candidate + "%",))
-                if len(rows) == 1:
-                    return rows[0]["id"]
-                if len(rows) > 1:
-                    raise Conflict(f"image id prefix {name} is ambiguous")
+        is_hex = 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart)
+        if is_hex and len(hexpart) == 64:
+            check_digest(candidate)
+            if self.db.query("SELECT 1 FROM images WHERE id = ?", (candidate,)):
+                return candidate
+            raise NotFound(f"no such image: {name}")
         try:
             parsed = reference.parse(name)
         except InvalidArgument:
-            raise NotFound(f"no such image: {name}") from None
-        table = "repo_digests" if parsed.digest else "tags"
-        key = f"{parsed.name}@{parsed.digest}" if parsed.digest else str(parsed)
-        rows = self.db.query(f"SELECT image_id FROM {table} WHERE reference = ?", (key,))
-        if not rows:
-            raise NotFound(f"no such image: {name}")
-        return rows[0]["image_id"]
+            parsed = None
+        if parsed is not None:
+            table = "repo_digests" if parsed.digest else "tags"
+            key = f"{parsed.name}@{parsed.digest}" if parsed.digest else str(parsed)
+            rows = self.db.query(f"SELECT image_id FROM {table} WHERE reference = ?", (key,))
+            if rows:
+                return rows[0]["image_id"]
+        if is_hex:
+            rows = self.db.query("SELECT id FROM images WHERE id LIKE ?", (candidate + "%",))
+            if len(rows) == 1:
+                return rows[0]["id"]
+            if len(rows) > 1:
+                raise Conflict(f"image id prefix {name} is ambiguous")
+        raise NotFound(f"no such image: {name}")
 
     def untag(self, ref: str) -> str:
         parsed = reference.parse(ref)
