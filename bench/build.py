@@ -3,7 +3,8 @@
 One Dockerfile of ten instructions on a context of 500 small files and four
 of 4 MiB (~20 MB, deterministic, as shared/peers/anchors.sh makes it), built:
 cold (image and build cache removed first), fully cached, and after one small
-source file changed. Medians of ``--rounds``; ratios against each peer.
+source file changed. Medians of ``--rounds``; ratios against each peer. Each
+timed build starts after ``sync``, so no engine pays for another's writeback.
 
 Each engine has its own state under a temporary directory; buildah its own
 storage.conf; docker a containerd and dockerd of the bench's own (no bridge, no
@@ -59,6 +60,10 @@ def make_context(base: str) -> str:
 
 
 def timed(argv: list[str], env: dict[str, str] | None) -> float:
+    # Every engine writes to the same filesystem: without this, the writeback of what one
+    # engine left dirty stalls the next one's file creations (ext4 journal) and is charged
+    # to it.
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True)
     if proc.returncode != 0:

@@ -77,6 +77,21 @@ def test_rm_flag_leaves_nothing(dy: Dy) -> None:
     assert sorted(os.listdir(os.path.join(dy.root, "containers"))) == sorted(before)
 
 
+def test_only_throwaway_containers_skip_the_sync(dy: Dy) -> None:
+    """A ``--rm`` container's root is mounted volatile (as podman does): its unmount does not
+    write back the whole filesystem underneath. A kept container's root is synced as usual."""
+    rm_id = dy("run", "-d", "--rm", "busybox", "sleep", "30").stdout.strip()
+    kept_id = dy("run", "-d", "busybox", "sleep", "30").stdout.strip()
+    try:
+        with open("/proc/self/mountinfo") as f:
+            options = {line.split()[4]: line.split(" - ")[1].split()[2] for line in f}
+        rootfs = os.path.join(dy.root, "containers", "{}", "rootfs")
+        assert "volatile" in options[rootfs.format(rm_id)]
+        assert "volatile" not in options[rootfs.format(kept_id)]
+    finally:
+        dy("rm", "-f", rm_id, kept_id)
+
+
 def test_detached_logs_stop_rm(dy: Dy) -> None:
     cid = dy("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
              "trap 'echo bye; exit 0' TERM; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done").stdout.strip()  # fmt: skip

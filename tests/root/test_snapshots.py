@@ -175,3 +175,52 @@ def test_a_container_runs_on_a_snapshot(
         os.path.join(snap.fs("bbctr"), "note")
     ) as f:  # the write landed in the container's layer
         assert f.read() == "written\n"
+
+
+def test_snapshots_are_spread_over_block_groups(snap: Snapshotter) -> None:
+    """``chattr +T`` on the snapshot directories: ext4 places each new snapshot where few
+    inodes were freed lately, instead of next to the layer a prune just removed."""
+    fstype = subprocess.run(["findmnt", "-no", "FSTYPE", "-T", snap.root], capture_output=True,
+                            text=True).stdout.strip()  # fmt: skip
+    if fstype not in ("ext2", "ext3", "ext4"):
+        pytest.skip(f"the top-directory flag is ext2/3/4's; this is {fstype}")
+    for sub in ("active", "committed"):
+        flags = subprocess.run(["lsattr", "-d", os.path.join(snap.root, sub)], capture_output=True,
+                               text=True, check=True).stdout.split()[0]  # fmt: skip
+        assert "T" in flags
+    assert "T" not in subprocess.run(["lsattr", "-d", os.path.join(snap.root, "l")],
+                                     capture_output=True, text=True).stdout.split()[0]  # fmt: skip
+
+
+def test_a_volatile_snapshot_mounts_again_in_the_same_boot_only(tmp_path, mountpoint: str) -> None:
+    """Overlay refuses an upper dir once mounted ``volatile``; in the boot that wrote it the
+    writes are intact, so it mounts again; after a host restart it is refused in one line."""
+    snap = SNAPSHOTTERS["overlay"](str(tmp_path / "snapshots"))
+    top = _layers(snap)
+    snap.prepare("ctr1", top)
+    snap.mount("ctr1", mountpoint, volatile=True)
+    assert "volatile" in _mount_options(mountpoint)  # "fsync=volatile" on newer kernels
+    with open(os.path.join(mountpoint, "app"), "w") as f:
+        f.write("unsynced\n")
+    unmount(mountpoint)
+    snap.mount("ctr1", mountpoint)  # same boot: the marker goes, a normal mount
+    assert "volatile" not in _mount_options(mountpoint)
+    with open(os.path.join(mountpoint, "app")) as f:
+        assert f.read() == "unsynced\n"
+    unmount(mountpoint)
+    snap.mount("ctr1", mountpoint, volatile=True)
+    unmount(mountpoint)
+    with open(os.path.join(snap.root, "active", "ctr1", "volatile-boot"), "w") as f:
+        f.write("0" * 32)  # as if written before the host restarted
+    with pytest.raises(Conflict, match="written without sync before the host restarted"):
+        snap.mount("ctr1", mountpoint)
+    assert not os.path.ismount(mountpoint)
+
+
+def _mount_options(target: str) -> str:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == target:
+                return line.split(" - ")[1].split()[2]
+    raise AssertionError(f"{target} is not mounted")

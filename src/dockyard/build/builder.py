@@ -723,7 +723,7 @@ class Builder:
                 "LogConfig": {"Type": "json-file", "Config": {}}, "Runtime": "dockyard-runtime",
                 "Binds": binds, "MountSpecs": [], "Tmpfs": {}, "CapAdd": [], "CapDrop": [], "SecurityOpt": [],
                 "Privileged": df.flag(cmd, "security") == "insecure", "Init": False, "PortBindings": {},
-                "Dns": [], "DnsSearch": []}  # fmt: skip
+                "Dns": [], "DnsSearch": [], "Volatile": True}  # fmt: skip
         cid = self.engine.create(state.image_id, config, host)
         try:
             code, tail = self._attached(cid)

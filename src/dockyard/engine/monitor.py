@@ -104,9 +104,12 @@ def launch(
     rec = engine.record(cid)
     cdir = engine.cdir(cid)
     rootfs = os.path.join(cdir, "rootfs")
-    if not os.path.ismount(rootfs):
-        engine.images.snapshots.mount(cid, rootfs)
     config, host = rec["config"], rec["host_config"]
+    if not os.path.ismount(rootfs):
+        # A container removed at exit (or a build step, committed right after) needs no
+        # sync of its writes: podman mounts --rm containers volatile too.
+        volatile = bool(host.get("AutoRemove") or host.get("Volatile"))
+        engine.images.snapshots.mount(cid, rootfs, volatile=volatile)
     for m in host.get("Mounts") or []:
         if m["Type"] == "volume":
             engine.volumes.fill_from(m["Name"], secure_join(rootfs, m["Target"]))

@@ -22,7 +22,7 @@ import os
 from collections import namedtuple
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
-from dockyard.fsutil import remove_tree
+from dockyard.fsutil import mark_top_directory, remove_tree
 from dockyard.linux import syscalls as sc
 
 TYPE_CHECKING = False
@@ -74,7 +74,11 @@ class Snapshotter:
     def __init__(self, root: str) -> None:
         self.root = root
         for sub in ("committed", "active", "l"):
-            os.makedirs(os.path.join(root, sub), exist_ok=True)
+            path = os.path.join(root, sub)
+            if not os.path.isdir(path):
+                os.makedirs(path, exist_ok=True)
+                if sub != "l":
+                    mark_top_directory(path)  # each snapshot in a block group of its own
 
     # -- lookup
     def _dir(self, name: str, kind: str) -> str:
@@ -188,6 +192,10 @@ class Snapshotter:
             raise Conflict(f"snapshot already exists: {name}")
         target = self._dir(name, "committed")
         remove_tree(os.path.join(d, "work"), ignore_errors=True)
+        try:
+            os.unlink(os.path.join(d, _VOLATILE_BOOT))
+        except FileNotFoundError:
+            pass
         with open(os.path.join(d, "name"), "w") as f:
             f.write(name)
         os.rename(d, target)
@@ -218,8 +226,9 @@ class Snapshotter:
         remove_tree(trash)
 
     def mount(self, key: str, target: str, readonly: bool = False, volatile: bool = False) -> None:
-        """Mount ``key`` at ``target``. ``volatile``: the writes need not survive a crash (a
-        build's scratch space, committed and hashed right after), so no sync at unmount."""
+        """Mount ``key`` at ``target``. ``volatile``: the writes need not survive a host crash
+        (a build step, a ``--rm`` container), so unmounting does not sync the filesystem
+        underneath, which would write back every dirty page on it, not only this snapshot's."""
         raise NotImplementedError
 
     apply_mode = "flat"
@@ -269,7 +278,10 @@ class OverlaySnapshotter(Snapshotter):
             link = f"l/{self._link(d)}"
             rel_work = os.path.relpath(os.path.join(d, "work"), self.root)
             options = f"lowerdir={':'.join(lowers)},upperdir={link},workdir={rel_work}"
+            _after_volatile(key, d)
             if volatile:
+                with open(os.path.join(d, _VOLATILE_BOOT), "w") as f:
+                    f.write(_boot_id())
                 try:
                     _mount_from(
                         self.root, "overlay", os.path.abspath(target), options + ",volatile"
@@ -286,6 +298,35 @@ class OverlaySnapshotter(Snapshotter):
                 return
             options = f"lowerdir={':'.join(lowers)}"
         _mount_from(self.root, "overlay", os.path.abspath(target), options)
+
+
+_VOLATILE_BOOT = "volatile-boot"
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def _after_volatile(key: str, d: str) -> None:
+    """Overlay refuses an upper dir once mounted ``volatile`` (it leaves
+    ``work/work/incompat/volatile`` behind) because unsynced writes may be lost in a crash.
+    In the boot that wrote them they are intact (the page cache still holds them), so the
+    marker goes; after a host restart the snapshot may be incomplete and is refused."""
+    incompat = os.path.join(d, "work", "work", "incompat")
+    if not os.path.lexists(os.path.join(incompat, "volatile")):
+        return
+    try:
+        with open(os.path.join(d, _VOLATILE_BOOT)) as f:
+            written = f.read().strip()
+    except FileNotFoundError:
+        written = ""
+    if written != _boot_id():
+        raise Conflict(
+            f"snapshot {key} was written without sync before the host restarted: "
+            "its files may be incomplete; remove it"
+        )
+    remove_tree(incompat)
 
 
 def _mount_from(cwd: str, fstype: str, target: str, options: str) -> None:
