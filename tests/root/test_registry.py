@@ -717,3 +717,137 @@ elif action == "erase":
     dy("push", f"{host}/team/helper:1", env=env)
     dy("logout", host, env=env)
     assert host not in json.loads(store.read_text())
+
+
+@pytest.fixture
+def off_loopback():  # type: ignore[no-untyped-def]
+    """An address that is not loopback, on a veth pair this test makes (TEST-NET-1, never
+    routed anywhere): a registry there is secure by default, as any remote one."""
+    name = f"dyca{os.urandom(3).hex()}"
+    address = "192.0.2.57"
+    subprocess.run(
+        ["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True
+    )
+    try:
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", name], check=True)
+        for link in (name, name + "p"):
+            subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        yield address
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _ca(tmp_path, name: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    key, cert = str(tmp_path / f"{name}.key"), str(tmp_path / f"{name}.pem")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+             "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    return key, cert
+
+
+def _signed(tmp_path, ca: tuple[str, str], name: str, ext: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    key, csr, cert = (str(tmp_path / f"{name}.{s}") for s in ("key", "csr", "pem"))
+    (tmp_path / f"{name}.ext").write_text(ext + "\n")
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        f"/CN={name}",
+    )
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial", "-out", cert,
+             "-days", "1", "-extfile", str(tmp_path / f"{name}.ext"))  # fmt: skip
+    return key, cert
+
+
+def test_certificates_verified_through_certs_d(
+    dy: Dy, other: Dy, tmp_path, off_loopback: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A registry off loopback is verified against the system CAs plus certs.d/<host>/*.crt;
+    untrusted, it is refused in one line that says where its CA goes; listed as insecure, it
+    is used unverified. Traffic stays on this host (the test's own veth address)."""
+    from .conftest import DOCKYARD
+
+    ca = _ca(tmp_path, "team-ca")
+    server_key, server_cert = _signed(tmp_path, ca, "registry", f"subjectAltName=IP:{off_loopback}")
+    port = _free_port()
+    host = f"{off_loopback}:{port}"
+    server = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "tlsroot"), "registry", "serve", "--addr", host,
+                               "--tls-cert", server_cert, "--tls-key", server_key],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    certs = tmp_path / "certs.d"
+    trusting = {**os.environ, "DOCKYARD_CERTS_D": str(certs)}
+    try:
+        assert server.stdout is not None
+        assert f"https://{host}" in server.stdout.readline()
+        ref = f"{host}/secure/box:1"
+        dy("tag", "busybox", ref)
+        refused = dy("push", ref, ok=False, env=trusting)
+        assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1
+        assert "certificate not trusted (unable to get local issuer certificate)" in refused.stderr
+        assert f"{certs}/{host}/ca.crt" in refused.stderr
+        (certs / host).mkdir(parents=True)
+        shutil.copy(_ca(tmp_path, "stranger")[1], certs / host / "ca.crt")
+        assert "certificate not trusted" in dy("push", ref, ok=False, env=trusting).stderr
+        shutil.copy(ca[1], certs / host / "ca.crt")
+        dy("push", ref, env=trusting)
+        out = other(
+            "run", "--rm", "--network", "none", ref, "echo", "verified", env=trusting
+        ).stdout
+        assert out == "verified\n"
+        insecure = {**os.environ, "DOCKYARD_INSECURE_REGISTRIES": host}
+        other("rmi", ref)
+        other("pull", ref, env=insecure)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_client_certificates_from_certs_d(dy: Dy, other: Dy, tmp_path, off_loopback: str) -> None:  # type: ignore[no-untyped-def]
+    """docker-registry demanding client certificates (``clientcas``): refused without one,
+    served with ``client.cert``/``client.key`` in certs.d, as Docker reads them."""
+    ca = _ca(tmp_path, "team-ca")
+    server_key, server_cert = _signed(tmp_path, ca, "registry", f"subjectAltName=IP:{off_loopback}")
+    port = _free_port()
+    host = f"{off_loopback}:{port}"
+    (tmp_path / "tls.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                                      f"    rootdirectory: {tmp_path}/tlsdata\nhttp:\n  addr: {host}\n  tls:\n"
+                                      f"    certificate: {server_cert}\n    key: {server_key}\n"
+                                      f"    clientcas:\n      - {ca[1]}\n")  # fmt: skip
+    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "tls.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    certs = tmp_path / "certs.d"
+    (certs / host).mkdir(parents=True)
+    shutil.copy(ca[1], certs / host / "ca.crt")
+    env = {**os.environ, "DOCKYARD_CERTS_D": str(certs)}
+    try:
+        deadline = time.monotonic() + 20
+        while socket.socket().connect_ex((off_loopback, port)) != 0:
+            assert time.monotonic() < deadline, "docker-registry did not start"
+            time.sleep(0.05)
+        ref = f"{host}/mtls/box:1"
+        dy("tag", "busybox", ref)
+        refused = dy("push", ref, ok=False, env=env)
+        assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1
+        assert "the registry wants a client certificate it trusts" in refused.stderr
+        client_key, client_cert = _signed(tmp_path, ca, "client", "extendedKeyUsage=clientAuth")
+        shutil.copy(client_cert, certs / host / "client.cert")
+        shutil.copy(client_key, certs / host / "client.key")
+        dy("push", ref, env=env)
+        assert (
+            other("run", "--rm", "--network", "none", ref, "echo", "mutual", env=env).stdout
+            == "mutual\n"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

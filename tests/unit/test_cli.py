@@ -54,4 +54,6 @@ def test_tests_never_reach_registries_off_this_host(tmp_path) -> None:  # type: 
     """The suite's promise (set in conftest): a missing image is not fetched from Docker Hub."""
     proc = run("--root", str(tmp_path), "pull", "busybox")
     assert proc.returncode == 125
-    assert "not contacted: DOCKYARD_LOOPBACK_ONLY" in proc.stderr
+    assert (
+        "not contacted: DOCKYARD_LOOPBACK_ONLY allows registries on this host only" in proc.stderr
+    )

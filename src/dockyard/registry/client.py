@@ -1,12 +1,15 @@
 """The OCI distribution protocol (v2), client side: manifests, blobs, uploads, auth.
 
-HTTPS with the system's CAs plus ``/etc/docker/certs.d/<host>/*.crt`` (or
-``$DOCKYARD_CERTS_D``); for localhost and registries named in
-``DOCKYARD_INSECURE_REGISTRIES`` (comma-separated, as Docker's
-``insecure-registries``), HTTPS without certificate checks, else plain HTTP. ``DOCKYARD_LOOPBACK_ONLY``
-(the test suite sets it) refuses every registry that is not on loopback. Each request that meets a
-401 answers the challenge (Basic or a Bearer token for the scope) and is sent
-again; tokens are kept per scope for the client's life.
+HTTPS with the system's CAs plus, as Docker, ``/etc/docker/certs.d/<host>/`` (or
+``$DOCKYARD_CERTS_D/<host>/``): every ``*.crt`` there is a CA to trust for that
+registry, every ``*.cert`` with its ``*.key`` a client certificate to present. For
+loopback registries and those named in ``DOCKYARD_INSECURE_REGISTRIES``
+(comma-separated, as Docker's ``insecure-registries``): HTTPS without certificate
+checks, else plain HTTP. ``DOCKYARD_LOOPBACK_ONLY`` (the test suite sets it) refuses
+every registry that is not on this host: loopback, or an IP address of one of this
+host's interfaces (names other than localhost are not resolved). Each request that
+meets a 401 answers the challenge (Basic or a Bearer token for the scope) and is
+sent again; tokens are kept per scope for the client's life.
 """
 
 from __future__ import annotations
@@ -46,6 +49,27 @@ def _loopback(host: str) -> bool:
     return name in ("localhost", "::1") or name.startswith("127.")
 
 
+def _on_this_host(host: str) -> bool:
+    """Loopback, or an IP literal this host holds (it can bind to it); never a DNS lookup."""
+    if _loopback(host):
+        return True
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    import ipaddress
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(name).version == 6 else socket.AF_INET
+    except ValueError:
+        return False
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((name, 0))
+        except OSError:
+            return False
+    return True
+
+
 def _insecure(host: str) -> bool:
     if _loopback(host):
         return True
@@ -55,6 +79,26 @@ def _insecure(host: str) -> bool:
         if h.strip()
     ]
     return host in listed
+
+
+def _certs_d() -> str:
+    return os.environ.get("DOCKYARD_CERTS_D", "/etc/docker/certs.d")
+
+
+def _tls_failure(
+    err: ssl.SSLError, method: str, conn: http.client.HTTPConnection, target: str
+) -> RegistryError:
+    """One line that says what to do: where the registry's CA goes, or that a client
+    certificate is wanted (Docker's certs.d layout either way)."""
+    where = conn.host if conn.port == 443 else f"{conn.host}:{conn.port}"
+    trust = os.path.join(_certs_d(), where)
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return RegistryError(f"{method} https://{where}{target}: certificate not trusted "
+                             f"({err.verify_message}); trust its CA in {trust}/ca.crt")  # fmt: skip
+    if "CERTIFICATE" in (err.reason or ""):
+        return RegistryError(f"{method} https://{where}{target}: the registry wants a client certificate "
+                             f"it trusts ({err.reason}); see {trust}/client.cert and client.key")  # fmt: skip
+    return RegistryError(f"{method} https://{where}{target}: {err}")
 
 
 class Registry:
@@ -68,6 +112,7 @@ class Registry:
         self.creds = credentials if credentials is not None else auth.load(domain)
         self.tokens: dict[str, str] = {}
         self.basic = False
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
     # -- transport
 
@@ -75,21 +120,37 @@ class Registry:
         self, host: str | None = None, scheme: str | None = None
     ) -> http.client.HTTPConnection:
         host = host or self.host
-        if os.environ.get("DOCKYARD_LOOPBACK_ONLY") and not _loopback(host):
+        if os.environ.get("DOCKYARD_LOOPBACK_ONLY") and not _on_this_host(host):
             # a sandbox's (or a test suite's) promise to send nothing off this host
             raise RegistryError(
-                f"{host}: not contacted: DOCKYARD_LOOPBACK_ONLY allows loopback registries only"
+                f"{host}: not contacted: DOCKYARD_LOOPBACK_ONLY allows registries on this host only"
             )
         if (scheme or self.scheme) == "http":
             return http.client.HTTPConnection(host, timeout=60)
-        context = ssl.create_default_context()
-        certs_d = os.environ.get("DOCKYARD_CERTS_D", "/etc/docker/certs.d")
-        for ca in glob.glob(f"{certs_d}/{host}/*.crt"):
-            context.load_verify_locations(ca)
+        return http.client.HTTPSConnection(host, timeout=60, context=self._tls(host))
+
+    def _tls(self, host: str) -> ssl.SSLContext:
+        """The TLS context for ``host``, made once per client: loading the system's CAs
+        takes ~30 ms here, and a registry that needs no checks needs no CAs."""
+        context = self._contexts.get(host)
+        if context is not None:
+            return context
         if self.insecure and host == self.host:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        return http.client.HTTPSConnection(host, timeout=60, context=context)
+        else:
+            context = ssl.create_default_context()
+        certs = os.path.join(_certs_d(), host)
+        for ca in sorted(glob.glob(f"{certs}/*.crt")):
+            context.load_verify_locations(ca)
+        for cert in sorted(glob.glob(f"{certs}/*.cert")):
+            key = cert[: -len(".cert")] + ".key"
+            if not os.path.exists(key):
+                raise RegistryError(f"{cert}: client certificate without its key {key}")
+            context.load_cert_chain(cert, key)
+        self._contexts[host] = context
+        return context
 
     def _auth_header(self, scope: str) -> dict[str, str]:
         if scope in self.tokens:
@@ -125,6 +186,8 @@ class Registry:
                     if hasattr(body, "seek"):
                         body.seek(0)
                     return self.request(method, path, scope, headers, body)
+                if isinstance(err, ssl.SSLError):
+                    raise _tls_failure(err, method, conn, target) from None
                 raise RegistryError(
                     f"{method} {self.scheme}://{self.host}{target}: {err}"
                 ) from None
