@@ -215,3 +215,49 @@ def test_upper_dir_to_layer_and_back(tmp_path) -> None:  # type: ignore[no-untyp
     assert (flat / "etc/conf").read_bytes() == b"v2"
     st = os.lstat(flat / "new")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (5, 6, 0o600)
+
+
+@pytest.mark.parametrize("compress", ["", "gzip", "zstd"])
+def test_a_layer_unpacked_while_it_streams_is_the_layer_unpacked_from_its_blob(
+    tmp_path, compress: str
+) -> None:  # type: ignore[no-untyped-def]
+    """What a pull does: the blob's bytes go through a pipe to an unpacker as they arrive;
+    the layer it makes (files, diff ID, chain ID under a parent) is the one unpacking the
+    stored blob makes. A stream the unpacker refuses leaves nothing and says so (None)."""
+    from dockyard.content import Descriptor
+    from dockyard.image.store import ImageStore
+    from dockyard.registry.streaming import StreamedLayer
+
+    base = make_tar(
+        [entry("etc", tarfile.DIRTYPE), entry("etc/os-release", data=b"base\n")]
+    ).getvalue()
+    blob = make_tar([*FULL, entry("etc/.wh.os-release")], compress).getvalue()
+    reference, streamed = ImageStore(str(tmp_path / "ref")), ImageStore(str(tmp_path / "streamed"))
+    expected = reference.add_layer(reference.add_layer(None, io.BytesIO(base)), io.BytesIO(blob))
+    parent = streamed.add_layer(None, io.BytesIO(base))
+    layer = StreamedLayer(streamed)
+    for i in range(0, len(blob), 100):  # as the download delivers it
+        layer.pipe.write(blob[i : i + 100])
+    desc = streamed.content.ingest(blob)
+    layer.pipe.close()
+    staged = layer.result()
+    assert staged is not None
+    key, diff_id, size = staged
+    got = streamed.adopt_layer(
+        parent, Descriptor(desc.digest, desc.size), key, staged=(diff_id, size)
+    )
+    assert got == expected
+    tree = subprocess.run(["ls", "-lnR", "--time-style=+%s", streamed.snapshots.fs(got.chain_id)],
+                          capture_output=True, text=True).stdout  # fmt: skip
+    assert tree == subprocess.run(["ls", "-lnR", "--time-style=+%s", reference.snapshots.fs(expected.chain_id)],
+                                  capture_output=True, text=True).stdout.replace(reference.root, streamed.root)  # fmt: skip
+    refused = StreamedLayer(streamed)
+    refused.pipe.write(make_tar([entry("../escape", data=b"x")]).getvalue())
+    refused.pipe.close()
+    assert refused.result() is None
+    assert [i.name for i in streamed.snapshots.list() if i.kind == "active"] == []
+    half = StreamedLayer(streamed)
+    half.pipe.write(blob[: len(blob) // 2])
+    half.discard()  # the pull failed meanwhile
+    assert [i.name for i in streamed.snapshots.list() if i.kind == "active"] == []
+    assert not os.path.exists(str(tmp_path / "streamed" / "escape"))

@@ -60,20 +60,26 @@ class Layer(namedtuple("Layer", "chain_id diff_id size blob_digest blob_size med
 
 
 class _HashingReader:
-    """Counts and hashes what passes through, so the diff ID costs no second read."""
+    """Counts and hashes what passes through, so the diff ID costs no second read. A plain
+    tar blob is its own uncompressed layer: its diff ID is its (verified) digest, and
+    ``hashing=False`` spares hashing it a second time."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, hashing: bool = True) -> None:
         self.raw = raw
         import hashlib
 
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if hashing else None
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.count += len(data)
         return data
+
+    def diff_id(self, blob_digest: str) -> str:
+        return "sha256:" + self.hash.hexdigest() if self.hash is not None else blob_digest
 
     def drain(self) -> None:
         while self.read(1 << 20):
@@ -108,37 +114,69 @@ class ImageStore:
         desc = self.content.ingest(blob, expected=expected)
         return self.layer_from_blob(parent, desc.digest)
 
-    def adopt_layer(self, parent: Layer | None, desc: Any, key: str) -> Layer:
-        """Make active snapshot ``key`` itself the committed layer whose plain tar (its changes
-        over ``parent``) is the stored blob ``desc``: no second unpacking of what is on disk
-        already. ``key`` is gone afterwards (committed, or dropped if the layer existed)."""
-        diff_id = desc.digest  # a plain tar: the blob is the uncompressed layer
+    def adopt_layer(self, parent: Layer | None, desc: Any, key: str,
+                    staged: tuple[str, int] | None = None) -> Layer:  # fmt: skip
+        """Make active snapshot ``key`` itself the committed layer whose blob ``desc`` is stored:
+        no second unpacking of what is on disk already. Without ``staged``, the blob is the
+        plain tar of the snapshot's changes over ``parent`` (a build step); with it, ``key``
+        was unpacked from the blob by ``stage_layer`` (diff ID, size) and is put on ``parent``
+        now. ``key`` is gone afterwards (committed, or dropped if the layer existed)."""
+        if staged is None:
+            diff_id, size, media = desc.digest, desc.size, MEDIA_OCI_LAYER
+        else:
+            (diff_id, size), media = staged, self._media_of(desc.digest)
+            diff_id = diff_id or desc.digest  # a plain tar: its digest, verified by now
         chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
         if self.snapshots.exists(chain):
             self.snapshots.remove(key)
         else:
+            if staged is not None:
+                self.snapshots.reparent(key, parent.chain_id if parent else None)
             self.snapshots.commit(chain, key)
-        layer = Layer(chain, diff_id, desc.size, desc.digest, desc.size, MEDIA_OCI_LAYER)
+        layer = Layer(chain, diff_id, size, desc.digest, desc.size, media)
         with self.db.tx() as c:
             c.execute("INSERT OR IGNORE INTO layers VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (chain, diff_id, parent.chain_id if parent else None, layer.size, desc.digest,
                        layer.blob_size, layer.media_type))  # fmt: skip
         return layer
 
-    def layer_from_blob(self, parent: Layer | None, blob_digest: str) -> Layer:
+    def _media_of(self, blob_digest: str) -> str:
         with self.content.open(blob_digest) as f:
-            head = f.read(4)
-        media = _media_type_of(head)
+            return _media_type_of(f.read(4))
+
+    def stage_layer(self, stream: BinaryIO) -> tuple[str, str, int]:
+        """Unpack a layer blob's bytes (plain, gzip or zstd) as they come, into an active
+        snapshot without a parent (overlay snapshotter only); (key, diff ID, size) for
+        ``adopt_layer`` once the blob is verified (the diff ID empty for a plain tar: it is
+        the blob's digest). On failure nothing is left."""
+        import threading
+
+        from dockyard.snapshot.apply import apply_layer, decompressed
+
+        key = f"unpack-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+        fs = self.snapshots.prepare(key, None)
+        try:
+            plain = _media_type_of(stream.peek(4)) == MEDIA_OCI_LAYER  # type: ignore[attr-defined]
+            reader = _HashingReader(decompressed(stream), hashing=not plain)
+            apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False)  # type: ignore[arg-type]
+            reader.drain()
+        except BaseException:
+            self.snapshots.remove(key)
+            raise
+        return key, reader.diff_id(""), reader.count
+
+    def layer_from_blob(self, parent: Layer | None, blob_digest: str) -> Layer:
+        media = self._media_of(blob_digest)
         key = f"unpack-{os.getpid()}-{time.monotonic_ns()}"
         fs = self.snapshots.prepare(key, parent.chain_id if parent else None)
         try:
             with self.content.open(blob_digest) as f:
-                reader = _HashingReader(decompressed(f))  # type: ignore[arg-type]
+                reader = _HashingReader(decompressed(f), hashing=media != MEDIA_OCI_LAYER)  # type: ignore[arg-type]
                 from dockyard.snapshot.apply import apply_layer
 
                 apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False)  # type: ignore[arg-type]
                 reader.drain()
-            diff_id = "sha256:" + reader.hash.hexdigest()
+            diff_id = reader.diff_id(blob_digest)
             chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
             if self.snapshots.exists(chain):
                 self.snapshots.remove(key)

@@ -2,9 +2,9 @@
 
 Pull: the manifest (for an index or manifest list, the one for this host's
 platform or ``--platform``), the config, then the layers the store lacks, in
-parallel, each verified against its digest before it is unpacked; a blob
-already in the store is not fetched, and a dropped download resumes with a
-Range request from what arrived. The image is recorded only once everything is
+parallel, each unpacked while it downloads (``registry.streaming``) and kept
+only once its digest and diff ID check out; a blob already in the store is not
+fetched, and a dropped download resumes with a Range request from what arrived. The image is recorded only once everything is
 in, with the registry's manifest kept byte for byte (so its digest is the
 registry's), then tagged and given its repo digest.
 
@@ -23,9 +23,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from dockyard import _json as json
+from dockyard.content import Descriptor
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
+from dockyard.registry.streaming import Pipe, StreamedLayer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,22 +108,37 @@ class _Report:
             self.bars = None
 
 
-def _fetch(
-    reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], report: _Report
-) -> None:
-    """One blob into the content store, verified; resumed with Range after a dropped connection."""
+def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], report: _Report,
+           sink: Pipe | None = None) -> None:  # fmt: skip
+    """One blob into the content store, verified; resumed with Range after a dropped connection.
+    ``sink`` gets the same bytes as they arrive, then the end (or the failure)."""
+    try:
+        _fetch_blob(reg, store, repo, desc, report, sink)
+    except BaseException as err:
+        if sink is not None:
+            sink.fail(err)
+        raise
+    if sink is not None:
+        sink.close()
+
+
+def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], report: _Report,
+                sink: Pipe | None) -> None:  # fmt: skip
     digest, size = desc["digest"], desc.get("size")
     if store.content.exists(digest):
         return
     report.begin(digest, size)
     for attempt in range(_RETRIES + 1):
-        writer = store.content.writer(digest, size)
+        # unpacked from memory as it comes: the blob itself need not stay in the page cache
+        writer = store.content.writer(digest, size, direct=sink is not None)
         try:
             received = 0
 
-            def write(chunk: bytes, w: Any = writer) -> None:
+            def write(chunk: bytes, w: Any = writer, tee: Pipe | None = sink) -> None:
                 nonlocal received
                 w.write(chunk)
+                if tee is not None:
+                    tee.write(chunk)
                 received += len(chunk)
                 report.advance(digest, len(chunk))
 
@@ -144,6 +161,9 @@ def _fetch(
             writer.abort()
             if attempt >= _RETRIES:
                 raise
+            if sink is not None:  # what it got is void: the layer is unpacked from the blob
+                sink.fail(RegistryError("download restarted"))
+                sink = None
             report.advance(digest, -received)
             time.sleep(min(0.2 * 2**attempt, 2))
         except BaseException:
@@ -183,20 +203,34 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     wanted_blobs = [d["digest"] for d in [config_desc, *layers_desc]]
     new_blobs = {d for d in wanted_blobs if not store.content.exists(d)}
     new_layers: set[str] = set()
+    # layers unpacked while they download (each blob once: a layer listed twice streams once)
+    streams: dict[str, StreamedLayer] = {}
+    if store.snapshots.apply_mode == "overlay":
+        for d in layers_desc:
+            if d["digest"] in new_blobs and d["digest"] not in streams:
+                streams[d["digest"]] = StreamedLayer(store)
     try:
         layers = []
         parent = None
         known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
         with ThreadPoolExecutor(max_workers=4) as pool:
+            sinks = {digest: stream.pipe for digest, stream in streams.items()}
             jobs = [
-                pool.submit(_fetch, reg, store, repo, d, report)
+                pool.submit(_fetch, reg, store, repo, d, report, sinks.pop(d["digest"], None))
                 for d in [config_desc, *layers_desc]
             ]
             jobs[0].result()
-            # each layer is unpacked as soon as it is in, while the later ones still download
+            # layers are committed in order as they come in, while later ones still download
             for d, job in zip(layers_desc, jobs[1:], strict=True):
                 job.result()
-                parent = store.layer_from_blob(parent, d["digest"])
+                stream = streams.pop(d["digest"], None)
+                staged = stream.result() if stream is not None else None
+                if staged is not None:
+                    key, diff_id, size = staged
+                    blob = Descriptor(d["digest"], store.content.size(d["digest"]))
+                    parent = store.adopt_layer(parent, blob, key, staged=(diff_id, size))
+                else:
+                    parent = store.layer_from_blob(parent, d["digest"])
                 if parent.chain_id not in known:
                     new_layers.add(parent.chain_id)
                 layers.append(parent)
@@ -212,6 +246,8 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     except BaseException:
         # nothing of a failed pull stays: its layers and the blobs it brought (a concurrent
         # pull's are not touched: only what this one added is removed)
+        for stream in streams.values():
+            stream.discard()
         store.prune_layers(only=new_layers)
         used = {r[0] for r in store.db.query("SELECT blob_digest FROM layers")}
         for digest in new_blobs - used:

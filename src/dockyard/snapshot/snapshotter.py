@@ -183,6 +183,17 @@ class Snapshotter:
         """A new writable snapshot on top of committed ``parent``; return its fs dir."""
         return os.path.join(self._new(key, parent, "active"), "fs")
 
+    def reparent(self, key: str, parent: str | None) -> None:
+        """Put active ``key``, made without a parent, on committed ``parent``: for a layer
+        unpacked before its parent was in (it needs none of its parent's files: overlay only)."""
+        d, kind = self._find(key)
+        if kind != "active" or self.apply_mode != "overlay":
+            raise InvalidArgument(f"snapshot {key} cannot change its parent")
+        if parent is not None and self._find(parent)[1] != "committed":
+            raise InvalidArgument(f"parent snapshot is not committed: {parent}")
+        with open(os.path.join(d, "parent"), "w") as f:
+            f.write(parent or "")
+
     def commit(self, name: str, key: str) -> None:
         """Turn active ``key`` into committed ``name`` (no longer writable)."""
         d, kind = self._find(key)
