@@ -5,7 +5,7 @@ dockyard. Each round starts a registry with empty storage, so every push uploads
 everything. Push: ``dockyard push`` against ``skopeo copy`` of the same image
 from a docker-archive. Pull: ``dockyard pull`` into an empty engine (which also
 unpacks the layers) against ``skopeo copy`` to an OCI layout directory (which
-does not). Medians of ``--rounds``.
+does not). Medians of ``--rounds``; each timed step starts after ``sync``.
 
 Usage: python bench/registry.py [--rounds 3] [--mib 40]
 """
@@ -61,6 +61,7 @@ class Registry:
 
 
 def timed(argv: list[str]) -> float:
+    os.sync()  # what the previous step left dirty is not written back on this one's time
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True)
     return time.perf_counter() - t0

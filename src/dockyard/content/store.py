@@ -19,6 +19,7 @@ import os
 from collections import namedtuple
 
 from dockyard.errors import InvalidArgument, NotFound
+from dockyard.fsutil import DirectWriter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,12 +64,17 @@ class Writer:
         self._written = 0
         self.existed = False  # set by commit(): the blob was in the store already
         self._path = os.path.join(store.root, "ingest", os.urandom(16).hex())
-        self._file: BinaryIO | _DirectFile | None = None
+        self._file: BinaryIO | DirectWriter | None = None
         if direct:
+            # the blob is unpacked from memory as it arrives (a pull): written through the
+            # page cache it would cost a copy into fresh pages, then their write-back at the
+            # fsync; written directly, the disk write alone
             try:
-                self._file = _DirectFile(self._path)
+                fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
             except OSError:
                 pass  # a filesystem without O_DIRECT (tmpfs): through the page cache
+            else:
+                self._file = DirectWriter(fd)
         if self._file is None:
             self._file = open(self._path, "xb")  # noqa: SIM115 - closed in commit/abort
 
@@ -127,67 +133,6 @@ class Writer:
         self.abort()
 
 
-class _DirectFile:
-    """Appends that bypass the page cache (``O_DIRECT``), through an aligned buffer.
-
-    For blobs that arrive over the network and are unpacked from memory as they come
-    (a pull): written through the page cache they would cost a copy into fresh memory
-    pages, then the write-back of every page at the fsync; written directly they cost
-    the disk write alone. The tail is padded to the block size and truncated back."""
-
-    _BUF = 4 << 20  # a multiple of every block size O_DIRECT may ask alignment to
-    _ALIGN = 4096
-
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
-        import mmap
-
-        self._buf = mmap.mmap(-1, self._BUF)  # page-aligned, as O_DIRECT wants
-        self._used = 0
-        self._size = 0
-        self._done = False
-
-    def _flush_buffer(self, length: int) -> None:
-        view = memoryview(self._buf)[:length]
-        try:
-            if os.write(self._fd, view) != length:
-                raise OSError(f"short write of {length} bytes with O_DIRECT")
-        finally:
-            view.release()
-
-    def write(self, data: bytes) -> None:
-        assert not self._done, "write after flush"
-        view = memoryview(data)
-        while view:
-            n = min(len(view), self._BUF - self._used)
-            self._buf[self._used : self._used + n] = view[:n]
-            self._used += n
-            view = view[n:]
-            if self._used == self._BUF:
-                self._flush_buffer(self._BUF)
-                self._used = 0
-        self._size += len(data)
-
-    def flush(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        if self._used:
-            padded = -(-self._used // self._ALIGN) * self._ALIGN
-            self._buf[self._used : padded] = bytes(padded - self._used)
-            self._flush_buffer(padded)
-            os.ftruncate(self._fd, self._size)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            self._buf.close()
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -235,7 +180,7 @@ class ContentStore:
     def writer(
         self, expected: str | None = None, size: int | None = None, direct: bool = False
     ) -> Writer:
-        """A new blob; ``direct``: written past the page cache (see ``_DirectFile``)."""
+        """A new blob; ``direct``: written past the page cache (``O_DIRECT``)."""
         return Writer(self, expected, size, direct)
 
     def ingest(self, source: bytes | BinaryIO | Iterable[bytes], expected: str | None = None,

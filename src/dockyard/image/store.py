@@ -144,7 +144,7 @@ class ImageStore:
         with self.content.open(blob_digest) as f:
             return _media_type_of(f.read(4))
 
-    def stage_layer(self, stream: BinaryIO) -> tuple[str, str, int]:
+    def stage_layer(self, stream: BinaryIO, direct: bool = False) -> tuple[str, str, int]:
         """Unpack a layer blob's bytes (plain, gzip or zstd) as they come, into an active
         snapshot without a parent (overlay snapshotter only); (key, diff ID, size) for
         ``adopt_layer`` once the blob is verified (the diff ID empty for a plain tar: it is
@@ -158,7 +158,7 @@ class ImageStore:
         try:
             plain = _media_type_of(stream.peek(4)) == MEDIA_OCI_LAYER  # type: ignore[attr-defined]
             reader = _HashingReader(decompressed(stream), hashing=not plain)
-            apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False)  # type: ignore[arg-type]
+            apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False, direct=direct)  # type: ignore[arg-type]
             reader.drain()
         except BaseException:
             self.snapshots.remove(key)

@@ -109,7 +109,7 @@ class StreamedLayer:
 
     def _unpack(self) -> None:
         try:
-            self._staged = self.store.stage_layer(self.pipe)  # type: ignore[arg-type]
+            self._staged = self.store.stage_layer(self.pipe, direct=True)  # type: ignore[arg-type]
         except BaseException:  # the layer is unpacked from its blob instead
             self._staged = None
         finally:

@@ -142,6 +142,7 @@ class _Unpacker:
         self.dirs: dict[str, str] = {"": dest}  # relative dir -> real path, verified
         self.created: set[str] = set()
         self.dir_times: list[tuple[str, float]] = []
+        self.direct = False
 
     def parent(self, parent_rel: str, entry: str) -> str:
         real = self.dirs.get(parent_rel)
@@ -156,13 +157,15 @@ class _Unpacker:
         self.dirs = {"": self.dest}
 
 
-def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: bool = True) -> int:
+def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: bool = True,
+                direct: bool = False) -> int:  # fmt: skip
     """Unpack the (possibly compressed) layer tar ``stream`` into ``dest``; return entries applied.
 
     ``mode`` is ``overlay`` or ``flat`` (see the module docstring); with
     ``decompress=False`` the stream is taken as a plain tar. Owners are
     applied numerically, as Docker does; directory mtimes are set last, since
-    creating their entries changes them.
+    creating their entries changes them. ``direct``: big files are written past the page
+    cache (``O_DIRECT``), for a layer that streams in faster than memory pages fill.
     """
     from dockyard.snapshot.tarstream import TarFormatError, TarReader
 
@@ -171,6 +174,7 @@ def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: 
     dest = os.path.realpath(dest)
     os.makedirs(dest, exist_ok=True)
     state = _Unpacker(dest, mode)
+    state.direct = direct
     count = 0
     try:
         source = decompressed(stream) if decompress else stream
@@ -222,6 +226,7 @@ def _whiteout(path: str, mode: str) -> None:
 
 
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+_DIRECT_MIN = 4 << 20  # below this, the aligned copy and the synchronous write cost more
 
 
 def _apply_entry(reader, entry, rel: str, path: str, state: _Unpacker) -> None:  # type: ignore[no-untyped-def]
@@ -240,17 +245,36 @@ def _apply_entry(reader, entry, rel: str, path: str, state: _Unpacker) -> None: 
     state.created.add(rel)
     mode_bits = entry.mode & 0o7777
     if kind == ts.REG:
-        fd = os.open(path, _O_CREATE, 0o600)
+        direct = None
+        if state.direct and entry.size >= _DIRECT_MIN:
+            try:
+                fd = os.open(path, _O_CREATE | os.O_DIRECT, 0o600)
+            except OSError:
+                fd = os.open(path, _O_CREATE, 0o600)
+            else:
+                from dockyard.fsutil import DirectWriter
+
+                direct = DirectWriter(fd)
+        else:
+            fd = os.open(path, _O_CREATE, 0o600)
         try:
             while chunk := reader.read(1 << 20):
-                os.write(fd, chunk)
+                if direct is not None:
+                    direct.write(chunk)
+                else:
+                    os.write(fd, chunk)
+            if direct is not None:
+                direct.flush()
             os.fchown(fd, entry.uid, entry.gid)
             os.fchmod(fd, mode_bits)  # after chown: chown clears setuid/setgid
             if entry.xattrs:
                 _set_xattrs(path, entry.xattrs)
             os.utime(fd, (entry.mtime, entry.mtime))
         finally:
-            os.close(fd)
+            if direct is not None:
+                direct.close()
+            else:
+                os.close(fd)
         return
     if kind == ts.DIR:
         if existing is None or not stat.S_ISDIR(existing.st_mode):
