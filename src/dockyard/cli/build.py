@@ -109,7 +109,18 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
         options = BuildOptions(tags=list(tags), build_args=_pairs(build_arg), target=target, no_cache=no_cache,
                                labels=_pairs(label), quiet=quiet, explain_cache=explain_cache, network=network, pull=pull,
                                dockerfile_name=os.path.basename(name))  # fmt: skip
-        image_id = Builder(engine, BuildContext(context, engine.db), options).build(text)
+        live = None
+        if not quiet and (progress == "tty" or (progress == "auto" and sys.stderr.isatty())):
+            from dockyard.build.tty_progress import TtyProgress
+
+            live = TtyProgress(sys.stderr)
+        try:
+            image_id = Builder(engine, BuildContext(context, engine.db), options, out=live).build(
+                text
+            )  # type: ignore[arg-type]
+        finally:
+            if live is not None:
+                live.close()
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image_id)
