@@ -729,3 +729,12 @@ def test_slow_health_checks_never_overlap(dy: Dy) -> None:
         assert dy.record(cid)["State"]["Health"]["Status"] == "healthy"
     finally:
         dy("rm", "-f", cid)
+
+
+def test_rm_goes_on_after_an_error(dy: Dy) -> None:
+    """As Docker: each container is tried; errors are printed and the status is 1."""
+    cid = dy("create", "busybox", "true").stdout.strip()
+    proc = dy("rm", "-f", "no-such-one", cid, ok=False)
+    assert proc.returncode == 1
+    assert proc.stderr == "dockyard: No such container: no-such-one\n" and proc.stdout == cid + "\n"
+    assert cid not in dy("ps", "-aq", "--no-trunc").stdout

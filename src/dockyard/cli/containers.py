@@ -520,9 +520,17 @@ def kill_cmd(ctx: flags.Context, sig: str, containers: tuple[str, ...]) -> None:
 def rm_cmd(ctx: flags.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     engine = _engine(ctx)
-    for ref in containers:
-        engine.remove(engine.lookup(ref), force, volumes)
+    failed = False
+    for ref in containers:  # each one, as Docker: an error for one does not keep the others
+        try:
+            engine.remove(engine.lookup(ref), force, volumes)
+        except DockyardError as err:
+            flags.echo(f"dockyard: {err}", err=True)
+            failed = True
+            continue
         flags.echo(ref)
+    if failed:
+        raise flags.Exit(1)
 
 
 def _status_text(rec: dict[str, Any]) -> str:

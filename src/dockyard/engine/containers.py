@@ -488,11 +488,16 @@ class Engine:
                 self.runtime(cid).kill(cid, 9)
             except Exception:
                 pass
-            self._wait_exit(cid, 30)
+            try:
+                self._wait_exit(cid, 30)
+            except NotFound:
+                return  # a --rm container, removed at its exit by its monitor meanwhile
         if _alive(rec["monitor_pid"]):
             deadline = time.monotonic() + 10
             while _alive(rec["monitor_pid"]) and time.monotonic() < deadline:
                 time.sleep(0.01)
+        if not self.db.query("SELECT 1 FROM containers WHERE id = ?", (cid,)):
+            return  # the same, once its monitor is gone
         self.emit(cid, "destroy")
         self.set_state(cid, status="removing")
         self.cleanup_runtime(cid)
