@@ -261,3 +261,25 @@ def engine_for_module(tmp_path_factory: Any, name: str) -> Iterator[Dy]:
     d("network", "prune", "-f")
     with open("/proc/self/mountinfo") as f:
         assert d.root not in f.read()
+
+
+def on_a_terminal(argv: list[str], columns: int = 120) -> tuple[int, str]:
+    """Run ``argv`` with a pty as stdout and stderr (what a user at a terminal sees);
+    (exit status, everything it wrote)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=slave, stderr=slave,
+                            env={**os.environ, "COLUMNS": str(columns), "TERM": "xterm"})  # fmt: skip
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO once the last writer closed the pty
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    return proc.wait(timeout=60), out.decode(errors="replace")

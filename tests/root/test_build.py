@@ -410,37 +410,15 @@ def test_run_network_modes(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped
     assert dy("run", "--rm", "net:bridge", "cat", "/nets").stdout.split() == ["eth0", "lo"]
 
 
-def _on_a_terminal(argv: list[str]) -> tuple[int, str]:
-    import pty
-    import subprocess
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"}
-    )
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    os.close(master)
-    return proc.wait(timeout=60), out.decode(errors="replace")
-
-
 def test_tty_progress_is_a_live_view(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """On a terminal (auto) or with ``--progress tty``: BuildKit's live view — a header with
     steps done, one ``=>`` line per step with CACHED or its time — not the plain log."""
-    from .conftest import DOCKYARD
+    from .conftest import DOCKYARD, on_a_terminal
 
     ctx = tmp_path / "ttyctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM busybox\nENV A=1\nRUN echo building-it\n")
-    code, text = _on_a_terminal(
+    code, text = on_a_terminal(
         [DOCKYARD, "--root", dy.root, "build", "--network", "none", "-t", "tty:1", str(ctx)]
     )
     assert code == 0, text
@@ -450,7 +428,7 @@ def test_tty_progress_is_a_live_view(dy: Dy, tmp_path) -> None:  # type: ignore[
     )
     assert "=> [2/3] ENV A=1" in text and "=> [3/3] RUN echo building-it" in text
     assert "\n#1 " not in text  # the plain log is not printed
-    code, text = _on_a_terminal(
+    code, text = on_a_terminal(
         [DOCKYARD, "--root", dy.root, "build", "--progress", "tty", "-t", "tty:1", str(ctx)]
     )
     assert code == 0 and "=> CACHED [3/3] RUN echo building-it" in text

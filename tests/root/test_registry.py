@@ -512,29 +512,15 @@ def test_chunked_upload_and_pull_all_tags(dy: Dy, other: Dy, tmp_path) -> None: 
 
 
 def test_pull_on_a_terminal_shows_a_bar_per_layer(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import pty
-
-    from .conftest import DOCKYARD
+    from .conftest import DOCKYARD, on_a_terminal
 
     proc, host = _unauthenticated_registry(tmp_path)
     try:
         path = _big_image(dy, host, tmp_path)
-        master, slave = pty.openpty()
-        puller = subprocess.Popen([DOCKYARD, "--root", other.root, "pull", f"{host}/{path}"], stdout=slave,
-                                  stderr=slave, env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})  # fmt: skip
-        os.close(slave)
-        out = b""
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
-        os.close(master)
-        assert puller.wait(timeout=60) == 0
-        text = out.decode(errors="replace")
+        code, text = on_a_terminal(
+            [DOCKYARD, "--root", other.root, "pull", f"{host}/{path}"], columns=100
+        )
+        assert code == 0
         assert "━" in text and "Pull complete" in text and "MB" in text  # rich's bar, status, sizes
     finally:
         proc.terminate()
