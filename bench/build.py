@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from containers import Dockerd, dockyard_with_busybox, podman_env
+from containers import Dockerd, dockyard_with_busybox, podman_env, remove_peer_cgroups
 
 DOCKERFILE = """FROM busybox
 ARG FLAVOR=bench
@@ -123,6 +123,7 @@ def main() -> int:
                 dockerd.stop()
             if "buildah" in engines:
                 quiet(["podman", "system", "reset", "-f"], engines["buildah"][1])
+                remove_peer_cgroups()
     report(results)
     return 0
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from containers import Dockerd, dockyard_with_busybox, podman_env
+from containers import Dockerd, dockyard_with_busybox, podman_env, remove_peer_cgroups
 
 SERVER = ("mkdir -p /www && echo ok > /www/index.html && httpd -p 80 -h /www && "
           "while true; do nc -l -p 5001 > /dev/null; done")  # fmt: skip
@@ -164,6 +164,7 @@ def peers(
             measure("podman", ["podman"], env, args, results)
         finally:
             subprocess.run(["podman", "system", "reset", "-f"], env=env, capture_output=True)
+            remove_peer_cgroups()
     if shutil.which("dockerd"):
         dockerd = Dockerd(work, bridge="dybench-d0", bip="172.29.253.1/24")
         try:

@@ -538,3 +538,55 @@ def test_mount_propagation_rslave_sees_host_mounts(
         runtime.ok("delete", cid)
     finally:
         subprocess.run(["umount", src], check=True)
+
+
+def _a_device_outside_the_defaults() -> tuple[int, int]:
+    """Major and minor of a character device of this host that containers are not given by
+    default and that opens without privileges (only opened, never read or written)."""
+    for path in ("/dev/loop-control", "/dev/fuse"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        return os.major(st.st_rdev), os.minor(st.st_rdev)
+    pytest.skip("neither /dev/loop-control nor /dev/fuse on this host")
+
+
+@pytest.mark.parametrize("manager", ["v1", "v2"])
+def test_device_rules_mean_the_same_on_v1_and_v2(
+    dy_bundles: Bundles, work_dir: str, manager: str
+) -> None:
+    """The spec's device rules decide opening a device node, whatever the cgroup version: on v1
+    through devices.allow/deny, on v2 through an eBPF program attached to the cgroup (on a
+    hybrid host, v2 is the cgroup2 hierarchy at /sys/fs/cgroup/unified). The devices every
+    container may use stay usable."""
+    from dockyard.runtime import cgroups
+
+    mode = cgroups.detect()
+    if manager == "v2" and mode not in ("v2", "hybrid"):
+        pytest.skip(f"no cgroup2 hierarchy on this {mode} host")
+    if manager == "v1" and mode not in ("v1", "hybrid"):
+        pytest.skip(f"no cgroup v1 hierarchies on this {mode} host")
+    dy_bundles.runtime = Runtime(f"dockyard-{manager}", [*dy_bundles.runtime.argv, "--cgroup-manager", manager],
+                                 os.path.join(work_dir, f"state-dockyard-{manager}"))  # fmt: skip
+    major, minor = _a_device_outside_the_defaults()
+    node = {
+        "path": "/dev/extra",
+        "type": "c",
+        "major": major,
+        "minor": minor,
+        "fileMode": 0o600,
+        "uid": 0,
+        "gid": 0,
+    }
+    script = "true < /dev/extra && echo opened; echo x > /dev/null && echo null-ok"
+    deny_all = {"allow": False, "access": "rwm"}
+    denied = dy_bundles.run(["/bin/sh", "-c", script], edit_with(**{
+        "linux.devices": [node], "linux.resources.devices": [deny_all]}))  # fmt: skip
+    assert denied.stdout.split() == ["null-ok"], denied.stderr
+    assert "Operation not permitted" in denied.stderr
+    readable = {"allow": True, "type": "c", "major": major, "minor": minor, "access": "r"}
+    allowed = dy_bundles.run(["/bin/sh", "-c", script + "; true > /dev/extra || echo write-denied"],
+                             edit_with(**{"linux.devices": [node],
+                                          "linux.resources.devices": [deny_all, readable]}))  # fmt: skip
+    assert allowed.stdout.split() == ["opened", "null-ok", "write-denied"], allowed.stderr

@@ -228,3 +228,22 @@ def test_dockerfile_changes_apply_like_docker() -> None:
     assert (cfg["User"], cfg["WorkingDir"], cfg["StopSignal"]) == ("1000:1000", "/srv", "SIGQUIT")
     assert cfg["OnBuild"] == ["RUN make"]
     assert apply_changes({}, ['VOLUME ["/a", "/b"]'])["Volumes"] == {"/a": {}, "/b": {}}
+
+
+def test_device_rules_reduce_as_the_v1_controller_applies_them() -> None:
+    from dockyard.linux.bpf import DeviceException, device_filter, reduce_rules
+
+    deny_all = {"allow": False, "access": "rwm"}
+    null = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    assert reduce_rules([]) == (True, [])
+    assert reduce_rules([deny_all, null]) == (False, [DeviceException("c", 1, 3, 7)])
+    # an allow-all after denials starts over; a deny takes access away from an exception
+    assert reduce_rules([deny_all, null, {"allow": True, "access": "rwm"}]) == (True, [])
+    assert reduce_rules([deny_all, null, {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]) == (
+        False, [DeviceException("c", 1, 3, 3)])  # fmt: skip
+    wildcard = {"allow": True, "type": "c", "major": 136, "minor": -1, "access": "rw"}
+    assert reduce_rules([deny_all, wildcard])[1] == [DeviceException("c", 136, None, 6)]
+    assert reduce_rules([{"allow": False, "type": "b", "major": 8, "minor": 0, "access": "w"}]) == (
+        True, [DeviceException("b", 8, 0, 4)])  # fmt: skip
+    program = device_filter([deny_all, null, wildcard])
+    assert len(program) % 8 == 0 and program[-8:] == bytes([0x95]) + bytes(7)  # ends with exit

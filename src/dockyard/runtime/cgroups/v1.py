@@ -50,6 +50,18 @@ _DEFAULT_DEVICE_RULES = (
 )
 
 
+def default_device_rules() -> list[dict[str, Any]]:
+    """The devices every container may use (runc's AllowedDevices), as OCI device rules."""
+    rules = []
+    for entry in _DEFAULT_DEVICE_RULES:
+        kind, numbers, access = entry.split()
+        major, minor = numbers.split(":")
+        rules.append({"allow": True, "type": kind, "access": access,
+                      "major": None if major == "*" else int(major),
+                      "minor": None if minor == "*" else int(minor)})  # fmt: skip
+    return rules
+
+
 class CgroupV1:
     """A container's cgroup across the v1 hierarchies.
 

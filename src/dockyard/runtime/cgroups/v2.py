@@ -130,6 +130,13 @@ class CgroupV2:
         for hp in res.get("hugepageLimits") or ():
             if self._has("hugetlb", "hugepage limits"):
                 write(self.path, f"hugetlb.{hp['pageSize']}.max", hp["limit"])
+        if res.get("devices") is not None:
+            # no devices.allow in v2: an eBPF program attached to the cgroup decides, from
+            # the same rules v1 gets (the spec's, then the devices every container may use)
+            from dockyard.linux.bpf import attach_device_filter
+            from dockyard.runtime.cgroups.v1 import default_device_rules
+
+            attach_device_filter(self.path, [*res["devices"], *default_device_rules()])
         for key, value in (res.get("unified") or {}).items():
             write(self.path, key, value)
 
