@@ -467,26 +467,32 @@ def image_diff_cmd(ctx: flags.Context, first: str, second: str, fmt: str) -> Non
 
 @system_group.command("check")
 @flags.option("--repair", is_flag=True, help="Remove what a crash left behind")
-@flags.option("--verify", is_flag=True, help="Also re-hash every blob")
+@flags.option(
+    "--verify", is_flag=True, help="Also re-hash every blob and compare every layer with its blob"
+)
 @flags.pass_context
 def system_check_cmd(ctx: flags.Context, repair: bool, verify: bool) -> None:
     """Check the store and networking for what a crash or reboot left (orphan blobs, half-unpacked layers,
     records without files, missing bridges, DNS servers or firewall rules)."""
     from dockyard.cli._context import engine
-    from dockyard.image.check import check
+    from dockyard.image.check import Finding, check
     from dockyard.network.endpoints import check as check_network
 
     findings: list[Any] = list(check(_store(ctx), repair=repair, verify=verify))
-    findings += [f"{kind}: {what}" for kind, what in check_network(engine(ctx), repair=repair)]
+    findings += [Finding(kind, what) for kind, what in check_network(engine(ctx), repair=repair)]
     for finding in findings:
-        flags.echo(("repaired " if repair else "") + str(finding))
+        if repair:
+            flags.echo(("repaired " if finding.repairable else "cannot repair ") + str(finding))
+        else:
+            flags.echo(str(finding))
     if not findings:
         flags.echo("no problems found")
     elif not repair:
-        flags.echo(
-            f"{len(findings)} problem(s); run 'dockyard system check --repair' to fix them",
-            err=True,
-        )
+        again = "--verify --repair" if verify else "--repair"
+        flags.echo(f"{len(findings)} problem(s); run 'dockyard system check {again}' to fix them",
+                   err=True)  # fmt: skip
+        ctx.exit(1)
+    elif not all(f.repairable for f in findings):
         ctx.exit(1)
 
 

@@ -3,7 +3,8 @@
 Looks for: temp files of interrupted writes, half-made or half-removed
 snapshots, interrupted unpacks and loads, blobs nothing references, layer
 rows whose snapshot or blob is gone, images whose config or manifest is
-gone, and blobs whose content no longer matches their name.
+gone, and (``verify``) blobs whose content no longer matches their name and
+unpacked layers that no longer hold what their blob says (``layer_check``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = ["Finding", "check"]
 class Finding:
     kind: str
     what: str
+    repairable: bool = True  # what ``repair`` fixes; a corrupt blob needs pulling again
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.what}"
@@ -83,11 +85,38 @@ def check(store: ImageStore, repair: bool = False, verify: bool = False) -> list
         store.prune_layers()
     referenced = set(images) | {r["manifest_digest"] for r in images.values()}
     referenced |= {r["blob_digest"] for r in store.db.query("SELECT blob_digest FROM layers")}
+    corrupt = set()
     for digest in sorted(store.content.digests()):
         if digest not in referenced:
             found.append(Finding("unreferenced blob", digest))
             if repair:
                 store.content.delete(digest)
         elif verify and not store.content.verify(digest):
-            found.append(Finding("corrupt blob", digest))
+            found.append(
+                Finding("corrupt blob (pull or load its image again)", digest, repairable=False)
+            )
+            corrupt.add(digest)
+    if verify:
+        found += _verify_layers(store, repair, corrupt)
+    return found
+
+
+def _verify_layers(store: ImageStore, repair: bool, corrupt: set[str]) -> list[Finding]:
+    """Each unpacked layer against its (sound) blob; re-unpacked from it with ``repair``."""
+    from dockyard.image.layer_check import layer_problem, reunpack
+
+    found = []
+    for row in store.db.query("SELECT chain_id FROM layers ORDER BY chain_id"):
+        layer = store.layer(row["chain_id"])
+        if layer.blob_digest in corrupt or not store.snapshots.exists(layer.chain_id):
+            continue
+        problem = layer_problem(store, layer)
+        if problem is None:
+            continue
+        fixable = store.snapshots.apply_mode == "overlay"  # a copy snapshot holds its parents too
+        found.append(
+            Finding("layer differs from its blob", f"{layer.chain_id}: {problem}", fixable)
+        )
+        if repair and fixable:
+            reunpack(store, layer)
     return found
