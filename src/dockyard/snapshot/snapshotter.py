@@ -294,9 +294,8 @@ class OverlaySnapshotter(Snapshotter):
                 with open(os.path.join(d, _VOLATILE_BOOT), "w") as f:
                     f.write(_boot_id())
                 try:
-                    _mount_from(
-                        self.root, "overlay", os.path.abspath(target), options + ",volatile"
-                    )
+                    _mount_from(self.root, "overlay", os.path.abspath(target), options + ",volatile",
+                                quiet=True)  # fmt: skip
                     return
                 except OSError:
                     pass  # a kernel before 5.10: a normal mount
@@ -340,7 +339,7 @@ def _after_volatile(key: str, d: str) -> None:
     remove_tree(incompat)
 
 
-def _mount_from(cwd: str, fstype: str, target: str, options: str) -> None:
+def _mount_from(cwd: str, fstype: str, target: str, options: str, quiet: bool = False) -> None:
     """mount(2) with relative paths in ``options`` resolved from ``cwd``.
 
     A forked child changes directory, so this process's cwd is untouched.
@@ -355,7 +354,8 @@ def _mount_from(cwd: str, fstype: str, target: str, options: str) -> None:
             sc.mount("overlay", target, fstype, 0, options)
             code = 0
         except OSError as err:
-            os.write(2, f"dockyard: mount overlay on {target}: {err.strerror}\n".encode())
+            if not quiet:  # a first try (volatile, before kernel 5.10) fails silently
+                os.write(2, f"dockyard: mount overlay on {target}: {err.strerror}\n".encode())
         finally:
             os._exit(code)
     _pid, status = os.waitpid(pid, 0)
