@@ -262,6 +262,15 @@ def test_dockerignore_double_star_and_exceptions(dy: Dy, tmp_path) -> None:  # t
     ]
 
 
+def test_dockerignore_can_name_the_dockerfile_and_itself(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As Docker: both files still drive the build, but COPY does not take them."""
+    ctx = str(tmp_path / "ig2")
+    _write(ctx, {"Dockerfile": "FROM busybox\nCOPY . /ctx\n", ".dockerignore": "Dockerfile\n.dockerignore\n",
+                 "ok.txt": "o"})  # fmt: skip
+    dy("build", "-t", "ig:2", ctx)
+    assert dy("run", "--rm", "ig:2", "find", "/ctx").stdout.split() == ["/ctx", "/ctx/ok.txt"]
+
+
 def test_builder_prune_forgets_the_cache(dy: Dy, app: str) -> None:
     dy("build", app)
     out = dy("builder", "prune", "-f").stdout
