@@ -294,7 +294,7 @@ class _FaultyProxy:
     """A real HTTP proxy in front of a registry that misbehaves on purpose: ``drop-once`` cuts
     the first download of each big blob halfway (then behaves), ``short`` never sends a blob
     past its first half under a Content-Length that promises all of it, ``bad-manifest``
-    answers manifests with broken JSON."""
+    answers manifests with broken JSON, ``slow`` trickles big blobs out."""
 
     def __init__(self, upstream: str, mode: str) -> None:
         import http.client
@@ -336,6 +336,16 @@ class _FaultyProxy:
                     proxy.cut.add(self.path)
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if big and proxy.mode == "slow":  # 16 KiB every 50 ms: minutes for a big blob
+                    try:
+                        for at in range(0, len(body), 16 << 10):
+                            self.wfile.write(body[at : at + (16 << 10)])
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except OSError:
+                        pass  # the client went away
                     self.close_connection = True
                     return
                 if "/blobs/" in self.path and proxy.mode == "short" and resp.status in (200, 206):
@@ -421,6 +431,38 @@ def test_faults_give_clear_errors_or_resume(dy: Dy, other: Dy, tmp_path, mode: s
             assert other("image", "inspect", f"{proxy.host}/{path}", ok=False).returncode != 0
         assert other("system", "check").stdout == "no problems found\n"
     finally:
+        if proxy:
+            proxy.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_interrupted_pull_stops_at_once_and_leaves_nothing(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """^C while layers trickle in: the downloads stop (they are not waited for: the blob would
+    take ~25 s through this proxy), and nothing of the pull stays."""
+    import signal
+
+    from .conftest import DOCKYARD
+
+    proc, host = _unauthenticated_registry(tmp_path)
+    proxy = puller = None
+    try:
+        path = _big_image(dy, host, tmp_path)
+        proxy = _FaultyProxy(host, "slow")
+        puller = subprocess.Popen([DOCKYARD, "--root", other.root, "pull", f"{proxy.host}/{path}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert puller.stdout is not None
+        while "Pulling from" not in puller.stdout.readline():
+            pass
+        time.sleep(1)  # well into the big blob
+        puller.send_signal(signal.SIGINT)
+        assert puller.wait(timeout=15) == 130
+        assert other("image", "inspect", f"{proxy.host}/{path}", ok=False).returncode != 0
+        assert other("system", "check").stdout == "no problems found\n"
+    finally:
+        if puller is not None and puller.poll() is None:
+            puller.kill()
+            puller.wait()
         if proxy:
             proxy.close()
         proc.terminate()

@@ -72,6 +72,7 @@ class _Report:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.cancelled = threading.Event()  # set when the pull fails or is interrupted
         self.lock = threading.Lock()
         self.bars: Any = None
         self.tasks: dict[str, Any] = {}
@@ -96,6 +97,8 @@ class _Report:
             self.tasks[digest] = self.bars.add_task(digest[7:19], total=size, status="Downloading")
 
     def advance(self, digest: str, n: int) -> None:
+        if self.cancelled.is_set():  # called for every chunk: a download stops here
+            raise _Cancelled("pull abandoned")
         if self.bars is not None:
             self.bars.update(self.tasks[digest], advance=n)
 
@@ -111,11 +114,17 @@ class _Report:
             self.bars = None
 
 
+class _Cancelled(Exception):
+    """The pull this download belongs to failed or was interrupted."""
+
+
 def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], report: _Report,
            sink: Pipe | None = None) -> None:  # fmt: skip
     """One blob into the content store, verified; resumed with Range after a dropped connection.
     ``sink`` gets the same bytes as they arrive, then the end (or the failure)."""
     try:
+        if report.cancelled.is_set():
+            raise _Cancelled("pull abandoned")
         _fetch_blob(reg, store, repo, desc, report, sink)
     except BaseException as err:
         if sink is not None:
@@ -217,26 +226,32 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
         parent = None
         known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
         with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
-            sinks = {digest: stream.pipe for digest, stream in streams.items()}
-            jobs = [
-                pool.submit(_fetch, reg, store, repo, d, report, sinks.pop(d["digest"], None))
-                for d in [config_desc, *layers_desc]
-            ]
-            jobs[0].result()
-            # layers are committed in order as they come in, while later ones still download
-            for d, job in zip(layers_desc, jobs[1:], strict=True):
-                job.result()
-                stream = streams.pop(d["digest"], None)
-                staged = stream.result() if stream is not None else None
-                if staged is not None:
-                    key, diff_id, size = staged
-                    blob = Descriptor(d["digest"], store.content.size(d["digest"]))
-                    parent = store.adopt_layer(parent, blob, key, staged=(diff_id, size))
-                else:
-                    parent = store.layer_from_blob(parent, d["digest"])
-                if parent.chain_id not in known:
-                    new_layers.add(parent.chain_id)
-                layers.append(parent)
+            try:
+                sinks = {digest: stream.pipe for digest, stream in streams.items()}
+                jobs = [
+                    pool.submit(_fetch, reg, store, repo, d, report, sinks.pop(d["digest"], None))
+                    for d in [config_desc, *layers_desc]
+                ]
+                jobs[0].result()
+                # layers are committed in order as they come in, while later ones still download
+                for d, job in zip(layers_desc, jobs[1:], strict=True):
+                    job.result()
+                    stream = streams.pop(d["digest"], None)
+                    staged = stream.result() if stream is not None else None
+                    if staged is not None:
+                        key, diff_id, size = staged
+                        blob = Descriptor(d["digest"], store.content.size(d["digest"]))
+                        parent = store.adopt_layer(parent, blob, key, staged=(diff_id, size))
+                    else:
+                        parent = store.layer_from_blob(parent, d["digest"])
+                    if parent.chain_id not in known:
+                        new_layers.add(parent.chain_id)
+                    layers.append(parent)
+            except BaseException:
+                # a failure or ^C: downloads still running stop at their next chunk instead
+                # of being waited for to the end
+                report.cancelled.set()
+                raise
         with store.content.open(config_desc["digest"]) as f:
             config_raw = f.read()
         cfg = json.loads(config_raw)
