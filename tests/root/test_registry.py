@@ -452,8 +452,8 @@ def test_interrupted_pull_stops_at_once_and_leaves_nothing(dy: Dy, other: Dy, tm
         puller = subprocess.Popen([DOCKYARD, "--root", other.root, "pull", f"{proxy.host}/{path}"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         assert puller.stdout is not None
-        while "Pulling from" not in puller.stdout.readline():
-            pass
+        while "Pulling from" not in (line := puller.stdout.readline()):
+            assert line, f"the pull ended early: {puller.stderr.read() if puller.stderr else ''}"
         time.sleep(1)  # well into the big blob
         puller.send_signal(signal.SIGINT)
         assert puller.wait(timeout=15) == 130
@@ -465,6 +465,40 @@ def test_interrupted_pull_stops_at_once_and_leaves_nothing(dy: Dy, other: Dy, tm
             puller.wait()
         if proxy:
             proxy.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_concurrent_pulls_of_one_image_all_succeed(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Six pulls of the same image into one store at once: each succeeds, the store is whole
+    (a layer committed by one is taken as it is by the others; no pull removes what another
+    still needs), and the image runs."""
+    from .conftest import DOCKYARD
+
+    proc, host = _unauthenticated_registry(tmp_path)
+    try:
+        ctx = tmp_path / "layers"
+        ctx.mkdir()
+        for i in range(3):
+            (ctx / f"b{i}").write_bytes(os.urandom(8 << 20))
+        (ctx / "Dockerfile").write_text(
+            "FROM busybox\n" + "".join(f"COPY b{i} /b{i}\n" for i in range(3))
+        )
+        path = "team/layers:1"
+        dy("build", "-q", "--network", "none", "-t", f"{host}/{path}", str(ctx))
+        dy("push", f"{host}/{path}")
+        pullers = [subprocess.Popen([DOCKYARD, "--root", other.root, "pull", f"{host}/{path}"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for _ in range(6)]  # fmt: skip
+        results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in pullers]
+        for p in pullers:
+            for stream in (p.stdout, p.stderr):
+                if stream:
+                    stream.close()
+        assert [code for code, _ in results] == [0] * 6, results
+        assert other("system", "check", "--verify").stdout == "no problems found\n"
+        assert other("run", "--rm", "--network", "none", f"{host}/{path}", "true").returncode == 0
+    finally:
         proc.terminate()
         proc.wait(timeout=20)
 

@@ -127,18 +127,27 @@ class ImageStore:
             (diff_id, size), media = staged, self._media_of(desc.digest)
             diff_id = diff_id or desc.digest  # a plain tar: its digest, verified by now
         chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
-        if self.snapshots.exists(chain):
-            self.snapshots.remove(key)
-        else:
-            if staged is not None:
-                self.snapshots.reparent(key, parent.chain_id if parent else None)
-            self.snapshots.commit(chain, key)
+        if staged is not None and not self.snapshots.exists(chain):
+            self.snapshots.reparent(key, parent.chain_id if parent else None)
+        self._commit_or_drop(chain, key)
         layer = Layer(chain, diff_id, size, desc.digest, desc.size, media)
         with self.db.tx() as c:
             c.execute("INSERT OR IGNORE INTO layers VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (chain, diff_id, parent.chain_id if parent else None, layer.size, desc.digest,
                        layer.blob_size, layer.media_type))  # fmt: skip
         return layer
+
+    def _commit_or_drop(self, chain: str, key: str) -> None:
+        """Commit active ``key`` as layer ``chain``, or drop it where the layer is there
+        already (made meanwhile by a concurrent pull, load or build: the same content)."""
+        if not self.snapshots.exists(chain):
+            try:
+                self.snapshots.commit(chain, key)
+                return
+            except Conflict:
+                if not self.snapshots.exists(chain):
+                    raise
+        self.snapshots.remove(key)
 
     def _media_of(self, blob_digest: str) -> str:
         with self.content.open(blob_digest) as f:
@@ -178,10 +187,7 @@ class ImageStore:
                 reader.drain()
             diff_id = reader.diff_id(blob_digest)
             chain = chain_ids([parent.chain_id, diff_id])[1] if parent else diff_id
-            if self.snapshots.exists(chain):
-                self.snapshots.remove(key)
-            else:
-                self.snapshots.commit(chain, key)
+            self._commit_or_drop(chain, key)
         except BaseException:
             if self.snapshots.exists(key):
                 self.snapshots.remove(key)

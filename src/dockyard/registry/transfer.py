@@ -114,6 +114,56 @@ class _Report:
             self.bars = None
 
 
+class _BlobLocks:
+    """flock()s on the blobs a pull needs, so that a failing pull deletes only what no
+    concurrent pull also needs. 256 lock files, by the digest's first byte: two blobs
+    sharing one only make a cleanup keep a blob that ``system check --repair`` removes."""
+
+    def __init__(self, content_root: str) -> None:
+        self.dir = os.path.join(content_root, "locks")
+        os.makedirs(self.dir, exist_ok=True)
+        self.held: list[int] = []
+
+    def _open(self, digest: str) -> int:
+        return os.open(
+            os.path.join(self.dir, digest[7:9]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+
+    def share(self, digests: list[str]) -> None:
+        import fcntl
+
+        for stripe in sorted({d[:9] for d in digests}):
+            fd = self._open(stripe)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self.held.append(fd)
+
+    def exclusive(self, digests: set[str]) -> set[str]:
+        """Those of ``digests`` no other pull holds (locked until ``release``)."""
+        import fcntl
+
+        free: set[str] = set()
+        stripes: dict[str, bool] = {}
+        for digest in sorted(digests):
+            stripe = digest[:9]
+            if stripe not in stripes:
+                fd = self._open(stripe)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self.held.append(fd)
+                    stripes[stripe] = True
+                except BlockingIOError:
+                    os.close(fd)
+                    stripes[stripe] = False
+            if stripes[stripe]:
+                free.add(digest)
+        return free
+
+    def release(self) -> None:
+        for fd in self.held:
+            os.close(fd)
+        self.held = []
+
+
 class _Cancelled(Exception):
     """The pull this download belongs to failed or was interrupted."""
 
@@ -125,20 +175,24 @@ def _fetch(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], re
     try:
         if report.cancelled.is_set():
             raise _Cancelled("pull abandoned")
-        _fetch_blob(reg, store, repo, desc, report, sink)
+        fetched = _fetch_blob(reg, store, repo, desc, report, sink)
     except BaseException as err:
         if sink is not None:
             sink.fail(err)
         raise
     if sink is not None:
-        sink.close()
+        if fetched:
+            sink.close()
+        else:  # a concurrent pull stored it first: nothing streamed, unpack from the blob
+            sink.fail(_Cancelled("blob stored by another pull"))
 
 
 def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any], report: _Report,
-                sink: Pipe | None) -> None:  # fmt: skip
+                sink: Pipe | None) -> bool:  # fmt: skip
+    """True once downloaded (and streamed to ``sink``), False where the store had it."""
     digest, size = desc["digest"], desc.get("size")
     if store.content.exists(digest):
-        return
+        return False
     report.begin(digest, size)
     for attempt in range(_RETRIES + 1):
         # unpacked from memory as it comes: the blob itself need not stay in the page cache
@@ -168,7 +222,7 @@ def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any
                     offset = received
             writer.commit()
             report.event(digest, "Pull complete")
-            return
+            return True
         except RegistryError:
             writer.abort()
             if attempt >= _RETRIES:
@@ -181,6 +235,7 @@ def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any
         except BaseException:
             writer.abort()
             raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def pull(
@@ -213,6 +268,8 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     config_desc = manifest["config"]
     layers_desc = manifest.get("layers") or []
     wanted_blobs = [d["digest"] for d in [config_desc, *layers_desc]]
+    locks = _BlobLocks(store.content.root)
+    locks.share(wanted_blobs)  # before looking: what is there now stays while this pull runs
     new_blobs = {d for d in wanted_blobs if not store.content.exists(d)}
     new_layers: set[str] = set()
     # layers unpacked while they download (each blob once: a layer listed twice streams once)
@@ -262,15 +319,22 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
         )
         image_id = store.create_image(config_raw, layers, manifest=raw)
     except BaseException:
-        # nothing of a failed pull stays: its layers and the blobs it brought (a concurrent
-        # pull's are not touched: only what this one added is removed)
+        # nothing of a failed pull stays: its layers and the blobs it brought, unless a
+        # concurrent pull needs them too (it holds their locks): those are its to keep
         for stream in streams.values():
             stream.discard()
-        store.prune_layers(only=new_layers)
-        used = {r[0] for r in store.db.query("SELECT blob_digest FROM layers")}
-        for digest in new_blobs - used:
-            store.content.delete(digest)
+        locks.release()
+        mine = locks.exclusive(new_blobs)
+        try:
+            layer_blobs = dict(store.db.query("SELECT chain_id, blob_digest FROM layers"))
+            store.prune_layers(only={c for c in new_layers if layer_blobs.get(c) in mine})
+            used = {r[0] for r in store.db.query("SELECT blob_digest FROM layers")}
+            for digest in mine - used:
+                store.content.delete(digest)
+        finally:
+            locks.release()
         raise
+    locks.release()
     if ref.tag:
         store.tag(image_id, str(ref))
     with store.db.tx() as c:

@@ -127,9 +127,13 @@ class Snapshotter:
         for kind in ("committed", "active"):
             base = os.path.join(self.root, kind)
             for entry in sorted(os.listdir(base)):
+                if ".removing-" in entry or ".tmp-" in entry:
+                    continue  # being removed or made by another process
                 d = os.path.join(base, entry)
-                if os.path.exists(os.path.join(d, "name")):
+                try:
                     yield Info(self._name_of(d), self._parent_of(d), kind)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # gone meanwhile (a concurrent remove), or not whole yet
 
     def fs(self, name: str) -> str:
         """The directory holding this snapshot's own content (a layer's files, or an upper dir)."""
@@ -209,7 +213,14 @@ class Snapshotter:
             pass
         with open(os.path.join(d, "name"), "w") as f:
             f.write(name)
-        os.rename(d, target)
+        try:
+            os.rename(d, target)
+        except OSError as err:
+            with open(os.path.join(d, "name"), "w") as f:
+                f.write(key)
+            if err.errno in (17, 39):  # EEXIST, ENOTEMPTY: a concurrent commit of the same name
+                raise Conflict(f"snapshot already exists: {name}") from None
+            raise
         self._relink(target, "committed")
 
     def _link(self, d: str) -> str:
