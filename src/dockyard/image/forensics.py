@@ -51,7 +51,7 @@ _KINDS = {
 }  # fmt: skip
 
 
-def _entries(store: ImageStore, blob: str):  # type: ignore[no-untyped-def]
+def layer_entries(store: ImageStore, blob: str):  # type: ignore[no-untyped-def]
     """(path, FileInfo | None for a whiteout, is_opaque) of each entry of a layer blob."""
     with store.content.open(blob) as raw, tarfile.open(fileobj=decompressed(raw), mode="r|") as tar:  # type: ignore[arg-type]
         for member in tar:
@@ -104,7 +104,7 @@ def layer_reports(store: ImageStore, image_id: str) -> list[LayerReport]:
     reports = []
     for i, layer in enumerate(store.layers(image_id)):
         rep = LayerReport(layer.diff_id, layer.size, history[i] if i < len(history) else "")
-        for path, info, opaque in _entries(store, layer.blob_digest):
+        for path, info, opaque in layer_entries(store, layer.blob_digest):
             if opaque:
                 rep.wasted += _remove_under(files, path, keep_self=True)
                 continue
@@ -130,7 +130,7 @@ def image_files(store: ImageStore, image_id: str) -> dict[str, FileInfo]:
     """The image's final file tree, from its layers."""
     files: dict[str, FileInfo] = {}
     for layer in store.layers(image_id):
-        for path, info, opaque in _entries(store, layer.blob_digest):
+        for path, info, opaque in layer_entries(store, layer.blob_digest):
             if opaque:
                 _remove_under(files, path, keep_self=True)
             elif info is None:

@@ -14,6 +14,9 @@ import hashlib
 import os
 import stat
 
+from dockyard.image.forensics import FileInfo, layer_entries
+from dockyard.snapshot.apply import normalise_name
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dockyard.image.store import ImageStore, Layer
@@ -23,92 +26,80 @@ __all__ = ["layer_problem", "reunpack"]
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
-def _expected(store: ImageStore, layer: Layer) -> dict[str, tuple]:
-    """path -> what the blob puts there: ("file", mode, uid, gid, size, sha256),
-    ("dir", mode, uid, gid), ("link", target), ("hardlink", target), ("node", kind, major,
-    minor), ("whiteout",), ("opaque",)."""
-    from dockyard.snapshot import tarstream as ts
-    from dockyard.snapshot.apply import OPAQUE, WHITEOUT_PREFIX, decompressed, normalise_name
-
-    out: dict[str, tuple] = {}
-    with store.content.open(layer.blob_digest) as f:
-        reader = ts.TarReader(decompressed(f))
-        for entry in reader:
-            rel = normalise_name(entry.name)
-            if not rel:
-                continue
-            parent, _, base = rel.rpartition("/")
-            if base == OPAQUE:
-                out[parent] = ("opaque",)
-                continue
-            if base.startswith(WHITEOUT_PREFIX):
-                out[f"{parent}/{base[len(WHITEOUT_PREFIX) :]}".lstrip("/")] = ("whiteout",)
-                continue
-            mode = entry.mode & 0o7777
-            if entry.type == ts.REG:
-                h = hashlib.sha256()
-                while chunk := reader.read(1 << 20):
-                    h.update(chunk)
-                out[rel] = ("file", mode, entry.uid, entry.gid, entry.size, h.hexdigest())
-            elif entry.type == ts.DIR:
-                was_opaque = out.get(rel) == ("opaque",)
-                out[rel] = ("dir", mode, entry.uid, entry.gid, was_opaque)
-            elif entry.type == ts.SYM:
-                out[rel] = ("link", entry.linkname)
-            elif entry.type == ts.LNK:
-                out[rel] = ("hardlink", normalise_name(entry.linkname))
-            elif entry.type in (ts.CHR, ts.BLK, ts.FIFO):
-                out[rel] = ("node", entry.type, entry.devmajor, entry.devminor)
-    return out
+def _expected(store: ImageStore, layer: Layer) -> tuple[dict[str, FileInfo | None], set[str]]:
+    """What the blob puts at each path (None: a whiteout), the last entry of a path winning,
+    and the directories it makes opaque."""
+    files: dict[str, FileInfo | None] = {}
+    opaque: set[str] = set()
+    for path, info, is_opaque in layer_entries(store, layer.blob_digest):
+        if is_opaque:
+            opaque.add(path)
+        else:
+            files[path] = info
+    return files, opaque
 
 
 def layer_problem(store: ImageStore, layer: Layer) -> str | None:
     """The first way ``layer``'s directory differs from its blob, or None."""
     overlay = store.snapshots.apply_mode == "overlay"
     root = store.snapshots.fs(layer.chain_id)
-    for rel, want in sorted(_expected(store, layer).items()):
+    files, opaque = _expected(store, layer)
+    for rel in sorted(opaque):
+        if overlay and _xattr(os.path.join(root, rel)) != b"y":
+            return f"/{rel} should be an opaque directory"
+    for rel, want in sorted(files.items()):
         path = os.path.join(root, rel)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            if want[0] == "whiteout" and not overlay:
+            if want is None and not overlay:
                 continue  # a copy snapshot deletes what a whiteout names
             return f"/{rel} is missing"
-        kind = want[0]
-        if kind == "whiteout":
-            if overlay and not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
-                return f"/{rel} should be a whiteout"
-            if not overlay:
-                return f"/{rel} should be gone"
-        elif kind == "opaque" or (kind == "dir" and want[4]):
-            if overlay and _xattr(path) != b"y":
-                return f"/{rel} should be an opaque directory"
-            if kind == "dir" and not stat.S_ISDIR(st.st_mode):
-                return f"/{rel} should be a directory"
-        elif kind == "file":
-            if not stat.S_ISREG(st.st_mode):
-                return f"/{rel} should be a regular file"
-            if (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) != want[1:4]:
-                return f"/{rel} has lost its mode or owner"
-            if st.st_size != want[4] or _digest(path) != want[5]:
-                return f"/{rel} does not hold what the layer's blob says ({st.st_size} of {want[4]} bytes)"
-        elif kind == "dir":
-            if not stat.S_ISDIR(st.st_mode):
-                return f"/{rel} should be a directory"
-        elif kind == "link":
-            if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != want[1]:
-                return f"/{rel} should be a symlink to {want[1]}"
-        elif kind == "hardlink":
-            try:
-                target = os.lstat(os.path.join(root, want[1]))
-            except FileNotFoundError:
-                return f"/{want[1]} is missing"
-            if (target.st_dev, target.st_ino) != (st.st_dev, st.st_ino):
-                return f"/{rel} should be a hard link to /{want[1]}"
-        elif kind == "node" and not (
-            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode)
+        problem = _differs(root, rel, st, want, overlay)
+        if problem:
+            return problem
+    return None
+
+
+def _differs(
+    root: str, rel: str, st: os.stat_result, want: FileInfo | None, overlay: bool
+) -> str | None:
+    if want is None:
+        if not overlay:
+            return f"/{rel} should be gone"
+        return (
+            None if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else f"/{rel} should be a whiteout"
+        )
+    path = os.path.join(root, rel)
+    if want.kind == "file":
+        if not stat.S_ISREG(st.st_mode):
+            return f"/{rel} should be a regular file"
+        if (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) != (
+            want.mode & 0o7777,
+            want.uid,
+            want.gid,
         ):
-            return f"/{rel} should be a device or fifo"
+            return f"/{rel} has lost its mode or owner"
+        if st.st_size != want.size or "sha256:" + _digest(path) != want.digest:
+            return f"/{rel} does not hold what the layer's blob says ({st.st_size} of {want.size} bytes)"
+    elif want.kind == "dir" and not stat.S_ISDIR(st.st_mode):
+        return f"/{rel} should be a directory"
+    elif want.kind == "symlink" and (
+        not stat.S_ISLNK(st.st_mode) or os.readlink(path) != want.target
+    ):
+        return f"/{rel} should be a symlink to {want.target}"
+    elif want.kind == "hardlink":
+        target = normalise_name(want.target)
+        try:
+            other = os.lstat(os.path.join(root, target))
+        except FileNotFoundError:
+            return f"/{target} is missing"
+        if (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+            return f"/{rel} should be a hard link to /{target}"
+    elif want.kind in ("char", "block", "fifo") and not (
+        stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode)
+    ):
+        return f"/{rel} should be a device or fifo"
     return None
 
 
