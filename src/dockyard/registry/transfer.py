@@ -4,9 +4,11 @@ Pull: the manifest (for an index or manifest list, the one for this host's
 platform or ``--platform``), the config, then the layers the store lacks, in
 parallel, each unpacked while it downloads (``registry.streaming``) and kept
 only once its digest and diff ID check out; a blob already in the store is not
-fetched, and a dropped download resumes with a Range request from what arrived. The image is recorded only once everything is
-in, with the registry's manifest kept byte for byte (so its digest is the
-registry's), then tagged and given its repo digest.
+fetched, and a dropped download resumes with a Range request from what arrived.
+The image is recorded only once everything is in, with the registry's manifest
+kept byte for byte (so its digest is the registry's), then tagged and given its
+repo digest. Concurrent pulls share what they both need: a failing one removes
+only blobs and layers no other pull holds a lock on (``_BlobLocks``).
 
 Push: each layer blob unless the registry has it (HEAD), or can mount it from
 another repository of the same registry that this store pulled it from; then
