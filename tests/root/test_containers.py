@@ -738,3 +738,36 @@ def test_rm_goes_on_after_an_error(dy: Dy) -> None:
     assert proc.returncode == 1
     assert proc.stderr == "dockyard: No such container: no-such-one\n" and proc.stdout == cid + "\n"
     assert cid not in dy("ps", "-aq", "--no-trunc").stdout
+
+
+def test_format_templates_as_docker_scripts_use_them(dy: Dy) -> None:
+    """``inspect -f``, ``ps --format`` and ``images --format`` take Go templates, ``table``
+    ones with Docker's headers; a broken template is one line, status 125."""
+    cid = dy(
+        "run", "-d", "--name", "fmt-web", "-l", "tier=front", "busybox", "sleep", "30"
+    ).stdout.strip()
+    try:
+        assert dy(
+            "inspect", "-f", "{{.State.Status}} {{.Config.Labels}} {{json .Config.Cmd}}", "fmt-web"
+        ).stdout == ('running map[tier:front] ["sleep","30"]\n')
+        assert (
+            dy("inspect", "--format", "{{.Name}}", "fmt-web", cid).stdout == "/fmt-web\n/fmt-web\n"
+        )
+        assert dy("image", "inspect", "-f", "{{.Os}}", "busybox").stdout == "linux\n"
+        ps = dy(
+            "ps", "--filter", "name=fmt-web", "--format", '{{.Names}}|{{.Label "tier"}}|{{.State}}'
+        ).stdout
+        assert ps == "fmt-web|front|running\n"
+        lines = dy(
+            "ps", "--filter", "name=fmt-web", "--format", "table {{.ID}}\\t{{.Names}}"
+        ).stdout.splitlines()
+        assert lines == ["CONTAINER ID   NAMES", f"{cid[:12]}   fmt-web"]
+        images = dy("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        assert "busybox:latest" in images
+        broken = dy("inspect", "-f", "{{.State", "fmt-web", ok=False)
+        assert (
+            broken.returncode == 125
+            and broken.stderr == "dockyard: template parsing error: unclosed action\n"
+        )
+    finally:
+        dy("rm", "-f", cid)

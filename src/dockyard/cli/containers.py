@@ -572,7 +572,12 @@ def _command_text(cfg: dict[str, Any], trunc: bool) -> str:
 @flags.option(
     "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
 )
-@flags.option("--format", "fmt", default="table", help="'table' or 'json'")
+@flags.option(
+    "--format",
+    "fmt",
+    default="table",
+    help="'table', 'json', or a Go template ('table TEMPLATE' aligns it)",
+)
 @flags.pass_context
 def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool, size: bool, no_trunc: bool,
            filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
@@ -617,6 +622,16 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
 
             row["Size"] = _human(du(engine.images.snapshots.fs(r["id"])))
         rows.append(row)
+    if fmt not in ("table", "json"):
+        from dockyard.cli.format import templated
+
+        for row, r in zip(rows, recs, strict=True):
+            labels = r["config"].get("Labels") or {}
+            row["Labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            row["Label"] = lambda key, labels=labels: labels.get(key, "")
+            row.setdefault("Size", "")
+        flags.echo(templated(rows, fmt, _PS_HEADERS), nl=False)
+        return
     if fmt == "json":
         for row in rows:
             flags.echo(json.dumps(row, sort_keys=True))
@@ -627,6 +642,12 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
     body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
             + ([r["Size"]] if size else []) for r in rows]  # fmt: skip
     flags.echo(table([header, *body]), nl=False)
+
+
+# what a ``table`` template's header line says for each field, as Docker's
+_PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+               "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+               "Names": "NAMES", "Labels": "LABELS", "Label": lambda key: "LABEL"}  # fmt: skip
 
 
 def _ports_text(engine: Engine, rec: dict[str, Any]) -> str:
@@ -728,13 +749,35 @@ def wait_cmd(ctx: flags.Context, containers: tuple[str, ...]) -> None:
 @flags.command("inspect")
 @flags.argument("names", nargs=-1, required=True)
 @flags.option("--type", "kind", type=flags.Choice(["container", "image"]), default=None)
+@flags.option(
+    "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
+)
 @flags.pass_context
-def inspect_cmd(ctx: flags.Context, names: tuple[str, ...], kind: str | None) -> None:
+def inspect_cmd(
+    ctx: flags.Context, names: tuple[str, ...], kind: str | None, fmt: str | None
+) -> None:
     """Return low-level information on containers or images."""
-    inspect_objects(ctx, names, kind)
+    inspect_objects(ctx, names, kind, fmt)
 
 
-def inspect_objects(ctx: flags.Context, names: tuple[str, ...], kind: str | None) -> None:
+def print_inspected(objects: list[Any], fmt: str | None) -> None:
+    """Docker's inspect output: a JSON array, or each object through a Go template."""
+    if not fmt:
+        flags.echo(json.dumps(objects, indent=4))
+        return
+    from dockyard.cli.gotemplate import Template, TemplateError, prepare
+
+    try:
+        template = Template(prepare(fmt)[1])
+        text = "".join(template.execute(obj) + "\n" for obj in objects)
+    except TemplateError as err:
+        raise InvalidArgument(f"template parsing error: {err}") from None
+    flags.echo(text, nl=False)
+
+
+def inspect_objects(
+    ctx: flags.Context, names: tuple[str, ...], kind: str | None, fmt: str | None = None
+) -> None:
     """Print ContainerJSON/ImageInspect for each name; exit 1 naming the first one not found."""
     from dockyard.cli.images import inspect_image
     from dockyard.errors import NotFound
@@ -753,7 +796,7 @@ def inspect_objects(ctx: flags.Context, names: tuple[str, ...], kind: str | None
             out.append(inspect_image(engine.images, engine.images.resolve(name)))
         except NotFound:
             missing.append(name)
-    flags.echo(json.dumps(out, indent=4))
+    print_inspected(out, fmt)
     if missing:
         what = {"image": "image", "container": "container"}.get(kind or "", "object")
         flags.echo(f"dockyard: Error: No such {what}: {missing[0]}", err=True)
@@ -1072,11 +1115,14 @@ def volume_ls_cmd(ctx: flags.Context, quiet: bool, filters: tuple[str, ...]) -> 
 
 @volume_group.command("inspect")
 @flags.argument("names", nargs=-1, required=True)
+@flags.option(
+    "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
+)
 @flags.pass_context
-def volume_inspect_cmd(ctx: flags.Context, names: tuple[str, ...]) -> None:
+def volume_inspect_cmd(ctx: flags.Context, names: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more volumes."""
     vols = _engine(ctx).volumes
-    flags.echo(json.dumps([vols.inspect(n) for n in names], indent=4))
+    print_inspected([vols.inspect(n) for n in names], fmt)
 
 
 @volume_group.command("rm")

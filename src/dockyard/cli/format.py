@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["human_duration", "human_size", "parse_time", "since", "table"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["human_duration", "human_size", "parse_time", "since", "table", "templated"]
 
 _UNITS = ["B", "kB", "MB", "GB", "TB", "PB"]
 
@@ -72,9 +76,35 @@ def since(rfc3339: str) -> str:
 
 
 def table(rows: list[list[str]]) -> str:
-    """Columns padded as Go's tabwriter does for docker (3 spaces between columns)."""
+    """Columns as Docker's tabwriter lays them out (minimum width 10, padding 3): every cell
+    but a line's last is padded to its column's width."""
     if not rows:
         return ""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines) + "\n"
+    widths: dict[int, int] = {}
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths.get(i, 10), len(cell) + 3)
+    lines = [
+        "".join(c.ljust(widths[i]) for i, c in enumerate(r[:-1])) + (r[-1] if r else "")
+        for r in rows
+    ]
+    return "".join(line.rstrip() + "\n" for line in lines)
+
+
+def templated(rows: list[dict[str, Any]], fmt: str, headers: dict[str, Any]) -> str:
+    """A listing through Docker's ``--format``: a Go template per row, or with ``table`` the
+    same template over ``headers`` as the first line and the cells aligned at its tabs."""
+    from dockyard.cli.gotemplate import Template, TemplateError, prepare
+    from dockyard.errors import InvalidArgument
+
+    is_table, source = prepare(fmt)
+    try:
+        template = Template(source)
+        lines = [template.execute(row) for row in rows]
+        if is_table:
+            lines.insert(0, template.execute(headers))
+    except TemplateError as err:
+        raise InvalidArgument(f"template parsing error: {err}") from None
+    if is_table:
+        return table([line.split("\t") for line in lines])
+    return "".join(line + "\n" for line in lines)

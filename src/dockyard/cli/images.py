@@ -83,7 +83,12 @@ def _matches(filters: list[str], store: ImageStore, row: Any, tags: list[str]) -
 @flags.option(
     "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
 )
-@flags.option("--format", "fmt", default="table", help="'table' or 'json'")
+@flags.option(
+    "--format",
+    "fmt",
+    default="table",
+    help="'table', 'json', or a Go template ('table TEMPLATE' aligns it)",
+)
 @flags.pass_context
 def images_cmd(ctx: flags.Context, repository: str | None, show_all: bool, quiet: bool, digests: bool,
                no_trunc: bool, filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
@@ -120,7 +125,12 @@ def images_cmd(ctx: flags.Context, repository: str | None, show_all: bool, quiet
                                    "VirtualSize": r["Size"]}, sort_keys=True))  # fmt: skip
         return
     if fmt != "table":
-        raise InvalidArgument(f"unsupported format: {fmt} (table or json)")
+        from dockyard.cli.format import templated
+
+        headers = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
+                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE"}  # fmt: skip
+        flags.echo(templated(rows, fmt, headers), nl=False)
+        return
     header = (
         ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
     )
@@ -168,12 +178,15 @@ def inspect_image(store: ImageStore, image_id: str) -> dict[str, Any]:
 
 @flags.command("inspect")
 @flags.argument("names", nargs=-1, required=True)
+@flags.option(
+    "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
+)
 @flags.pass_context
-def image_inspect_cmd(ctx: flags.Context, names: tuple[str, ...]) -> None:
+def image_inspect_cmd(ctx: flags.Context, names: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more images."""
     from dockyard.cli.containers import inspect_objects
 
-    inspect_objects(ctx, names, "image")
+    inspect_objects(ctx, names, "image", fmt)
 
 
 @flags.command("tag")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dockyard import _json as json
 from dockyard.cli import flags
 from dockyard.cli._context import engine as _engine
 from dockyard.cli.format import table
@@ -77,8 +76,9 @@ def network_ls_cmd(
 
 @network_group.command("inspect")
 @flags.argument("networks", nargs=-1, required=True)
+@flags.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template")
 @flags.pass_context
-def network_inspect_cmd(ctx: flags.Context, networks: tuple[str, ...]) -> None:
+def network_inspect_cmd(ctx: flags.Context, networks: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more networks."""
     store = _engine(ctx).networks
     out: list[Any] = []
@@ -88,7 +88,9 @@ def network_inspect_cmd(ctx: flags.Context, networks: tuple[str, ...]) -> None:
             out.append(store.inspect(ref))
         except NotFound:
             missing = ref
-    flags.echo(json.dumps(out, indent=4))
+    from dockyard.cli.containers import print_inspected
+
+    print_inspected(out, fmt)
     if missing:
         flags.echo(f"dockyard: Error: No such network: {missing}", err=True)
         ctx.exit(1)
