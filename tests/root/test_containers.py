@@ -741,8 +741,9 @@ def test_rm_goes_on_after_an_error(dy: Dy) -> None:
 
 
 def test_format_templates_as_docker_scripts_use_them(dy: Dy) -> None:
-    """``inspect -f``, ``ps --format`` and ``images --format`` take Go templates, ``table``
-    ones with Docker's headers; a broken template is one line, status 125."""
+    """``inspect -f`` and the ``--format`` of ps, images, history, network ls, volume ls and
+    stats take Go templates, ``table`` ones with Docker's headers; a broken template is one
+    line, status 125."""
     cid = dy(
         "run", "-d", "--name", "fmt-web", "-l", "tier=front", "busybox", "sleep", "30"
     ).stdout.strip()
@@ -764,6 +765,15 @@ def test_format_templates_as_docker_scripts_use_them(dy: Dy) -> None:
         assert lines == ["CONTAINER ID   NAMES", f"{cid[:12]}   fmt-web"]
         images = dy("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
         assert "busybox:latest" in images
+        assert (
+            dy("history", "--format", "{{.ID}}", "busybox").stdout.splitlines()[-1] == "<missing>"
+        )
+        assert (
+            "bridge:bridge"
+            in dy("network", "ls", "--format", "{{.Name}}:{{.Driver}}").stdout.split()
+        )
+        stats = dy("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "fmt-web").stdout
+        assert stats == "fmt-web 1\n"
         broken = dy("inspect", "-f", "{{.State", "fmt-web", ok=False)
         assert (
             broken.returncode == 125

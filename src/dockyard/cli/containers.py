@@ -936,9 +936,12 @@ def top_cmd(ctx: flags.Context, container: str, ps_args: tuple[str, ...]) -> Non
 @flags.option(
     "--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result"
 )
+@flags.option("--format", "fmt", default=None, help="Format the output using the given Go template")
 @flags.argument("containers", nargs=-1)
 @flags.pass_context
-def stats_cmd(ctx: flags.Context, all_: bool, no_stream: bool, containers: tuple[str, ...]) -> None:
+def stats_cmd(
+    ctx: flags.Context, all_: bool, no_stream: bool, fmt: str | None, containers: tuple[str, ...]
+) -> None:
     """Display a live stream of container(s) resource usage statistics."""
     from dockyard.cli.format import human_size
 
@@ -979,7 +982,21 @@ def stats_cmd(ctx: flags.Context, all_: bool, no_stream: bool, containers: tuple
                          "0B / 0B", "0B / 0B", str((s1.get("pids") or {}).get("current", 0))])  # fmt: skip
         if not no_stream:
             flags.echo("\033[2J\033[H", nl=False)
-        flags.echo(table(rows), nl=False)
+        if fmt:
+            from dockyard.cli.format import templated
+
+            keys = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"]
+            records = [
+                {**dict(zip(keys, row, strict=True)), "Container": row[0]} for row in rows[1:]
+            ]
+            headers = {
+                **dict(zip(keys, rows[0], strict=True)),
+                "Container": "CONTAINER",
+                "Name": "NAME",
+            }
+            flags.echo(templated(records, fmt, headers), nl=False)
+        else:
+            flags.echo(table(rows), nl=False)
         if no_stream:
             return
         before = after
@@ -1083,8 +1100,11 @@ def volume_create_cmd(
     multiple=True,
     help="Provide filter values (dangling=, name=, label=)",
 )
+@flags.option("--format", "fmt", default=None, help="Format the output using the given Go template")
 @flags.pass_context
-def volume_ls_cmd(ctx: flags.Context, quiet: bool, filters: tuple[str, ...]) -> None:
+def volume_ls_cmd(
+    ctx: flags.Context, quiet: bool, filters: tuple[str, ...], fmt: str | None
+) -> None:
     """List volumes."""
     vols = _engine(ctx).volumes
     rows = vols.list()
@@ -1107,6 +1127,17 @@ def volume_ls_cmd(ctx: flags.Context, quiet: bool, filters: tuple[str, ...]) -> 
     if quiet:
         for r in rows:
             flags.echo(r["name"])
+        return
+    if fmt:
+        from dockyard.cli.format import templated
+
+        records = [{"Name": r["name"], "Driver": r["driver"], "Scope": "local",
+                    "Mountpoint": vols.inspect(r["name"])["Mountpoint"],
+                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(json.loads(r["labels"]).items()))}
+                   for r in rows]  # fmt: skip
+        headers = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+                   "Labels": "LABELS"}  # fmt: skip
+        flags.echo(templated(records, fmt, headers), nl=False)
         return
     flags.echo(
         table([["DRIVER", "VOLUME NAME"], *[[r["driver"], r["name"]] for r in rows]]), nl=False

@@ -254,8 +254,11 @@ def reference_is_id(name: str) -> bool:
 )
 @flags.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @flags.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
+@flags.option("--format", "fmt", default=None, help="Format the output using the given Go template")
 @flags.pass_context
-def history_cmd(ctx: flags.Context, name: str, human: bool, no_trunc: bool, quiet: bool) -> None:
+def history_cmd(
+    ctx: flags.Context, name: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | None
+) -> None:
     """Show the history of an image (one row per history entry, newest first)."""
     store = _store(ctx)
     image_id = store.resolve(name)
@@ -270,6 +273,17 @@ def history_cmd(ctx: flags.Context, name: str, human: bool, no_trunc: bool, quie
             layer_i += 1
         rows.append((entry, size))
     rows.reverse()
+    if fmt and not quiet:
+        from dockyard.cli.format import templated
+
+        records = [{"ID": (image_id if no_trunc else _short(image_id)) if i == 0 else "<missing>",
+                    "CreatedSince": since(entry.get("created", "")), "CreatedAt": entry.get("created", ""),
+                    "CreatedBy": entry.get("created_by", ""), "Size": human_size(size) if human else str(size),
+                    "Comment": entry.get("comment", "")} for i, (entry, size) in enumerate(rows)]  # fmt: skip
+        headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                   "Size": "SIZE", "Comment": "COMMENT"}  # fmt: skip
+        flags.echo(templated(records, fmt, headers), nl=False)
+        return
     out = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for i, (entry, size) in enumerate(rows):
         ident = (image_id if no_trunc else _short(image_id)) if i == 0 else "<missing>"

@@ -40,9 +40,10 @@ def network_create_cmd(ctx: flags.Context, driver: str, subnet: str | None, gate
 @flags.option(
     "-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'driver=bridge')"
 )
+@flags.option("--format", "fmt", default=None, help="Format the output using the given Go template")
 @flags.pass_context
 def network_ls_cmd(
-    ctx: flags.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
+    ctx: flags.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str | None
 ) -> None:
     """List networks."""
     nets = _engine(ctx).networks.list()
@@ -69,6 +70,17 @@ def network_ls_cmd(
         for n in nets:
             flags.echo(n["id"] if no_trunc else n["id"][:12])
         return
+    if fmt:
+        from dockyard.cli.format import templated
+
+        records = [{"ID": n["id"] if no_trunc else n["id"][:12], "Name": n["name"], "Driver": n["driver"],
+                    "Scope": "local", "IPv6": "false", "Internal": str(bool(n.get("internal"))).lower(),
+                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items()))}
+                   for n in nets]  # fmt: skip
+        headers = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                   "Internal": "INTERNAL", "Labels": "LABELS"}  # fmt: skip
+        flags.echo(templated(records, fmt, headers), nl=False)
+        return
     rows = [["NETWORK ID", "NAME", "DRIVER", "SCOPE"]]
     rows += [[n["id"] if no_trunc else n["id"][:12], n["name"], n["driver"], "local"] for n in nets]
     flags.echo(table(rows), nl=False)
@@ -76,7 +88,9 @@ def network_ls_cmd(
 
 @network_group.command("inspect")
 @flags.argument("networks", nargs=-1, required=True)
-@flags.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template")
+@flags.option(
+    "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
+)
 @flags.pass_context
 def network_inspect_cmd(ctx: flags.Context, networks: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more networks."""
