@@ -626,6 +626,9 @@ def test_events_follow_and_history(dy: Dy) -> None:
     records = [json.loads(line) for line in past.splitlines()]
     assert any(r["Actor"]["Attributes"].get("name") == "evented" for r in records)
     assert all(r["Action"] == "die" for r in records)
+    templated = dy("events", "--since", "1m", "--until", "0s", "--filter", "container=evented", "--format",
+                   "{{.Action}} {{.Actor.Attributes.exitCode}}").stdout  # fmt: skip
+    assert "die 3" in templated.splitlines()
 
 
 @pytest.mark.parametrize("runtime", ["dockyard-runtime", "runc"])

@@ -1270,7 +1270,9 @@ def export_cmd(ctx: flags.Context, output: str | None, container: str) -> None:
 @flags.option("--until", help="Stream events until this timestamp")
 @flags.option("-f", "--filter", "filters", multiple=True,
               help="Filter output (type=, event=, container=, image=, volume=, label=)")  # fmt: skip
-@flags.option("--format", "fmt", default=None, help="'json' for one JSON object per line")
+@flags.option(
+    "--format", "fmt", default=None, help="'json' for one JSON object per line, or a Go template"
+)
 @flags.pass_context
 def events_cmd(ctx: flags.Context, since: str | None, until: str | None, filters: tuple[str, ...],
                fmt: str | None) -> None:  # fmt: skip
@@ -1320,10 +1322,17 @@ def _event_matches(wanted: dict[str, list[str]], ev: Any, attrs: dict[str, str])
 def _print_event(ev: Any, attrs: dict[str, str], fmt: str | None) -> None:
     seconds, nanos = divmod(ev["time_nano"], 1_000_000_000)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    message = {"Type": ev["type"], "Action": ev["action"], "Actor": {"ID": ev["actor"], "Attributes": attrs},
+               "time": seconds, "timeNano": ev["time_nano"]}  # fmt: skip
     if fmt == "json":
-        flags.echo(json.dumps({"Type": ev["type"], "Action": ev["action"],
-                               "Actor": {"ID": ev["actor"], "Attributes": attrs}, "time": seconds,
-                               "timeNano": ev["time_nano"]}))  # fmt: skip
+        flags.echo(json.dumps(message))
+        return
+    if fmt:  # a Go template over Docker's events message (``{{.Actor.Attributes.name}}``)
+        from dockyard.cli.format import templated
+
+        flags.echo(
+            templated([{**message, "Status": ev["action"], "ID": ev["actor"]}], fmt, {}), nl=False
+        )
         return
     inner = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
     flags.echo(
