@@ -86,8 +86,20 @@ class DirectWriter:
     def _flush_buffer(self, length: int) -> None:
         view = memoryview(self._buf)[:length]
         try:
-            if os.write(self._fd, view) != length:
-                raise OSError(f"short write of {length} bytes with O_DIRECT")
+            try:
+                written = os.write(self._fd, view)
+            except OSError as err:
+                if err.errno != 22:  # EINVAL: a filesystem that opens O_DIRECT but cannot write so
+                    raise
+                import fcntl
+
+                flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+                fcntl.fcntl(
+                    self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT
+                )  # on through the page cache
+                written = os.write(self._fd, view)
+            if written != length:
+                raise OSError(f"short write of {length} bytes")
         finally:
             view.release()
 

@@ -121,3 +121,30 @@ def test_verify_detects_corruption(tmp_path) -> None:  # type: ignore[no-untyped
     with open(store.path(d), "wb") as f:
         f.write(b"tampered")
     assert not store.verify(d)
+
+
+def test_direct_writes_fall_back_where_the_filesystem_refuses_them(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Some filesystems open O_DIRECT files but refuse the writes (EINVAL); the blob then goes
+    through the page cache instead of failing. (The refusal cannot be produced on this host's
+    filesystems, so the first write is made to fail.)"""
+    import errno
+    import os
+
+    from dockyard.content import ContentStore
+
+    store = ContentStore(str(tmp_path / "content"))
+    real_write, calls = os.write, []
+
+    def refusing_write(fd: int, data) -> int:  # type: ignore[no-untyped-def]
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", refusing_write)
+    payload = os.urandom((5 << 20) + 7)
+    with store.writer(direct=True) as w:
+        w.write(payload)
+        desc = w.commit()
+    assert store.read(desc.digest) == payload and desc.size == len(payload)
+    assert len(calls) >= 2
