@@ -784,3 +784,31 @@ def test_format_templates_as_docker_scripts_use_them(dy: Dy) -> None:
         )
     finally:
         dy("rm", "-f", cid)
+
+
+def test_restart_gives_a_new_process_and_keeps_rm_containers(dy: Dy) -> None:
+    """``restart``: stop then start (a new PID 1, the same container); a ``--rm`` container
+    comes back instead of being removed, and goes once stopped for good, as in Docker."""
+    kept = dy("run", "-d", "--name", "rs-kept", "busybox", "sleep", "60").stdout.strip()
+    gone = dy("run", "-d", "--rm", "--name", "rs-rm", "busybox", "sleep", "60").stdout.strip()
+    try:
+        before = dy("inspect", "-f", "{{.State.Pid}}", "rs-kept").stdout.strip()
+        assert dy("restart", "-t", "0", "rs-kept", "rs-rm").stdout == "rs-kept\nrs-rm\n"
+        after = dy(
+            "inspect", "-f", "{{.State.Pid}} {{.State.Status}}", "rs-kept", "rs-rm"
+        ).stdout.splitlines()
+        assert after[0].split()[1] == "running" and after[0].split()[0] != before
+        assert after[1].split()[1] == "running"
+        events = dy("events", "--since", "1m", "--until", "0s", "--filter", "event=restart", "--format",
+                    "{{.Actor.Attributes.name}}").stdout.split()  # fmt: skip
+        assert {"rs-kept", "rs-rm"} <= set(events)
+        dy("stop", "-t", "0", "rs-rm")
+        dy("wait", "rs-rm", ok=False)
+        assert gone not in dy("ps", "-aq", "--no-trunc").stdout
+        missing = dy("restart", "no-such-one", ok=False)
+        assert (
+            missing.returncode == 1
+            and missing.stderr == "dockyard: No such container: no-such-one\n"
+        )
+    finally:
+        dy("rm", "-f", kept, gone, ok=False)

@@ -496,6 +496,30 @@ def stop_cmd(
         flags.echo(ref)
 
 
+@flags.command("restart")
+@flags.option(
+    "-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container"
+)
+@flags.argument("containers", nargs=-1, required=True)
+@flags.pass_context
+def restart_cmd(ctx: flags.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Restart one or more containers."""
+    engine = _engine(ctx)
+    failed = False
+    for ref in containers:
+        try:
+            note = engine.restart(engine.lookup(ref), timeout)
+        except DockyardError as err:
+            flags.echo(f"dockyard: {err}", err=True)
+            failed = True
+            continue
+        if note:
+            flags.echo(f"dockyard: {ref}: {note}", err=True)
+        flags.echo(ref)
+    if failed:
+        raise flags.Exit(1)
+
+
 @flags.command("kill")
 @flags.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
 @flags.argument("containers", nargs=-1, required=True)
@@ -809,6 +833,7 @@ def register(cli: flags.Group) -> None:
         create_cmd,
         start_cmd,
         stop_cmd,
+        restart_cmd,
         kill_cmd,
         rm_cmd,
         ps_cmd,

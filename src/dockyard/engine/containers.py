@@ -435,11 +435,38 @@ class Engine:
         return (f"sent {stop_signal}, no exit after {wait}s, sent SIGKILL; PID 1 is {pid1}, "
                 "which ignores SIGTERM — use the exec form or --init")  # fmt: skip
 
+    def restart(self, cid: str, timeout: int | None = None) -> str:
+        """``docker restart``: stop (as ``stop``), then start again; a ``--rm`` container is not
+        removed on the way, as in Docker. Returns ``stop``'s escalation note."""
+        rec = self.refresh(cid)
+        host = rec["host_config"]
+        auto_remove = bool(host.get("AutoRemove"))
+        if auto_remove:  # its monitor removes it at the exit it sees: not this time
+            self._set_host_config(cid, {**host, "AutoRemove": False})
+        try:
+            note = self.stop(cid, timeout)
+            deadline = time.monotonic() + 30
+            while _alive(self.record(cid)["monitor_pid"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            if auto_remove:
+                self._set_host_config(cid, host)
+        self.start(cid)
+        self.emit(cid, "restart")
+        return note
+
+    def _set_host_config(self, cid: str, host: dict[str, Any]) -> None:
+        with self.db.tx() as c:
+            c.execute("UPDATE containers SET host_config = ? WHERE id = ?", (json.dumps(host), cid))
+
     def _wait_exit(self, cid: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.refresh(cid)["status"] not in ("running", "paused", "restarting"):
-                return True
+            try:
+                if self.refresh(cid)["status"] not in ("running", "paused", "restarting"):
+                    return True
+            except NotFound:
+                return True  # exited, and removed by its monitor (--rm) meanwhile
             time.sleep(0.01)
         return False
 
@@ -488,10 +515,7 @@ class Engine:
                 self.runtime(cid).kill(cid, 9)
             except Exception:
                 pass
-            try:
-                self._wait_exit(cid, 30)
-            except NotFound:
-                return  # a --rm container, removed at its exit by its monitor meanwhile
+            self._wait_exit(cid, 30)
         if _alive(rec["monitor_pid"]):
             deadline = time.monotonic() + 10
             while _alive(rec["monitor_pid"]) and time.monotonic() < deadline:
@@ -636,8 +660,7 @@ class Engine:
         rec = self.refresh(cid)
         host = rec["host_config"]
         host.update({k: v for k, v in resources.items() if v is not None})
-        with self.db.tx() as c:
-            c.execute("UPDATE containers SET host_config = ? WHERE id = ?", (json.dumps(host), cid))
+        self._set_host_config(cid, host)
         if rec["status"] in ("running", "paused"):
             from dockyard.engine.spec import oci_spec
 
