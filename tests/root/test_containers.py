@@ -812,3 +812,48 @@ def test_restart_gives_a_new_process_and_keeps_rm_containers(dy: Dy) -> None:
         )
     finally:
         dy("rm", "-f", kept, gone, ok=False)
+
+
+def test_system_prune_removes_what_nothing_uses(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Stopped containers, unused networks, dangling images and build cache go; with -a every
+    image no container has, with --volumes anonymous volumes; what a container uses stays."""
+    d = Dy(str(tmp_path / "root"))
+    d("image", "bootstrap", "busybox")
+    try:
+        d("tag", "busybox", "spare:1")
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo x > /x\n")
+        d("build", "-q", "--network", "none", "-t", "built:1", str(ctx))
+        d("tag", "built:1", "built:2")
+        d("rmi", "built:1", "built:2")  # leaves nothing dangling yet: the build cache holds it
+        up = d(
+            "run", "-d", "--network", "none", "-v", "/anon", "busybox", "sleep", "60"
+        ).stdout.strip()
+        stopped = d("create", "--network", "none", "-v", "/anon2", "busybox", "true").stdout.strip()
+        d("network", "create", "spare-net")
+        d("volume", "create", "named")
+        refused = d("system", "prune", input="n\n")
+        assert (
+            "WARNING! This will remove:" in refused.stdout
+            and stopped in d("ps", "-aq", "--no-trunc").stdout
+        )
+        out = d("system", "prune", "-f").stdout
+        assert (
+            f"Deleted Containers:\n{stopped}\n" in out and "Deleted Networks:\nspare-net\n" in out
+        )
+        assert "Deleted build cache objects:" in out and out.rstrip().splitlines()[-1].startswith(
+            "Total reclaimed"
+        )
+        assert d("ps", "-aq", "--no-trunc").stdout.split() == [up]
+        assert sorted(d("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()) == [
+            "busybox:latest", "spare:1"]  # fmt: skip
+        out = d("system", "prune", "-a", "-f", "--volumes").stdout
+        assert "untagged: spare:1" not in out  # busybox:latest and spare:1 are one image, in use
+        assert sorted(d("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()) == [
+            "busybox:latest", "spare:1"]  # fmt: skip
+        volumes = d("volume", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "named" in volumes and len(volumes) == 2  # the running container's volume stays
+    finally:
+        d("rm", "-f", *d("ps", "-aq").stdout.split(), ok=False)
+        d("network", "prune", "-f")

@@ -1202,12 +1202,21 @@ def volume_rm_cmd(ctx: flags.Context, force: bool, names: tuple[str, ...]) -> No
 def volume_prune_cmd(ctx: flags.Context, all_: bool, force: bool) -> None:
     """Remove unused local volumes (anonymous ones, or all with -a)."""
     from dockyard.cli.format import human_size
-    from dockyard.image.store import du
 
     if not force and not flags.confirm("WARNING! This will remove anonymous local volumes not used by at least one "
                                        "container.\nAre you sure you want to continue?"):  # fmt: skip
         return
-    vols = _engine(ctx).volumes
+    gone, freed = prune_volumes(_engine(ctx), all_)
+    if gone:
+        flags.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
+    flags.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+def prune_volumes(engine: Engine, all_: bool) -> tuple[list[str], int]:
+    """Remove volumes no container uses (anonymous ones only, unless ``all_``); (names, bytes)."""
+    from dockyard.image.store import du
+
+    vols = engine.volumes
     gone, freed = [], 0
     for r in vols.list():
         if vols.users(r["name"]) or not (all_ or r["anonymous"]):
@@ -1215,9 +1224,7 @@ def volume_prune_cmd(ctx: flags.Context, all_: bool, force: bool) -> None:
         freed += du(os.path.dirname(vols.path(r["name"])))
         vols.remove(r["name"])
         gone.append(r["name"])
-    if gone:
-        flags.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
-    flags.echo(f"Total reclaimed space: {human_size(freed)}")
+    return gone, freed
 
 
 @flags.command("diff")

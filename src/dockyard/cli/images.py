@@ -397,10 +397,22 @@ def prune_cmd(ctx: flags.Context, all_: bool, force: bool, filters: tuple[str, .
             f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
         ):
             return
+    lines, freed = prune_images(store, all_, filters)
+    if lines:
+        flags.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
+    flags.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+def prune_images(
+    store: ImageStore, all_: bool, filters: tuple[str, ...] = ()
+) -> tuple[list[str], int]:
+    """Remove dangling images (all unused ones with ``all_``): Docker's untagged/deleted lines,
+    and the bytes freed on disk."""
     before = store.disk_usage()
     lines = []
+    in_use = {r[0] for r in store.db.query("SELECT DISTINCT image_id FROM containers")}
     targets = [r["id"] for r in store.images()] if all_ else store.dangling()
-    for image_id in targets:
+    for image_id in [t for t in targets if t not in in_use]:  # an image a container has stays
         if filters and not _matches(
             list(filters), store, {"id": image_id}, store.tags_of(image_id)
         ):
@@ -409,14 +421,55 @@ def prune_cmd(ctx: flags.Context, all_: bool, force: bool, filters: tuple[str, .
             lines.append(f"untagged: {store.untag(t)}")
         store.delete_image(image_id)
         lines.append(f"deleted: {image_id}")
-    if lines:
-        flags.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
-    flags.echo(f"Total reclaimed space: {human_size(max(before - store.disk_usage(), 0))}")
+    return lines, max(before - store.disk_usage(), 0)
 
 
 @flags.group("system")
 def system_group() -> None:
     """Manage dockyard."""
+
+
+@system_group.command("prune")
+@flags.option(
+    "-a", "--all", "all_", is_flag=True, help="Remove all unused images not just dangling ones"
+)
+@flags.option("--volumes", is_flag=True, help="Prune anonymous volumes")
+@flags.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@flags.pass_context
+def system_prune_cmd(ctx: flags.Context, all_: bool, volumes: bool, force: bool) -> None:
+    """Remove unused data: stopped containers, unused networks, dangling (or all unused) images,
+    build cache, and with --volumes anonymous volumes."""
+    from dockyard.build.cache import prune as prune_build_cache
+    from dockyard.cli._context import engine as _engine
+    from dockyard.cli.containers import prune_volumes
+
+    if not force:
+        what = ["all stopped containers", "all networks not used by at least one container"]
+        what += ["all anonymous volumes not used by at least one container"] if volumes else []
+        what += ["all images without at least one container associated to them" if all_ else "all dangling images",
+                 "all build cache" if all_ else "unused build cache"]  # fmt: skip
+        if not flags.confirm("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
+                             + "\nAre you sure you want to continue?"):  # fmt: skip
+            return
+    engine = _engine(ctx)
+    sections = [
+        ("Deleted Containers", engine.prune()),
+        ("Deleted Networks", engine.networks.prune()),
+    ]
+    freed = 0
+    if volumes:
+        gone, size = prune_volumes(engine, False)
+        sections.append(("Deleted Volumes", gone))
+        freed += size
+    removed, size = prune_build_cache(engine)  # before the images: the cache holds some
+    freed += size
+    lines, size = prune_images(engine.images, all_)
+    sections += [("Deleted Images", lines), ("Deleted build cache objects", removed)]
+    freed += size
+    for title, items in sections:
+        if items:
+            flags.echo(f"{title}:\n" + "\n".join(items) + "\n")
+    flags.echo(f"Total reclaimed space: {human_size(freed)}")
 
 
 @system_group.command("df")
