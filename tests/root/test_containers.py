@@ -857,3 +857,16 @@ def test_system_prune_removes_what_nothing_uses(tmp_path) -> None:  # type: igno
     finally:
         d("rm", "-f", *d("ps", "-aq").stdout.split(), ok=False)
         d("network", "prune", "-f")
+
+
+def test_info_counts_what_the_engine_has(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = Dy(str(tmp_path / "root"))
+    d("image", "bootstrap", "busybox")
+    cid = d("create", "--network", "none", "busybox", "true").stdout.strip()
+    try:
+        text = d("info").stdout
+        assert " Containers: 1\n  Running: 0\n  Paused: 0\n  Stopped: 1\n Images: 1\n" in text
+        assert f" Docker Root Dir: {d.root}" in text and " Storage Driver: overlay" in text
+        assert d("info", "-f", "{{.Containers}} {{.Images}} {{.OSType}}").stdout == "1 1 linux\n"
+    finally:
+        d("rm", cid)

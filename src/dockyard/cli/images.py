@@ -429,6 +429,62 @@ def system_group() -> None:
     """Manage dockyard."""
 
 
+@flags.command("info")
+@flags.option(
+    "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
+)
+@flags.pass_context
+def info_cmd(ctx: flags.Context, fmt: str | None) -> None:
+    """Display system-wide information."""
+    import os
+    import platform
+
+    from dockyard import __version__
+    from dockyard.cli._context import engine as _engine
+    from dockyard.runtime import cgroups
+
+    engine = _engine(ctx)
+    states = [r["status"] for r in engine.list(all_=True)]
+    host = cgroups.detect()
+    with open("/proc/meminfo") as f:
+        total_kib = int(f.readline().split()[1])
+    try:
+        with open("/etc/os-release") as f:
+            pretty = next((line.split("=", 1)[1].strip().strip('"') for line in f
+                           if line.startswith("PRETTY_NAME=")), "Linux")  # fmt: skip
+    except OSError:
+        pretty = "Linux"
+    info = {
+        "Containers": len(states), "ContainersRunning": states.count("running"),
+        "ContainersPaused": states.count("paused"),
+        "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
+        "Images": sum(1 for _ in engine.images.images()), "ServerVersion": __version__,
+        "Driver": engine.images.snapshotter_name, "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2" if host == "v2" else "1", "KernelVersion": platform.release(),
+        "OperatingSystem": pretty, "OSType": "linux", "Architecture": platform.machine(),
+        "NCPU": os.cpu_count() or 1, "MemTotal": total_kib * 1024, "Name": platform.node(),
+        "DockerRootDir": engine.root, "DefaultRuntime": "dockyard-runtime",
+        "Runtimes": {"dockyard-runtime": {}, "runc": {"path": "runc"}, "crun": {"path": "crun"}},
+    }  # fmt: skip
+    if fmt:
+        from dockyard.cli.containers import print_inspected
+
+        print_inspected([info], fmt)
+        return
+    flags.echo(
+        f"Server:\n Containers: {info['Containers']}\n  Running: {info['ContainersRunning']}\n"
+        f"  Paused: {info['ContainersPaused']}\n  Stopped: {info['ContainersStopped']}\n"
+        f" Images: {info['Images']}\n Server Version: {__version__} (dockyard)\n"
+        f" Storage Driver: {info['Driver']}\n Cgroup Driver: cgroupfs\n"
+        f" Cgroup Version: {info['CgroupVersion']}{' (hybrid)' if host == 'hybrid' else ''}\n"
+        f" Runtimes: dockyard-runtime runc crun\n Default Runtime: dockyard-runtime\n"
+        f" Kernel Version: {info['KernelVersion']}\n Operating System: {pretty}\n OSType: linux\n"
+        f" Architecture: {info['Architecture']}\n CPUs: {info['NCPU']}\n"
+        f" Total Memory: {info['MemTotal'] / (1 << 30):.2f}GiB\n Name: {info['Name']}\n"
+        f" Docker Root Dir: {engine.root}"
+    )  # fmt: skip
+
+
 @system_group.command("prune")
 @flags.option(
     "-a", "--all", "all_", is_flag=True, help="Remove all unused images not just dangling ones"
@@ -605,3 +661,5 @@ def register(cli: flags.Group) -> None:
         image_group.add_command(cmd, name)
     cli.add_command(image_group)
     cli.add_command(system_group)
+    cli.add_command(info_cmd)
+    system_group.add_command(info_cmd, "info")
