@@ -870,3 +870,54 @@ def test_info_counts_what_the_engine_has(tmp_path) -> None:  # type: ignore[no-u
         assert d("info", "-f", "{{.Containers}} {{.Images}} {{.OSType}}").stdout == "1 1 linux\n"
     finally:
         d("rm", cid)
+
+
+def test_more_run_flags_docker_users_reach_for(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--device (with permissions), --cidfile, --shm-size, --pid/--uts/--ipc/--cgroupns host,
+    --group-add, --label-file, --memory-reservation, --oom-kill-disable, --domainname."""
+    fuse = "/dev/fuse" if os.path.exists("/dev/fuse") else "/dev/loop-control"
+    run = ["run", "--rm", "--network", "none"]
+    out = dy(*run, "--device", f"{fuse}:/dev/extra:r", "busybox", "sh", "-c",
+             "true < /dev/extra && echo opened; true > /dev/extra || echo write-denied").stdout  # fmt: skip
+    assert out == "opened\nwrite-denied\n"
+    assert (
+        "opened"
+        not in dy(*run, "busybox", "sh", "-c", f"true < {fuse} && echo opened", ok=False).stdout
+    )
+    cidfile = tmp_path / "cid"
+    dy(*run, "--cidfile", str(cidfile), "busybox", "true")
+    assert len(cidfile.read_text()) == 64
+    again = dy(*run, "--cidfile", str(cidfile), "busybox", "true", ok=False)
+    assert again.returncode == 125 and "Container ID file found" in again.stderr
+    assert "128.0M" in dy(*run, "--shm-size", "128m", "busybox", "df", "-h", "/dev/shm").stdout
+    with open("/proc/1/cmdline", "rb") as f:
+        host_init = f.read().split(b"\0")[0].decode()
+    assert (
+        dy(
+            *run, "--pid", "host", "busybox", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"
+        ).stdout.split()[0]
+        == host_init
+    )
+    assert dy(*run, "--uts", "host", "busybox", "hostname").stdout.strip() == os.uname().nodename
+    marker = f"/dev/shm/dockyard-test-{os.getpid()}"
+    open(marker, "w").close()
+    try:
+        assert dy(*run, "--ipc", "host", "busybox", "ls", marker).returncode == 0
+        assert dy(*run, "busybox", "ls", marker, ok=False).returncode != 0
+    finally:
+        os.unlink(marker)
+    groups = dy(*run, "--group-add", "10", "busybox", "id", "-G").stdout.split()
+    assert "10" in groups
+    (tmp_path / "labels").write_text("a=1\n# a comment\nb=2\n")
+    cid = dy("create", "--network", "none", "--label-file", str(tmp_path / "labels"), "-l", "c=3",
+             "--memory-reservation", "10m", "--oom-kill-disable", "--domainname", "example.org",
+             "--cgroupns", "host", "busybox", "sh", "-c",
+             "cat /proc/sys/kernel/domainname; grep -c /dockyard/ /proc/self/cgroup").stdout.strip()  # fmt: skip
+    try:
+        assert dy("inspect", "-f", "{{.Config.Labels}}", cid).stdout == "map[a:1 b:2 c:3]\n"
+        host = dy.record(cid)["HostConfig"]
+        assert host["MemoryReservation"] == 10 << 20 and host["OomKillDisable"] is True
+        out = dy("start", "-a", cid).stdout.split()
+        assert out[0] == "example.org" and int(out[1]) > 0  # the host's cgroup view: full paths
+    finally:
+        dy("rm", "-f", cid)

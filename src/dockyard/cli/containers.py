@@ -135,6 +135,18 @@ def create_options(f: Any) -> Any:
         flags.option("--pull", default="missing", type=flags.Choice(["always", "missing", "never"]),
                      help='Pull image before running ("always", "missing", "never")'),
         flags.option("--platform", help="Set platform if server is multi-platform capable"),
+        flags.option("--device", multiple=True, help="Add a host device to the container (HOST[:CONTAINER[:rwm]])"),
+        flags.option("--cidfile", help="Write the container ID to the file"),
+        flags.option("--shm-size", help="Size of /dev/shm"),
+        flags.option("--ipc", help="IPC mode to use (private, shareable, host)"),
+        flags.option("--pid", help="PID namespace to use (host)"),
+        flags.option("--uts", help="UTS namespace to use (host)"),
+        flags.option("--cgroupns", help="Cgroup namespace to use (host|private)"),
+        flags.option("--group-add", multiple=True, help="Add additional groups to join"),
+        flags.option("--label-file", multiple=True, help="Read in a line delimited file of labels"),
+        flags.option("--memory-reservation", help="Memory soft limit"),
+        flags.option("--oom-kill-disable", is_flag=True, help="Disable OOM Killer"),
+        flags.option("--domainname", help="Container NIS domain name"),
         flags.argument("image"),
         flags.argument("command", nargs=-1, type=flags.UNPROCESSED),
     ]  # fmt: skip
@@ -143,10 +155,44 @@ def create_options(f: Any) -> Any:
     return f
 
 
+def _label_files(paths: tuple[str, ...]) -> list[str]:
+    items = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                items += [
+                    line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")
+                ]
+        except OSError as err:
+            raise InvalidArgument(f"open {path}: {err.strerror}") from None
+    return items
+
+
+def _devices(specs: tuple[str, ...]) -> list[dict[str, str]]:
+    """``--device HOST[:CONTAINER][:PERMISSIONS]`` as Docker's HostConfig.Devices."""
+    out = []
+    for spec in specs:
+        parts = spec.split(":")
+        perms = parts.pop() if len(parts) > 1 and set(parts[-1]) <= set("rwm") else "rwm"
+        host_path = parts[0]
+        out.append({"PathOnHost": host_path, "PathInContainer": parts[1] if len(parts) > 1 else host_path,
+                    "CgroupPermissions": perms})  # fmt: skip
+    return out
+
+
+def _namespace_mode(flag: str, value: str | None, allowed: tuple[str, ...]) -> str:
+    if value and value not in allowed:
+        raise InvalidArgument(f"invalid --{flag}: {value} ({', '.join(allowed)})")
+    return value or ""
+
+
 def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
-    labels = dict(item.partition("=")[::2] for item in kw["label"])
+    labels = dict(
+        item.partition("=")[::2] for item in [*_label_files(kw["label_file"]), *kw["label"]]
+    )
     config: dict[str, Any] = {
         "Hostname": kw["hostname"] or "",
+        "Domainname": kw["domainname"] or "",
         "User": kw["user"] or "",
         "AttachStdin": kw["interactive"],
         "AttachStdout": True,
@@ -216,6 +262,17 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
         "Runtime": kw["runtime"],
         "Init": kw["init"],
         "LogConfig": {"Type": "json-file", "Config": log_opts},
+        "Devices": _devices(kw["device"]),
+        "ShmSize": ram_in_bytes(kw["shm_size"]) if kw["shm_size"] else 0,
+        "IpcMode": _namespace_mode("ipc", kw["ipc"], ("private", "shareable", "host", "none")),
+        "PidMode": _namespace_mode("pid", kw["pid"], ("host",)),
+        "UTSMode": _namespace_mode("uts", kw["uts"], ("host",)),
+        "CgroupnsMode": _namespace_mode("cgroupns", kw["cgroupns"], ("host", "private")),
+        "GroupAdd": list(kw["group_add"]),
+        "MemoryReservation": ram_in_bytes(kw["memory_reservation"])
+        if kw["memory_reservation"]
+        else 0,
+        "OomKillDisable": kw["oom_kill_disable"],
     }
     if kw["rm"] and host["RestartPolicy"]["Name"] != "no":
         raise InvalidArgument("conflicting options: cannot both remove and restart containers")
@@ -312,17 +369,25 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
 
         pull(engine.images, image, kw.get("platform"), sys.stderr)
 
+    cidfile = kw.get("cidfile")
+    if cidfile and os.path.exists(cidfile):
+        raise InvalidArgument(f"Container ID file found, make sure the other container isn't running "
+                              f"or delete {cidfile}")  # fmt: skip
     if kw.get("pull") == "always":
         fetch()
     try:
-        return engine.create(image, config, host, name, networking)
+        cid = engine.create(image, config, host, name, networking)
     except NotFound as err:
         if kw.get("pull") != "missing" or not str(err).startswith("Unable to find image"):
             raise
         sys.stderr.write(f"{err}\n")
         sys.stderr.flush()
-    fetch()
-    return engine.create(image, config, host, name, networking)
+        fetch()
+        cid = engine.create(image, config, host, name, networking)
+    if cidfile:
+        with open(cidfile, "w") as f:
+            f.write(cid)
+    return cid
 
 
 def _detach_keys(spec: str) -> bytes:

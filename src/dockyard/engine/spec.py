@@ -66,6 +66,42 @@ def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
     return {"uid": uid, "gid": gid}
 
 
+def _group_id(rootfs: str, group: str) -> int:
+    """``--group-add``: a gid, or a group name from the image's /etc/group."""
+    if group.isdigit():
+        return int(group)
+    entry = _lookup(rootfs, "group", group)
+    if entry is None:
+        raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+    return int(entry[2])
+
+
+def _device(dev: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--device``: the node to make in the container (type, numbers and mode of the host's)
+    and the cgroup rule that lets it be used with the given permissions."""
+    import stat
+
+    try:
+        st = os.stat(dev["PathOnHost"])
+    except OSError as err:
+        raise InvalidArgument(f"error gathering device information while adding custom device "
+                              f"{dev['PathOnHost']!r}: {err.strerror}") from None  # fmt: skip
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidArgument(f"{dev['PathOnHost']} is not a device node")
+    kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    node = {"path": dev["PathInContainer"], "type": kind, "major": major, "minor": minor,
+            "fileMode": stat.S_IMODE(st.st_mode), "uid": 0, "gid": 0}  # fmt: skip
+    rule = {
+        "allow": True,
+        "type": kind,
+        "major": major,
+        "minor": minor,
+        "access": dev["CgroupPermissions"],
+    }
+    return node, rule
+
+
 def _lookup_uid(rootfs: str, uid: int) -> list[str] | None:
     try:
         with open(os.path.join(rootfs, "etc", "passwd")) as f:
@@ -165,19 +201,38 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
         elif key not in ("seccomp", "no-new-privileges", "apparmor", "label"):
             raise InvalidArgument(f"invalid --security-opt: {opt}")
     spec["root"] = {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))}
-    spec["hostname"] = config.get("Hostname") or cid[:12]
     linux = spec["linux"]
     linux["cgroupsPath"] = f"/dockyard/{cid}"
-    linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
-    if netns == "host":
-        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
-    elif netns:
-        linux["namespaces"][1] = {"type": "network", "path": netns}
+    shared = {"pid": host.get("PidMode") == "host", "ipc": host.get("IpcMode") == "host",
+              "uts": host.get("UTSMode") == "host", "cgroup": host.get("CgroupnsMode") == "host",
+              "network": netns == "host"}  # the host's namespace: none of the container's own  # fmt: skip
+    linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
+                           if not shared.get(t)]  # fmt: skip
+    if netns and netns != "host":
+        linux["namespaces"] = [{"type": "network", "path": netns} if ns["type"] == "network" else ns
+                               for ns in linux["namespaces"]]  # fmt: skip
+    if not shared["uts"]:
+        spec["hostname"] = config.get("Hostname") or cid[:12]
+        if config.get("Domainname"):
+            spec["domainname"] = config["Domainname"]
+    if host.get("GroupAdd"):
+        proc["user"]["additionalGids"] = [_group_id(rootfs, g) for g in host["GroupAdd"]]
     res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    memory: dict[str, Any] = {}
     if host.get("Memory"):
-        res["memory"] = {"limit": host["Memory"]}
+        memory["limit"] = host["Memory"]
         if host.get("MemorySwap"):
-            res["memory"]["swap"] = host["MemorySwap"]
+            memory["swap"] = host["MemorySwap"]
+    if host.get("MemoryReservation"):
+        memory["reservation"] = host["MemoryReservation"]
+    if host.get("OomKillDisable"):
+        memory["disableOOMKiller"] = True
+    if memory:
+        res["memory"] = memory
+    for dev in host.get("Devices") or []:
+        node, rule = _device(dev)
+        linux.setdefault("devices", []).append(node)
+        res["devices"].append(rule)
     cpu: dict[str, Any] = {}
     if host.get("CpuShares"):
         cpu["shares"] = host["CpuShares"]
@@ -201,6 +256,16 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
         proc["rlimits"] = [{"type": f"RLIMIT_{u['Name'].upper()}", "soft": u["Soft"], "hard": u["Hard"]}
                            for u in host["Ulimits"]]  # fmt: skip
     mounts = spec["mounts"]
+    if host.get("ShmSize") or shared["ipc"]:
+        for m in mounts:
+            if m["destination"] == "/dev/shm":
+                if shared["ipc"]:  # the host's IPC namespace: its /dev/shm too, as Docker
+                    m.update({"type": "bind", "source": "/dev/shm", "options": ["rbind", "nosuid", "nodev",
+                                                                              "noexec"]})  # fmt: skip
+                else:
+                    m["options"] = [o for o in m["options"] if not o.startswith("size=")] + [
+                        f"size={host['ShmSize'] // 1024}k"
+                    ]
     if host.get("Init"):
         mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": INIT_BINARY,
                        "options": ["rbind", "ro"]})  # fmt: skip
