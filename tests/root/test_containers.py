@@ -921,3 +921,24 @@ def test_more_run_flags_docker_users_reach_for(dy: Dy, tmp_path) -> None:  # typ
         assert out[0] == "example.org" and int(out[1]) > 0  # the host's cgroup view: full paths
     finally:
         dy("rm", "-f", cid)
+
+
+def test_log_driver_none_keeps_nothing(dy: Dy) -> None:
+    """``--log-driver none``: a foreground run still shows its output; nothing is kept, and
+    ``logs`` says the driver cannot be read (status 1, as docker logs)."""
+    assert dy("run", "--network", "none", "--name", "quiet", "--log-driver", "none", "busybox",
+              "echo", "shown").stdout == "shown\n"  # fmt: skip
+    try:
+        cid = dy.record("quiet")["Id"]
+        assert not [
+            n for n in os.listdir(os.path.join(dy.root, "containers", cid)) if n.endswith(".log")
+        ]
+        logs = dy("logs", "quiet", ok=False)
+        assert (logs.returncode, logs.stderr) == (
+            1,
+            "dockyard: configured logging driver does not support reading\n",
+        )
+        bad = dy("run", "--rm", "--log-driver", "syslog", "busybox", "true", ok=False)
+        assert bad.returncode == 125 and "logging driver syslog is not supported" in bad.stderr
+    finally:
+        dy("rm", "-f", "quiet")

@@ -98,6 +98,7 @@ def create_options(f: Any) -> Any:
         flags.option("--stop-signal", help="Signal to stop the container"),
         flags.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
         flags.option("--log-opt", multiple=True, help="Log driver options (max-size=, max-file=)"),
+        flags.option("--log-driver", default="json-file", help="Logging driver for the container (json-file, local, none)"),
         flags.option(
             "--runtime", default="dockyard-runtime", help="Runtime to use for this container"
         ),
@@ -178,6 +179,13 @@ def _devices(specs: tuple[str, ...]) -> list[dict[str, str]]:
         out.append({"PathOnHost": host_path, "PathInContainer": parts[1] if len(parts) > 1 else host_path,
                     "CgroupPermissions": perms})  # fmt: skip
     return out
+
+
+def _log_driver(name: str) -> str:
+    # "local" is Docker's compact file format; here it is kept as json-file, read the same way
+    if name in ("json-file", "local", "none"):
+        return "none" if name == "none" else "json-file"
+    raise InvalidArgument(f"logging driver {name} is not supported here (json-file, local, none)")
 
 
 def _namespace_mode(flag: str, value: str | None, allowed: tuple[str, ...]) -> str:
@@ -261,7 +269,7 @@ def _build(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str
         "Tmpfs": tmpfs,
         "Runtime": kw["runtime"],
         "Init": kw["init"],
-        "LogConfig": {"Type": "json-file", "Config": log_opts},
+        "LogConfig": {"Type": _log_driver(kw["log_driver"]), "Config": log_opts},
         "Devices": _devices(kw["device"]),
         "ShmSize": ram_in_bytes(kw["shm_size"]) if kw["shm_size"] else 0,
         "IpcMode": _namespace_mode("ipc", kw["ipc"], ("private", "shareable", "host", "none")),
@@ -775,6 +783,9 @@ def logs_cmd(ctx: flags.Context, follow: bool, tail: str, timestamps: bool, sinc
     """Fetch the logs of a container."""
     engine = _engine(ctx)
     cid = engine.lookup(container)
+    if (engine.record(cid)["host_config"].get("LogConfig") or {}).get("Type") == "none":
+        flags.echo("dockyard: configured logging driver does not support reading", err=True)
+        ctx.exit(1)  # as docker logs: a daemon's error, status 1
     lo, hi = _time_bound(since), _time_bound(until)
     records = []
     for path in _log_files(engine, cid):

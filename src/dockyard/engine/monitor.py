@@ -84,6 +84,13 @@ def _code_for(err: Exception) -> int:
     return {"not-found": 127, "not-executable": 126}.get(kind, 125)
 
 
+def _log_path(host: dict[str, Any], cdir: str, cid: str) -> str:
+    """The json-file log, or "" for the ``none`` driver (the lean loop then keeps nothing)."""
+    if ((host.get("LogConfig") or {}).get("Type") or "json-file") == "none":
+        return ""
+    return os.path.join(cdir, f"{cid}-json.log")
+
+
 def _log_limits(host: dict[str, Any]) -> tuple[int, int]:
     opts = (host.get("LogConfig") or {}).get("Config") or {}
     size = opts.get("max-size", "10m")
@@ -173,7 +180,7 @@ def launch(
     me = ["-m", "dockyard.engine.monitor", engine.root, cid, snapshotter]
     lean_python = lean_interpreter()
     args = [lean_python, "-I", "-S", lean_program(engine.root), sys.executable, json.dumps(me), str(pid), "1" if tty else "0",
-            str(in_w), str(listener.fileno()), os.path.join(cdir, f"{cid}-json.log"), str(max_size),
+            str(in_w), str(listener.fileno()), _log_path(host, cdir, cid), str(max_size),
             str(max_files), "1" if client_finish else "0", str(hc["Interval"] if hc else 0),
             *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
     if clients:
