@@ -445,8 +445,11 @@ class Engine:
             self._set_host_config(cid, {**host, "AutoRemove": False})
         try:
             note = self.stop(cid, timeout)
+            # the old monitor's process, not its record: it clears the record's PID before
+            # its last look at AutoRemove
+            monitor = rec["monitor_pid"]
             deadline = time.monotonic() + 30
-            while _alive(self.record(cid)["monitor_pid"]) and time.monotonic() < deadline:
+            while _alive(monitor) and time.monotonic() < deadline:
                 time.sleep(0.01)
         finally:
             if auto_remove:
