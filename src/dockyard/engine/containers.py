@@ -368,6 +368,7 @@ class Engine:
             theirs.close()
             monitor.attach = ours
             return monitor
+        started_before = rec["started_at"]
         monitor = _fork_monitor(args)
         deadline = time.monotonic() + 60
         delay = 0.001
@@ -375,9 +376,11 @@ class Engine:
             rec = self.record(cid)
             if rec["error"]:
                 self._raise_start_error(cid)
-            if rec["status"] != "created" or rec["pid"]:
+            # started this time (a container started before has an old start time and an
+            # exited status until the new monitor records the new start)
+            if rec["started_at"] != started_before:
                 return monitor
-            if monitor.poll() is not None and self.record(cid)["status"] == "created":
+            if monitor.poll() is not None and self.record(cid)["started_at"] == started_before:
                 self._raise_start_error(cid)
             if time.monotonic() > deadline:
                 raise InvalidArgument(f"container {cid[:12]} did not start within 60s")
