@@ -443,3 +443,22 @@ def test_tty_progress_is_a_live_view(dy: Dy, tmp_path) -> None:  # type: ignore[
     assert code == 0 and "=> CACHED [3/3] RUN echo building-it" in text
     plain = dy("build", "--progress", "plain", "-t", "tty:1", str(ctx)).stderr
     assert "#3 CACHED" in plain and "[+] Building" not in plain
+
+
+def test_platform_args_and_flag(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit's automatic platform ARGs (global scope, and a stage that declares them);
+    ``--platform`` takes this host's platform and refuses others in one line (no emulation)."""
+    ctx = str(tmp_path / "plat")
+    _write(ctx, {"Dockerfile": "ARG BUILDPLATFORM\nFROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\n"
+                               "ARG TARGETPLATFORM\nRUN echo \"$TARGETOS|$TARGETARCH|$TARGETPLATFORM\" > /p\n"})  # fmt: skip
+    import platform
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    dy("build", "--network", "none", "--platform", f"linux/{arch}", "-t", "plat:1", ctx)
+    assert (
+        dy("run", "--rm", "--network", "none", "plat:1", "cat", "/p").stdout
+        == f"|{arch}|linux/{arch}\n"
+    )
+    other = "linux/s390x" if arch != "s390x" else "linux/amd64"
+    refused = dy("build", "--platform", other, ctx, ok=False)
+    assert refused.returncode == 1 and f"building for {other} is not supported" in refused.stderr

@@ -66,6 +66,20 @@ class BuildOptions:
     dockerfile_name: str = "Dockerfile"
     network: str = "default"  # RUN's network: default (the bridge), none, host
     pull: bool = False  # pull every FROM image, even one the store has
+    platform: str = ""  # --platform: this host's only (no emulation)
+
+
+def _platform_args(wanted: str) -> dict[str, str]:
+    host = f"linux/{_ARCH.get(platform.machine(), platform.machine())}"
+    target = wanted or host
+    if target.split("/")[:2] != host.split("/")[:2]:
+        raise BuildError(
+            f"building for {target} is not supported: this host is {host} (no emulation)"
+        )
+    os_, arch, *variant = target.split("/")
+    return {"TARGETPLATFORM": target, "TARGETOS": os_, "TARGETARCH": arch,
+            "TARGETVARIANT": variant[0] if variant else "", "BUILDPLATFORM": host, "BUILDOS": "linux",
+            "BUILDARCH": host.split("/")[1], "BUILDVARIANT": ""}  # fmt: skip
 
 
 @dataclass
@@ -109,7 +123,9 @@ class Builder:
     def build(self, text: str) -> str:
         parsed = df.parse(text, self.opts.dockerfile_name)
         self.escape = parsed.escape
-        meta: dict[str, str] = {}
+        # BuildKit's automatic platform ARGs: in the global scope, and in a stage that
+        # declares them (``ARG TARGETARCH``)
+        meta: dict[str, str] = _platform_args(self.opts.platform)
         for cmd in parsed.meta_args:
             for item in cmd.value:
                 name, eq, default = item.partition("=")

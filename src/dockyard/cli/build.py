@@ -69,11 +69,13 @@ def _stdin_context(work: str) -> tuple[str, str | None]:
     is_flag=True,
     help="Print each step's cache key and, on a miss, which input changed",
 )
+@flags.option("--platform", default="", help="Set target platform for build (this host's only)")
 @flags.argument("context")
 @flags.pass_context
 def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build_arg: tuple[str, ...],
               target: str | None, no_cache: bool, pull: bool, label: tuple[str, ...], quiet: bool,
-              progress: str, iidfile: str | None, network: str, explain_cache: bool, context: str) -> None:  # fmt: skip
+              progress: str, iidfile: str | None, network: str, explain_cache: bool, platform: str,
+              context: str) -> None:  # fmt: skip
     """Build an image from a Dockerfile."""
     import tempfile
 
@@ -108,7 +110,7 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
                 ) from None
         options = BuildOptions(tags=list(tags), build_args=_pairs(build_arg), target=target, no_cache=no_cache,
                                labels=_pairs(label), quiet=quiet, explain_cache=explain_cache, network=network, pull=pull,
-                               dockerfile_name=os.path.basename(name))  # fmt: skip
+                               dockerfile_name=os.path.basename(name), platform=platform)  # fmt: skip
         live = None
         if not quiet and (progress == "tty" or (progress == "auto" and sys.stderr.isatty())):
             from dockyard.build.tty_progress import TtyProgress
