@@ -164,22 +164,28 @@ class Snapshotter:
                 raise InvalidArgument(f"parent snapshot is not committed: {parent}")
         d = self._dir(name, kind)
         tmp = f"{d}.tmp-{os.urandom(4).hex()}"
-        os.makedirs(os.path.join(tmp, "fs"))
-        with open(os.path.join(tmp, "name"), "w") as f:
-            f.write(name)
-        with open(os.path.join(tmp, "parent"), "w") as f:
-            f.write(parent or "")
-        self._populate(tmp, parent)
         link = _short_id()
-        os.symlink(f"../{kind}/{os.path.basename(d)}/fs", os.path.join(self.root, "l", link))
-        with open(os.path.join(tmp, "link"), "w") as f:
-            f.write(link)
         try:
+            os.makedirs(os.path.join(tmp, "fs"))
+            with open(os.path.join(tmp, "name"), "w") as f:
+                f.write(name)
+            with open(os.path.join(tmp, "parent"), "w") as f:
+                f.write(parent or "")
+            self._populate(tmp, parent)
+            os.symlink(f"../{kind}/{os.path.basename(d)}/fs", os.path.join(self.root, "l", link))
+            with open(os.path.join(tmp, "link"), "w") as f:
+                f.write(link)
             os.rename(tmp, d)  # the snapshot appears whole or not at all
-        except OSError:
-            os.unlink(os.path.join(self.root, "l", link))
-            remove_tree(tmp)
-            raise Conflict(f"snapshot already exists: {name}") from None
+        except BaseException as err:
+            # a failure or ^C half-way: nothing of it stays
+            try:
+                os.unlink(os.path.join(self.root, "l", link))
+            except FileNotFoundError:
+                pass
+            remove_tree(tmp, ignore_errors=True)
+            if isinstance(err, OSError) and os.path.isdir(d):
+                raise Conflict(f"snapshot already exists: {name}") from None
+            raise
         return d
 
     def _populate(self, d: str, parent: str | None) -> None:
