@@ -127,7 +127,7 @@ def test_published_port_answers_on_loopback_and_by_hairpin(dy: Dy) -> None:
         gateway = _bridge(dy)["IPAM"]["Config"][0]["Gateway"]
         dy("run", "-d", "--name", "web2", "-p", "18232:80", "busybox", "sh", "-c", WEB)
         got = dy("run", "--rm", "busybox", "sh", "-c",
-                 f"for i in $(seq 50); do wget -qO- http://{gateway}:18232/ && exit 0; sleep 0.1; done; exit 1").stdout  # fmt: skip
+                 f"for i in $(seq 50); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {gateway} 18232 | grep hello-from- && exit 0; sleep 0.1; done; exit 1").stdout  # fmt: skip
         assert got.startswith("hello-from-")
         assert "dport 18231" in _nft_table(dy)
     finally:

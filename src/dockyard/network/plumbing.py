@@ -11,7 +11,7 @@ import os
 
 from dockyard.linux.netlink import Netlink, NetlinkError
 
-__all__ = ["ensure_bridge", "mac_for", "plug", "remove_bridge", "unplug"]
+__all__ = ["enable_forwarding", "ensure_bridge", "mac_for", "plug", "remove_bridge", "unplug"]
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -46,7 +46,22 @@ def ensure_bridge(name: str, gateway: str, prefix: int) -> bool:
     # Published ports on 127.0.0.1 are DNAT'ed to the container: the kernel must route
     # loopback-sourced packets out of the bridge (masqueraded there).
     _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
+    enable_forwarding()
     return made
+
+
+def enable_forwarding() -> None:
+    """IPv4 forwarding on, as dockerd turns it on: without it nothing leaves a bridge for
+    another interface, and a published port reached through the gateway (hairpin) is
+    dropped. Left on afterwards, as Docker leaves it."""
+    path = "/proc/sys/net/ipv4/ip_forward"
+    try:
+        with open(path) as f:
+            if f.read(1) == "1":
+                return
+    except OSError:
+        return
+    _sysctl(path, "1")
 
 
 def remove_bridge(name: str) -> bool:
