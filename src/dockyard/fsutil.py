@@ -8,30 +8,90 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DirectWriter", "mark_top_directory", "remove_tree"]
+__all__ = ["DirectWriter", "mark_top_directory", "remove_tree", "scratch_dir", "stale_scratch_dirs"]
 
 
-def remove_tree(path: str, ignore_errors: bool = False) -> None:
+def remove_tree(path: str, ignore_errors: bool = False, dir_fd: int | None = None) -> None:
     """``rm -rf path`` through directory file descriptors: a symlink inside is removed,
-    never followed, so a tree a container could write to cannot redirect the removal."""
+    never followed, so a tree a container could write to cannot redirect the removal.
+    With ``dir_fd``, ``path`` is a name in that directory."""
     try:
-        for _root, dirs, files, dir_fd in os.fwalk(path, topdown=False, follow_symlinks=False):
+        for _root, dirs, files, fd in os.fwalk(
+            path, topdown=False, follow_symlinks=False, dir_fd=dir_fd
+        ):
             for name in files:
-                os.unlink(name, dir_fd=dir_fd)
+                os.unlink(name, dir_fd=fd)
             for name in dirs:
                 try:
-                    os.rmdir(name, dir_fd=dir_fd)
+                    os.rmdir(name, dir_fd=fd)
                 except NotADirectoryError:  # a symlink to a directory
-                    os.unlink(name, dir_fd=dir_fd)
-        os.rmdir(path)
+                    os.unlink(name, dir_fd=fd)
+        os.rmdir(path, dir_fd=dir_fd)
     except FileNotFoundError:
-        if not ignore_errors and not os.path.lexists(path):
+        if not ignore_errors and not os.path.lexists(
+            path if dir_fd is None else f"/proc/self/fd/{dir_fd}/{path}"
+        ):
             return
         if not ignore_errors:
             raise
     except OSError:
         if not ignore_errors:
             raise
+
+
+class scratch_dir:
+    """``with scratch_dir(base, prefix) as path``: a fresh directory ``base/prefixXXXX/work``
+    locked (flock on its parent) while in use and removed afterwards. What a killed
+    process leaves is told apart from one in use by the lock (``stale_scratch_dirs``).
+    The work directory sits one level down so that nothing a tar puts in it, were it to
+    escape once, lands beside anything but its own lock directory."""
+
+    def __init__(self, base: str, prefix: str) -> None:
+        self.base, self.prefix = base, prefix
+        self.top = ""
+        self._fd = -1
+
+    def __enter__(self) -> str:
+        import fcntl
+        import tempfile
+
+        os.makedirs(self.base, mode=0o700, exist_ok=True)
+        self.top = tempfile.mkdtemp(prefix=self.prefix, dir=self.base)
+        self._fd = os.open(self.top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        work = os.path.join(self.top, "work")
+        os.mkdir(work, 0o700)
+        return work
+
+    def __exit__(self, *exc: object) -> None:
+        remove_tree(self.top, ignore_errors=True)
+        os.close(self._fd)
+
+
+def stale_scratch_dirs(base: str) -> list[str]:
+    """Scratch directories under ``base`` that no running process holds."""
+    import fcntl
+
+    out = []
+    try:
+        names = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        path = os.path.join(base, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            out.append(path)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(fd)
+        out.append(path)
+    return out
 
 
 _FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS = 0x80086601, 0x40086602

@@ -138,13 +138,13 @@ def test_bad_archives_are_refused_and_leave_nothing(dy, tmp_path) -> None:  # ty
                 data = payload
             dst.addfile(member, data)
     proc = dy("load", "-i", str(bad), ok=False)
-    assert proc.returncode == 125
+    assert proc.returncode == 1
     assert "has diff ID" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert dy("images", "-q").stdout == ""
     truncated = tmp_path / "truncated.tar"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     proc = dy("load", "-i", str(truncated), ok=False)
-    assert proc.returncode == 125 and "invalid image archive" in proc.stderr
+    assert proc.returncode == 1 and "invalid image archive" in proc.stderr
     assert dy("images", "-q").stdout == ""
     assert not [n for n in os.listdir(dy.root) if n.startswith("load-")]  # scratch removed
     store = ImageStore(dy.root)

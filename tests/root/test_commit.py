@@ -93,7 +93,7 @@ def test_import_with_changes_via_cli(tmp_path) -> None:  # type: ignore[no-untyp
     assert info["Comment"] == "from a tarball"
     bad = subprocess.run([DOCKYARD, "--root", root, "import", "-c", "RUN true", str(src)],
                          capture_output=True, text=True)  # fmt: skip
-    assert bad.returncode == 125 and bad.stderr == "dockyard: RUN is not a valid change command\n"
+    assert bad.returncode == 1 and bad.stderr == "dockyard: RUN is not a valid change command\n"
 
 
 def test_export_flattens_image_and_changes(store: ImageStore, mnt: str) -> None:

@@ -294,12 +294,12 @@ def test_rmi_refuses_an_image_in_use(dy: Dy) -> None:
     dy("run", "-d", "--name", "holder", "inuse:1", "sleep", "60")
     assert dy("rmi", "inuse:1").stdout == "Untagged: inuse:1\n"  # another name remains: just untag
     proc = dy("rmi", "-f", "busybox", ok=False)
-    assert proc.returncode == 125 and "image is being used by running container" in proc.stderr
+    assert proc.returncode == 1 and "image is being used by running container" in proc.stderr
     dy("rm", "-f", "holder")
     cid = dy("create", "busybox", "true").stdout.strip()
     proc = dy("rmi", "busybox", ok=False)
     assert (
-        proc.returncode == 125
+        proc.returncode == 1
         and f"container {cid[:12]} is using its referenced image" in proc.stderr
     )
     dy("rm", cid)
@@ -416,7 +416,7 @@ def test_named_volume_is_filled_from_the_image_then_kept(dy: Dy) -> None:
         and mounts[0]["Destination"] == "/d"
     )
     busy = dy("volume", "rm", "etcvol", ok=False)
-    assert busy.returncode == 125 and f"volume is in use - [{cid}]" in busy.stderr
+    assert busy.returncode == 1 and f"volume is in use - [{cid}]" in busy.stderr
     dy("rm", "-f", cid)
     dy("volume", "rm", "etcvol")
     assert "etcvol" not in dy("volume", "ls", "-q").stdout
@@ -561,6 +561,34 @@ def test_seccomp_profile_from_a_docker_file(dy: Dy, tmp_path) -> None:  # type: 
     assert bad.returncode == 125 and "opening seccomp profile" in bad.stderr
 
 
+# What the default profile refuses that a container without one may do: a new user
+# namespace (gated by CAP_SYS_ADMIN in Docker's profile), a keyring, a persona.
+_PROBE = ("grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null; echo userns=$?; "
+          "unshare -m true 2>/dev/null; echo mountns=$?")  # fmt: skip
+
+
+@pytest.mark.parametrize("runtime", ["dockyard-runtime", "runc"])
+def test_docker_default_seccomp_profile_applies(dy: Dy, runtime: str) -> None:
+    out = dy("run", "--rm", "--runtime", runtime, "busybox", "sh", "-c", _PROBE).stdout
+    assert out == "Seccomp:\t2\nuserns=1\nmountns=1\n"
+    out = dy("run", "--rm", "--runtime", runtime, "--security-opt", "seccomp=unconfined", "busybox",
+             "sh", "-c", _PROBE).stdout  # fmt: skip
+    assert out == "Seccomp:\t0\nuserns=0\nmountns=1\n"  # unshare -m needs CAP_SYS_ADMIN anyway
+    out = dy("run", "--rm", "--runtime", runtime, "--privileged", "busybox", "sh", "-c", _PROBE).stdout
+    assert out == "Seccomp:\t0\nuserns=0\nmountns=0\n"
+    # with CAP_SYS_ADMIN the profile lets the namespace calls through, as Docker's does
+    out = dy("run", "--rm", "--runtime", runtime, "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", _PROBE).stdout
+    assert out == "Seccomp:\t2\nuserns=0\nmountns=0\n"
+    cid = dy("create", "busybox", "true").stdout.strip()
+    assert dy.record(cid)["SeccompProfile"] == "builtin"
+    dy("rm", cid)
+    cid = dy("create", "--security-opt", "seccomp=unconfined", "busybox", "true").stdout.strip()
+    assert dy.record(cid)["SeccompProfile"] == "unconfined"
+    dy("rm", cid)
+    assert "name=seccomp,profile=builtin" in dy("info", "-f", "{{json .SecurityOptions}}").stdout
+    assert "Profile: builtin" in dy("info").stdout
+
+
 def test_health_check_states(dy: Dy) -> None:
     dy("run", "-d", "--name", "patient", "--health-cmd", "test -f /tmp/ok", "--health-interval", "100ms",
        "--health-retries", "2", "busybox", "sh", "-c", "sleep 60")  # fmt: skip
@@ -685,7 +713,7 @@ def test_attach_to_a_running_container(dy: Dy) -> None:
     assert (proc.returncode, proc.stdout) == (6, "got hello\n")
     stopped = dy("attach", "listener", ok=False)
     assert (
-        stopped.returncode == 125 and "You cannot attach to a stopped container" in stopped.stderr
+        stopped.returncode == 1 and "You cannot attach to a stopped container" in stopped.stderr
     )
     dy("rm", "listener")
 
@@ -746,7 +774,7 @@ def test_rm_goes_on_after_an_error(dy: Dy) -> None:
 def test_format_templates_as_docker_scripts_use_them(dy: Dy) -> None:
     """``inspect -f`` and the ``--format`` of ps, images, history, network ls, volume ls and
     stats take Go templates, ``table`` ones with Docker's headers; a broken template is one
-    line, status 125."""
+    line, status 1."""
     cid = dy(
         "run", "-d", "--name", "fmt-web", "-l", "tier=front", "busybox", "sleep", "30"
     ).stdout.strip()
@@ -779,7 +807,7 @@ def test_format_templates_as_docker_scripts_use_them(dy: Dy) -> None:
         assert stats == "fmt-web 1\n"
         broken = dy("inspect", "-f", "{{.State", "fmt-web", ok=False)
         assert (
-            broken.returncode == 125
+            broken.returncode == 1
             and broken.stderr == "dockyard: template parsing error: unclosed action\n"
         )
     finally:
@@ -942,3 +970,14 @@ def test_log_driver_none_keeps_nothing(dy: Dy) -> None:
         assert bad.returncode == 125 and "logging driver syslog is not supported" in bad.stderr
     finally:
         dy("rm", "-f", "quiet")
+
+
+def test_daemon_errors_exit_1_outside_run_create_start_exec(dy: Dy) -> None:
+    """As the docker CLI: 125 is kept for the commands whose status may be the container's."""
+    for argv in (["stop", "nosuch"], ["rm", "nosuch"], ["cp", "nosuch:/x", "."], ["inspect", "nosuch"],
+                 ["container", "stop", "nosuch"]):  # fmt: skip
+        proc = dy(*argv, ok=False)
+        assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, (argv, proc.stderr)
+    for argv in (["run", "nosuch:1"], ["create", "nosuch:1"], ["start", "nosuch"], ["exec", "nosuch", "true"],
+                 ["container", "run", "nosuch:1"], ["stop", "--bogus"]):  # fmt: skip
+        assert dy(*argv, ok=False).returncode == 125, argv

@@ -69,10 +69,10 @@ def test_login_push_pull_round_trip(dy: Dy, registry, other: Dy) -> None:  # typ
     ref = f"{host}/team/box:1"
     dy("tag", "busybox", ref)
     denied = dy("push", ref, ok=False)
-    assert denied.returncode == 125 and "authentication required" in denied.stderr
+    assert denied.returncode == 1 and "authentication required" in denied.stderr
     wrong = _login(dy, host, "nope")
     assert (
-        wrong.returncode == 125
+        wrong.returncode == 1
         and "unauthorized" in wrong.stderr
         and len(wrong.stderr.splitlines()) == 1
     )
@@ -147,7 +147,7 @@ def test_corrupt_blob_is_refused_and_nothing_stays(dy: Dy, registry, other: Dy) 
         )  # same size, other bytes
     try:
         proc = other("pull", f"{host}/team/bad:1", ok=False)
-        assert proc.returncode == 125 and "digest" in proc.stderr.lower()
+        assert proc.returncode == 1 and "digest" in proc.stderr.lower()
         assert len(proc.stderr.strip().splitlines()) == 1
         assert other("image", "inspect", f"{host}/team/bad:1", ok=False).returncode != 0
         assert other("system", "check").stdout == "no problems found\n"
@@ -204,7 +204,7 @@ def test_implicit_pull_on_run_and_build_and_logout(dy: Dy, registry, other: Dy, 
     finally:
         fresh("network", "prune", "-f")
     assert "Removing login credentials" in dy("logout", host).stdout
-    assert dy("push", f"{host}/team/implicit:1", ok=False).returncode == 125
+    assert dy("push", f"{host}/team/implicit:1", ok=False).returncode == 1
 
 
 @pytest.fixture
@@ -245,7 +245,7 @@ def test_own_registry_serves_dockyard_and_skopeo(
     dy: Dy, own_registry: str, other: Dy, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     host = own_registry
-    assert _login(dy, host, "wrong").returncode == 125
+    assert _login(dy, host, "wrong").returncode == 1
     assert dy("login", "-u", "bob", "--password-stdin", host, input="pw\n").returncode == 0
     dy("tag", "busybox", f"{host}/team/app:1")
     digest = (
@@ -426,7 +426,7 @@ def test_faults_give_clear_errors_or_resume(dy: Dy, other: Dy, tmp_path, mode: s
                 == 0
             )
         else:
-            assert pulled.returncode == 125 and len(pulled.stderr.strip().splitlines()) == 1
+            assert pulled.returncode == 1 and len(pulled.stderr.strip().splitlines()) == 1
             assert ("not valid JSON" if mode == "bad-manifest" else "blob") in pulled.stderr
             assert other("image", "inspect", f"{proxy.host}/{path}", ok=False).returncode != 0
         assert other("system", "check").stdout == "no problems found\n"
@@ -514,7 +514,7 @@ def test_registry_killed_mid_pull_leaves_nothing(dy: Dy, other: Dy, tmp_path) ->
     proc.kill()  # at once: the pull meets a registry that is gone, mid-way or from the start
     proc.wait()
     _out, err = puller.communicate(timeout=120)
-    assert puller.returncode == 125 and len(err.strip().splitlines()) == 1
+    assert puller.returncode == 1 and len(err.strip().splitlines()) == 1
     assert other("image", "inspect", f"{host}/{path}", ok=False).returncode != 0
     assert other("system", "check").stdout == "no problems found\n"
 
@@ -672,7 +672,7 @@ def test_bearer_token_auth(dy: Dy, other: Dy, tmp_path) -> None:  # type: ignore
             f"    rootcertbundle: {tokens.cert}\n")  # fmt: skip
     proc, host = _docker_registry(tmp_path, "tok", auth)
     try:
-        assert _login(dy, host, "nope").returncode == 125
+        assert _login(dy, host, "nope").returncode == 1
         assert _login(dy, host).returncode == 0
         dy("tag", "busybox", f"{host}/team/tok:1")
         dy("push", f"{host}/team/tok:1")
@@ -723,7 +723,7 @@ def test_compressed_layers_and_platform_index(dy: Dy, other: Dy, tmp_path) -> No
         assert "Digest:" in other("pull", f"{host}/team/gzip:multi").stdout  # this host's platform
         missing = other("pull", "--platform", "linux/s390x", f"{host}/team/gzip:multi", ok=False)
         assert (
-            missing.returncode == 125 and "no matching manifest for linux/s390x" in missing.stderr
+            missing.returncode == 1 and "no matching manifest for linux/s390x" in missing.stderr
         )
     finally:
         proc.terminate()
@@ -855,7 +855,7 @@ def test_certificates_verified_through_certs_d(
         ref = f"{host}/secure/box:1"
         dy("tag", "busybox", ref)
         refused = dy("push", ref, ok=False, env=trusting)
-        assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1
+        assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
         assert "certificate not trusted (unable to get local issuer certificate)" in refused.stderr
         assert f"{certs}/{host}/ca.crt" in refused.stderr
         (certs / host).mkdir(parents=True)
@@ -900,7 +900,7 @@ def test_client_certificates_from_certs_d(dy: Dy, other: Dy, tmp_path, off_loopb
         ref = f"{host}/mtls/box:1"
         dy("tag", "busybox", ref)
         refused = dy("push", ref, ok=False, env=env)
-        assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1
+        assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
         assert "the registry wants a client certificate it trusts" in refused.stderr
         client_key, client_cert = _signed(tmp_path, ca, "client", "extendedKeyUsage=clientAuth")
         shutil.copy(client_cert, certs / host / "client.cert")

@@ -610,17 +610,20 @@ class Builder:
         inputs: dict[str, Any] = {"files": {}}
         sources: list[tuple[str, str]] = []
         stage_root = None
+        src_root = self.context.root
         if source_stage:
             stage_root = self._source_root(source_stage)
-            for src in srcs:
-                from dockyard.runtime.rootfs import secure_join
+            src_root = stage_root[1]
+            from dockyard.inroot import Root
 
-                path = secure_join(stage_root[1], src)
-                if not os.path.lexists(path):
-                    raise InvalidArgument(
-                        f'failed to compute cache key: "{src}" not found in {source_stage}'
-                    )
-                sources.append((path, src))
+            with Root(src_root) as root:
+                for src in srcs:
+                    real = root.resolve(src)
+                    if not root.exists(real):
+                        raise InvalidArgument(
+                            f'failed to compute cache key: "{src}" not found in {source_stage}'
+                        )
+                    sources.append((real, src))
             inputs["from"] = stage_root[2]
         else:
             rels = []
@@ -633,7 +636,7 @@ class Builder:
                     )
                 rels += self.context.resolve(src)
             inputs["files"] = self.context.fingerprint(rels)
-            sources = [(os.path.join(self.context.root, rel), rel) for rel in rels]
+            sources = [(self.context.real(rel), rel) for rel in rels]
         if heredocs:
             inputs["heredocs"] = {
                 k: hashlib.sha256(v.encode()).hexdigest() for k, v in heredocs.items()
@@ -649,22 +652,24 @@ class Builder:
             try:
                 owner = files.owner_of(target, chown) if chown else (0, 0)
 
-                def walk(host_dir: str) -> list[tuple[str, str, os.stat_result]]:
+                def walk(rel: str) -> list[tuple[str, os.stat_result]]:
                     if stage_root is not None:
+                        top = os.path.join(src_root, rel)
                         out = []
-                        for base, dirs, names in os.walk(host_dir):
+                        for base, dirs, names in os.walk(top):
                             dirs.sort()
                             for name in sorted(dirs) + sorted(names):
                                 p = os.path.join(base, name)
-                                out.append((p, os.path.relpath(p, host_dir), os.lstat(p)))
+                                out.append((os.path.relpath(p, top), os.lstat(p)))
                         return out
-                    rel = os.path.relpath(host_dir, self.context.root)
-                    return [(os.path.join(self.context.root, p), os.path.relpath(p, rel), st)
-                            for p, st in self.context.walk(rel)[1:]]  # fmt: skip
+                    return [
+                        (os.path.relpath(p, rel) if rel else p, st)
+                        for p, st in self.context.walk(rel)[1:]
+                    ]
 
                 if sources:
-                    files.copy_into(target, sources, dest, state.config.get("WorkingDir") or "/", owner, chmod,
-                                    unpack=cmd.cmd == "ADD", walk=walk)  # fmt: skip
+                    files.copy_into(target, src_root, sources, dest, state.config.get("WorkingDir") or "/", owner,
+                                    chmod, unpack=cmd.cmd == "ADD", walk=walk)  # fmt: skip
                 for src in srcs:
                     name = src[2:].lstrip("-") if src.startswith("<<") else None
                     if name in heredocs:
@@ -778,7 +783,11 @@ class Builder:
                 binds.append(f"{path}:{target}")
             elif kind == "bind":
                 source = opts.get("source") or opts.get("src") or "."
-                rel = self.context.resolve(source)[0] if source not in (".", "") else ""
+                rel = (
+                    self.context.real(self.context.resolve(source)[0])
+                    if source not in (".", "")
+                    else ""
+                )
                 path = os.path.join(self.context.root, rel)
                 binds.append(
                     f"{path}:{target}"

@@ -119,13 +119,21 @@ class BuildContext:
         self._known: dict[str, tuple] | None = None  # path -> (dev, inode, size, mtime_ns, digest)
         self._fresh: list[tuple] = []
 
+    def real(self, rel: str) -> str:
+        """Where context path ``rel`` leads, its symlinks (the last one too) resolved as if
+        the context were ``/``, as BuildKit resolves COPY sources: never out of the context."""
+        from dockyard.inroot import Root
+
+        with Root(self.root) as root:
+            return root.resolve(rel)
+
     def resolve(self, source: str) -> list[str]:
         """Context-relative paths a COPY/ADD source names (globs allowed); errors as Docker's."""
         rel = _clean(source)
         if os.path.normpath(source.lstrip("/")).startswith(".."):
             raise InvalidArgument(f"forbidden path outside the build context: {source}")
         if not any(ch in rel for ch in "*?["):
-            full = os.path.join(self.root, rel)
+            full = os.path.join(self.root, self.real(rel))
             if not os.path.lexists(full) or (rel and self.ignore.excluded(rel)):
                 raise InvalidArgument(f'failed to compute cache key: "/{rel}": not found')
             return [rel]
@@ -147,8 +155,9 @@ class BuildContext:
         return sorted(matches)
 
     def walk(self, rel: str) -> list[tuple[str, os.stat_result]]:
-        """(context-relative path, lstat) of ``rel`` and, for a directory, all under it that
-        .dockerignore keeps; sorted, parents before children."""
+        """(context-relative path, lstat) of ``rel`` (resolved, see ``real``) and, for a
+        directory, all under it that .dockerignore keeps; sorted, parents before children."""
+        rel = self.real(rel)
         full = os.path.join(self.root, rel)
         st = os.lstat(full)
         out = [(rel, st)]

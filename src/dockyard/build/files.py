@@ -7,31 +7,42 @@
   /etc/passwd and /etc/group); modes are kept unless ``--chmod``; times kept;
 - ADD unpacks a local tar archive (plain, gzip, bzip2, xz, zstd) instead of copying it.
 
-Every path inside the root goes through ``secure_join``, so a symlink in the
-image cannot send a write outside it.
+Both sides are opened inside their roots (``dockyard.inroot``): a source inside the
+build context (or a stage's root), the destination inside the image. A symlink on
+either side leads where it would if that root were ``/`` (the image's ``/out -> /real``
+takes ``COPY f /out/f`` to ``/real/f``; the context's ``hostetc -> /etc`` leads to the
+context's own ``etc``); symlinks inside a copied directory are copied as symlinks.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 
 from dockyard.errors import InvalidArgument
-from dockyard.runtime.rootfs import secure_join
+from dockyard.inroot import Root, clean, remove_at
 
-__all__ = ["copy_into", "owner_of"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["copy_into", "owner_of", "write_file"]
+
+
+def _read_table(rootfs: str, table: str) -> list[list[str]]:
+    try:
+        with Root(rootfs) as root:
+            fd = root.open(f"etc/{table}", os.O_RDONLY)
+    except OSError:
+        return []
+    with os.fdopen(fd, errors="replace") as f:
+        return [line.rstrip("\n").split(":") for line in f]
 
 
 def _lookup(rootfs: str, table: str, name: str) -> int | None:
-    try:
-        with open(secure_join(rootfs, f"/etc/{table}")) as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) > 2 and fields[0] == name:
-                    return int(fields[2])
-    except (OSError, ValueError):
-        pass
+    for fields in _read_table(rootfs, table):
+        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
     return None
 
 
@@ -55,58 +66,88 @@ def owner_of(rootfs: str, spec: str) -> tuple[int, int]:
 
 
 def _primary_gid(rootfs: str, user: str) -> int:
-    try:
-        with open(secure_join(rootfs, "/etc/passwd")) as f:
-            for line in f:
-                fields = line.split(":")
-                if fields[0] == user and len(fields) > 3:
-                    return int(fields[3])
-    except (OSError, ValueError):
-        pass
+    for fields in _read_table(rootfs, "passwd"):
+        if fields[0] == user and len(fields) > 3 and fields[3].isdigit():
+            return int(fields[3])
     return 0
 
 
-def _ensure_dir(rootfs: str, path: str, owner: tuple[int, int]) -> str:
-    """The directory ``path`` (inside the root), made with its missing parents."""
-    real = secure_join(rootfs, path)
-    if os.path.isdir(real):
-        return real
-    parent = os.path.dirname(path.rstrip("/")) or "/"
-    if parent != path:
-        _ensure_dir(rootfs, parent, owner)
-    real = secure_join(rootfs, path)
-    if os.path.lexists(real) and not os.path.isdir(real):
-        os.unlink(real)
-    os.mkdir(real, 0o755)
-    os.lchown(real, *owner)
-    return real
+def _dir(dst: Root, rel: str, owner: tuple[int, int]) -> int:
+    """A descriptor of directory ``rel`` in the image, made (with its parents, owned by
+    ``owner``) if missing; a non-directory in its place is replaced, as Docker does."""
+    try:
+        return dst.makedirs(rel, owner=owner)
+    except (NotADirectoryError, FileExistsError):
+        parent, base = rel.rpartition("/")[::2]
+        pfd = _dir(dst, parent, owner)
+        try:
+            remove_at(pfd, base)
+        finally:
+            os.close(pfd)
+        return dst.makedirs(rel, owner=owner)
 
 
-def _place(
-    src: str, st: os.stat_result, target: str, owner: tuple[int, int], chmod: int | None
-) -> None:
-    if os.path.lexists(target) and not (stat.S_ISDIR(st.st_mode) and os.path.isdir(target)):
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
+def _copy_data(sfd: int, dfd: int) -> None:
+    while True:
+        try:
+            n = os.copy_file_range(sfd, dfd, 1 << 30)
+        except OSError:
+            n = os.sendfile(dfd, sfd, None, 1 << 30)
+        if not n:
+            return
+
+
+def _place(src: Root, src_rel: str, st: os.stat_result, pfd: int, base: str, owner: tuple[int, int],
+           chmod: int | None) -> None:  # fmt: skip
+    """One source entry (lstat ``st``) as ``base`` in the image directory ``pfd``."""
+    try:
+        existing = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(existing.st_mode)):
+        remove_at(pfd, base)
+        existing = None
+    mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
-        if not os.path.isdir(target):
-            os.mkdir(target)
-        os.chmod(target, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
+        if existing is None:
+            os.mkdir(base, 0o700, dir_fd=pfd)
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            os.fchown(fd, *owner)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fd)
     elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), target)
+        sparent, sbase = src_rel.rpartition("/")[::2]
+        sdir = src.dir(sparent)
+        try:
+            target = os.readlink(sbase, dir_fd=sdir)
+        finally:
+            os.close(sdir)
+        os.symlink(target, base, dir_fd=pfd)
+        os.chown(base, *owner, dir_fd=pfd, follow_symlinks=False)
+        os.utime(base, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
     elif stat.S_ISREG(st.st_mode):
-        shutil.copyfile(src, target)  # sendfile(2) on Linux: the bytes never pass through Python
-        os.chmod(target, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
-    else:
-        return  # devices, fifos, sockets: not copied
-    os.lchown(target, *owner)
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        sfd = src.open(src_rel, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            dfd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=pfd)  # fmt: skip
+            try:
+                _copy_data(sfd, dfd)
+                os.fchown(dfd, *owner)
+                os.fchmod(dfd, mode)  # after chown: chown clears setuid/setgid
+                os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+    # devices, fifos, sockets: not copied
 
 
-def _is_archive(path: str) -> bool:
-    with open(path, "rb") as f:
+def _is_archive(src: Root, rel: str) -> bool:
+    fd = src.open(rel, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
         head = f.read(262)
     if (
         head[:2] == b"\x1f\x8b"
@@ -118,53 +159,106 @@ def _is_archive(path: str) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
-def copy_into(rootfs: str, sources: list[tuple[str, str]], dest: str, workdir: str,
-              owner: tuple[int, int] = (0, 0), chmod: int | None = None, unpack: bool = False,
-              walk: object = None) -> None:  # fmt: skip
-    """Copy ``sources`` — (host path, name as written) — to ``dest`` in ``rootfs``.
+def _unpack(src: Root, rel: str, target_fd: int) -> None:
+    from dockyard.snapshot.apply import apply_layer
 
-    ``walk(host_path)`` lists (host path, relative name, lstat) under a source directory,
-    already filtered by .dockerignore."""
+    fd = src.open(rel, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        head = f.read(6)
+        f.seek(0)
+        stream = f
+        if head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+            import bz2
+            import lzma
+
+            stream = bz2.BZ2File(f) if head[:3] == b"BZh" else lzma.LZMAFile(f)  # type: ignore[assignment]  # noqa: SIM115
+        apply_layer(stream, target_fd, mode="plain")  # type: ignore[arg-type]
+
+
+def copy_into(rootfs: str, src_root: str, sources: list[tuple[str, str]], dest: str, workdir: str,
+              owner: tuple[int, int] = (0, 0), chmod: int | None = None, unpack: bool = False,
+              walk: Callable[[str], list[tuple[str, os.stat_result]]] | None = None) -> None:  # fmt: skip
+    """Copy ``sources`` — (path inside ``src_root`` with its symlinks resolved, name as
+    written) — to ``dest`` in ``rootfs``.
+
+    ``walk(path)`` lists (path relative to that source directory, lstat) of all under
+    it, parents first, already filtered by .dockerignore."""
     if not dest.startswith("/"):
         dest = os.path.join(workdir or "/", dest)
-    into_dir = dest.endswith("/") or len(sources) > 1 or os.path.isdir(secure_join(rootfs, dest))
-    for host_path, _written in sources:
-        st = os.lstat(host_path)
-        if stat.S_ISDIR(st.st_mode):
-            fresh = not os.path.isdir(secure_join(rootfs, dest))
-            base = _ensure_dir(rootfs, dest, owner)
-            os.chmod(base, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
-            for path, rel, est in walk(host_path):  # type: ignore[operator]
-                if fresh:
-                    # a directory made just now holds only what this loop put there, parents
-                    # first and no directory through a symlink: plain joins are safe
-                    target = os.path.join(base, rel)
-                else:
-                    target = secure_join(rootfs, os.path.join(dest, rel))
-                    _ensure_dir(rootfs, os.path.dirname(os.path.join(dest, rel)), owner)
-                _place(path, est, target, owner, chmod)
-        elif unpack and stat.S_ISREG(st.st_mode) and _is_archive(host_path):
-            from dockyard.snapshot.apply import apply_layer
+    with Root(rootfs) as dst, Root(src_root) as src:
+        real_dest = dst.resolve(dest)
+        dest_is_dir = _is_dir(dst, real_dest)
+        into_dir = dest.endswith("/") or len(sources) > 1 or dest_is_dir
+        for rel, written in sources:
+            st = src.stat(rel) if rel else os.stat(src.fd)
+            if stat.S_ISDIR(st.st_mode):
+                top = _dir(dst, real_dest, owner)
+                try:
+                    os.fchmod(top, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
+                    for sub, est in walk(rel) if walk else []:
+                        parent, base = sub.rpartition("/")[::2]
+                        pfd = top if not parent else _dir_under(dst, real_dest, parent, owner)
+                        try:
+                            _place(
+                                src, f"{rel}/{sub}" if rel else sub, est, pfd, base, owner, chmod
+                            )
+                        finally:
+                            if pfd != top:
+                                os.close(pfd)
+                finally:
+                    os.close(top)
+            elif unpack and stat.S_ISREG(st.st_mode) and _is_archive(src, rel):
+                target = _dir(dst, real_dest, owner)
+                try:
+                    _unpack(src, rel, target)
+                finally:
+                    os.close(target)
+            else:
+                name = os.path.basename(clean(written)) or os.path.basename(rel)
+                path = f"{real_dest}/{name}" if into_dir else real_dest
+                parent, base = clean(path).rpartition("/")[::2]
+                pfd = _dir(dst, parent, owner)
+                try:
+                    _place(src, rel, st, pfd, base, owner, chmod)
+                finally:
+                    os.close(pfd)
 
-            target = _ensure_dir(rootfs, dest, owner)
-            with open(host_path, "rb") as f:
-                apply_layer(f, target, mode="flat")
-        else:
-            name = os.path.basename(host_path)
-            path = os.path.join(dest, name) if into_dir else dest
-            _ensure_dir(rootfs, os.path.dirname(path.rstrip("/")) or "/", owner)
-            _place(host_path, st, secure_join(rootfs, path), owner, chmod)
+
+def _is_dir(root: Root, rel: str) -> bool:
+    try:
+        return stat.S_ISDIR(root.stat(rel).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _dir_under(dst: Root, top: str, parent: str, owner: tuple[int, int]) -> int:
+    """The directory ``top/parent`` of the image: made by this copy a moment ago, or there
+    before it (and then resolved inside the root like every other path)."""
+    return _dir(dst, clean(f"{top}/{parent}"), owner)
 
 
 def write_file(
     rootfs: str, path: str, content: bytes, owner: tuple[int, int], chmod: int | None
 ) -> None:
     """``COPY <<EOF path``: a file from a heredoc."""
-    _ensure_dir(rootfs, os.path.dirname(path) or "/", owner)
-    target = secure_join(rootfs, path)
-    if os.path.lexists(target) and not os.path.isdir(target):
-        os.unlink(target)
-    with open(target, "wb") as f:
-        f.write(content)
-    os.chmod(target, chmod if chmod is not None else 0o644)
-    os.lchown(target, *owner)
+    with Root(rootfs) as dst:
+        real = dst.resolve(path)
+        parent, base = real.rpartition("/")[::2]
+        pfd = _dir(dst, parent, owner)
+        try:
+            try:
+                existing = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                existing = None
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                os.unlink(base, dir_fd=pfd)
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=pfd)  # fmt: skip
+            try:
+                os.write(fd, content)
+                os.fchown(fd, *owner)
+                os.fchmod(fd, chmod if chmod is not None else 0o644)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(pfd)

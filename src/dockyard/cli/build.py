@@ -33,7 +33,7 @@ def _stdin_context(work: str) -> tuple[str, str | None]:
 
     from dockyard.snapshot.apply import apply_layer
 
-    apply_layer(io.BytesIO(data), work, mode="flat")
+    apply_layer(io.BytesIO(data), work, mode="plain")
     return work, None
 
 
@@ -77,8 +77,6 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
               progress: str, iidfile: str | None, network: str, explain_cache: bool, platform: str,
               context: str) -> None:  # fmt: skip
     """Build an image from a Dockerfile."""
-    import tempfile
-
     from dockyard.build.builder import Builder, BuildOptions
     from dockyard.build.context import BuildContext
 
@@ -87,7 +85,9 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
         from dockyard.image.reference import parse
 
         parse(tag)  # a bad name fails before any work
-    with tempfile.TemporaryDirectory(prefix="build-ctx-", dir=engine.root) as work:
+    from dockyard.fsutil import scratch_dir
+
+    with scratch_dir(os.path.join(engine.root, "tmp"), "build-ctx-") as work:
         text = None
         if context == "-":
             context, text = _stdin_context(work)

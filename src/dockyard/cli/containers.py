@@ -1106,35 +1106,34 @@ def stats_cmd(
 @flags.command("cp")
 @flags.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
 @flags.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
+@flags.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy")
 @flags.argument("src")
 @flags.argument("dest")
 @flags.pass_context
-def cp_cmd(ctx: flags.Context, archive: bool, follow_link: bool, src: str, dest: str) -> None:
+def cp_cmd(
+    ctx: flags.Context, archive: bool, follow_link: bool, quiet: bool, src: str, dest: str
+) -> None:
     """Copy files between a container and the host (CONTAINER:SRC_PATH DEST or SRC CONTAINER:DEST_PATH)."""
-    from dockyard.engine.copy import copy_from, copy_to
-    from dockyard.snapshot.snapshotter import unmount
+    from dockyard.cli.cp import check_args, copy_from_container, copy_to_container
+    from dockyard.engine.copy import ContainerFiles
 
+    check_args(src, dest)
     engine = _engine(ctx)
-    if ":" in src and not src.startswith(("/", ".")):
+    if _container_side(src):
         ref, _, path = src.partition(":")
-        cid = engine.lookup(ref)
-        rootfs, mounted = engine.rootfs_for_copy(cid)
-        try:
-            copy_from(rootfs, path, dest, follow_link)
-        finally:
-            if mounted:
-                unmount(rootfs)
-    elif ":" in dest and not dest.startswith(("/", ".")):
+        files = ContainerFiles(engine, engine.lookup(ref), ref)
+        copy_from_container(files, path, dest, follow_link)
+    elif _container_side(dest):
         ref, _, path = dest.partition(":")
-        cid = engine.lookup(ref)
-        rootfs, mounted = engine.rootfs_for_copy(cid)
-        try:
-            copy_to(src, rootfs, path, archive)
-        finally:
-            if mounted:
-                unmount(rootfs)
+        files = ContainerFiles(engine, engine.lookup(ref), ref)
+        copy_to_container(files, src, path, follow_link, archive)
     else:
         raise InvalidArgument("must specify at least one container source")
+
+
+def _container_side(arg: str) -> bool:
+    """``NAME:PATH`` names a container; a local path with a colon is written ./a:b or /a:b."""
+    return ":" in arg and not arg.startswith(("/", "."))
 
 
 @flags.command("update")

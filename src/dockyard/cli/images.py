@@ -465,6 +465,7 @@ def info_cmd(ctx: flags.Context, fmt: str | None) -> None:
         "NCPU": os.cpu_count() or 1, "MemTotal": total_kib * 1024, "Name": platform.node(),
         "DockerRootDir": engine.root, "DefaultRuntime": "dockyard-runtime",
         "Runtimes": {"dockyard-runtime": {}, "runc": {"path": "runc"}, "crun": {"path": "crun"}},
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
     }  # fmt: skip
     if fmt:
         from dockyard.cli.containers import print_inspected
@@ -478,6 +479,7 @@ def info_cmd(ctx: flags.Context, fmt: str | None) -> None:
         f" Storage Driver: {info['Driver']}\n Cgroup Driver: cgroupfs\n"
         f" Cgroup Version: {info['CgroupVersion']}{' (hybrid)' if host == 'hybrid' else ''}\n"
         f" Runtimes: dockyard-runtime runc crun\n Default Runtime: dockyard-runtime\n"
+        f" Security Options:\n  seccomp\n   Profile: builtin\n"
         f" Kernel Version: {info['KernelVersion']}\n Operating System: {pretty}\n OSType: linux\n"
         f" Architecture: {info['Architecture']}\n CPUs: {info['NCPU']}\n"
         f" Total Memory: {info['MemTotal'] / (1 << 30):.2f}GiB\n Name: {info['Name']}\n"

@@ -62,6 +62,40 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+# Docker's CLI exits 125 for an error of the daemon only where the status could be the
+# container's own (run, create, start, exec); every other command exits 1.
+_CONTAINER_STATUS_VERBS = frozenset({"run", "create", "start", "exec"})
+
+
+def _verb(args: list[str]) -> list[str]:
+    """The command words of ``args``, global flags skipped."""
+    words: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--root", "--snapshotter"):
+            skip = True
+        elif arg.startswith("-"):
+            if words:
+                break
+        else:
+            words.append(arg)
+            if len(words) == 2:
+                break
+    return words
+
+
+def _daemon_status(args: list[str], code: int) -> int:
+    if code != 125:
+        return code
+    words = _verb(args)
+    verb = (
+        words[1] if words[:1] == ["container"] and len(words) > 1 else (words[0] if words else "")
+    )
+    return code if verb in _CONTAINER_STATUS_VERBS else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or "-D" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
@@ -78,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except DockyardError as err:
         if debug:
             raise
-        return _fail(str(err), err.exit_code)
+        return _fail(str(err), _daemon_status(args, err.exit_code))
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # a bug: still one line, but say how to see more

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import BinaryIO
 
-__all__ = ["ContentStore", "Descriptor", "DigestMismatch", "Writer", "check_digest"]
+__all__ = ["BlobLocks", "ContentStore", "Descriptor", "DigestMismatch", "Writer", "check_digest"]
 
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
@@ -254,3 +254,53 @@ def _chunks(source: bytes | BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
             yield chunk
         return
     yield from source  # type: ignore[misc]
+
+
+class BlobLocks:
+    """flock()s on the blobs a pull or import needs, so that a failing one deletes only what
+    no concurrent one also needs. 256 lock files, by the digest's first byte: two blobs
+    sharing one only make a cleanup keep a blob that ``system check --repair`` removes."""
+
+    def __init__(self, content_root: str) -> None:
+        self.dir = os.path.join(content_root, "locks")
+        os.makedirs(self.dir, exist_ok=True)
+        self.held: list[int] = []
+
+    def _open(self, digest: str) -> int:
+        return os.open(
+            os.path.join(self.dir, digest[7:9]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+
+    def share(self, digests: list[str]) -> None:
+        import fcntl
+
+        for stripe in sorted({d[:9] for d in digests}):
+            fd = self._open(stripe)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self.held.append(fd)
+
+    def exclusive(self, digests: set[str]) -> set[str]:
+        """Those of ``digests`` no other pull holds (locked until ``release``)."""
+        import fcntl
+
+        free: set[str] = set()
+        stripes: dict[str, bool] = {}
+        for digest in sorted(digests):
+            stripe = digest[:9]
+            if stripe not in stripes:
+                fd = self._open(stripe)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self.held.append(fd)
+                    stripes[stripe] = True
+                except BlockingIOError:
+                    os.close(fd)
+                    stripes[stripe] = False
+            if stripes[stripe]:
+                free.add(digest)
+        return free
+
+    def release(self) -> None:
+        for fd in self.held:
+            os.close(fd)
+        self.held = []

@@ -706,6 +706,7 @@ class Engine:
 
     def inspect(self, cid: str) -> dict[str, Any]:
         """Docker's ContainerJSON."""
+        from dockyard.engine.spec import seccomp_profile_name
         from dockyard.network.endpoints import settings
 
         rec = self.refresh(cid)
@@ -739,6 +740,7 @@ class Engine:
             "Name": "/" + rec["name"],
             "RestartCount": rec["restart_count"],
             "Driver": self.snapshotter,
+            "SeccompProfile": seccomp_profile_name(rec["host_config"]),
             "HostConfig": rec["host_config"],
             "Mounts": [
                 {

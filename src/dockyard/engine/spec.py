@@ -114,21 +114,47 @@ def _lookup_uid(rootfs: str, uid: int) -> list[str] | None:
     return None
 
 
-def seccomp_from_docker(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
-    """A Docker seccomp profile (``--security-opt seccomp=FILE``) as an OCI ``linux.seccomp``.
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
+            "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
+_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
+              "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64",
+              "386": "SCMP_ARCH_X86"}  # fmt: skip
 
-    Docker's rules may carry ``includes``/``excludes`` conditions on capabilities;
-    they are decided here against the container's capabilities, as dockerd does.
-    """
+
+def _kernel_at_least(version: str) -> bool:
+    def parts(text: str) -> tuple[int, ...]:
+        out = []
+        for piece in text.split(".")[:2]:
+            digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
+            out.append(int(digits))
+        return tuple(out)
+
+    return parts(os.uname().release) >= parts(version)
+
+
+def seccomp_from_docker(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
+    """A Docker seccomp profile (the built-in one, or ``--security-opt seccomp=FILE``) as an
+    OCI ``linux.seccomp``, decided as dockerd decides it for this container: only this
+    host's architecture (and its sub-architectures) from ``archMap``; a rule's
+    ``includes``/``excludes`` on capabilities, architectures and ``minKernel`` are settled
+    here against the container's capabilities and this host."""
+    arch = _GO_ARCH.get(os.uname().machine, os.uname().machine)
     archs = list(profile.get("architectures") or [])
     for entry in profile.get("archMap") or []:
-        archs += [entry["architecture"], *(entry.get("subArchitectures") or [])]
+        if entry["architecture"] == _SCMP_ARCH.get(arch):
+            archs += [entry["architecture"], *(entry.get("subArchitectures") or [])]
     rules = []
     for rule in profile.get("syscalls") or []:
         inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
         if inc.get("caps") and not set(inc["caps"]) <= set(caps):
             continue
+        if inc.get("arches") and arch not in inc["arches"]:
+            continue
+        if inc.get("minKernel") and not _kernel_at_least(inc["minKernel"]):
+            continue
         if exc.get("caps") and set(exc["caps"]) & set(caps):
+            continue
+        if exc.get("arches") and arch in exc["arches"]:
             continue
         names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
         out = {"names": names, "action": rule["action"]}
@@ -141,6 +167,33 @@ def seccomp_from_docker(profile: dict[str, Any], caps: list[str]) -> dict[str, A
     if profile.get("defaultErrnoRet") is not None:
         seccomp["defaultErrnoRet"] = profile["defaultErrnoRet"]
     return seccomp
+
+
+_BUILTIN: dict[str, Any] | None = None
+
+
+def builtin_seccomp() -> dict[str, Any]:
+    """Docker's default seccomp profile (``seccomp_default.json``, from moby's
+    ``profiles/seccomp/default.json``; see ``scripts/seccomp_profile.py``)."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        from dockyard import _json
+
+        with open(os.path.join(os.path.dirname(__file__), "seccomp_default.json"), "rb") as f:
+            _BUILTIN = _json.loads(f.read())
+    return _BUILTIN
+
+
+def seccomp_profile_name(host: dict[str, Any]) -> str:
+    """Which seccomp profile a container gets: ``builtin``, ``unconfined`` or a file
+    (``--privileged`` runs without one, whatever else is asked, as in Docker)."""
+    if host.get("Privileged"):
+        return "unconfined"
+    for opt in host.get("SecurityOpt") or []:
+        key, _, value = opt.partition("=")
+        if key == "seccomp" and value:
+            return value
+    return "builtin"
 
 
 def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str, cdir: str,
@@ -172,9 +225,9 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
     proc["noNewPrivileges"] = "no-new-privileges" in (host.get("SecurityOpt") or [])
     caps = list(DEFAULT_CAPS)
     if host.get("Privileged"):
-        from dockyard.linux.capabilities import CAPABILITIES, cap_last
+        from dockyard.linux.capabilities import bounding_set
 
-        caps = list(CAPABILITIES[: cap_last() + 1])
+        caps = bounding_set()
     for cap in host.get("CapAdd") or []:
         name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
         if name == "CAP_ALL":
@@ -189,17 +242,20 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
     proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
     for opt in host.get("SecurityOpt") or []:
         key, _, value = opt.partition("=")
-        if key == "seccomp" and value and value != "unconfined":
-            import json
-
-            try:
-                with open(value) as f:
-                    profile = json.load(f)
-            except (OSError, ValueError) as err:
-                raise InvalidArgument(f"opening seccomp profile ({value}) failed: {err}") from None
-            spec["linux"]["seccomp"] = seccomp_from_docker(profile, caps)
-        elif key not in ("seccomp", "no-new-privileges", "apparmor", "label"):
+        if key not in ("seccomp", "no-new-privileges", "apparmor", "label"):
             raise InvalidArgument(f"invalid --security-opt: {opt}")
+    profile_name = seccomp_profile_name(host)
+    if profile_name == "builtin":
+        spec["linux"]["seccomp"] = seccomp_from_docker(builtin_seccomp(), caps)
+    elif profile_name != "unconfined":
+        import json
+
+        try:
+            with open(profile_name) as f:
+                profile = json.load(f)
+        except (OSError, ValueError) as err:
+            raise InvalidArgument(f"opening seccomp profile ({profile_name}) failed: {err}") from None
+        spec["linux"]["seccomp"] = seccomp_from_docker(profile, caps)
     spec["root"] = {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))}
     linux = spec["linux"]
     linux["cgroupsPath"] = f"/dockyard/{cid}"

@@ -41,6 +41,12 @@ def check(store: ImageStore, repair: bool = False, verify: bool = False) -> list
             found.append(Finding("interrupted load", os.path.join(store.root, name)))
             if repair:
                 shutil.rmtree(os.path.join(store.root, name), ignore_errors=True)
+    from dockyard.fsutil import remove_tree, stale_scratch_dirs
+
+    for path in stale_scratch_dirs(os.path.join(store.root, "tmp")):
+        found.append(Finding("interrupted build context", path))
+        if repair:
+            remove_tree(path, ignore_errors=True)
     snaps = store.snapshots
     for kind in ("committed", "active"):
         base = os.path.join(snaps.root, kind)

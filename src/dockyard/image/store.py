@@ -110,9 +110,24 @@ class ImageStore:
 
     # -- layers
     def add_layer(self, parent: Layer | None, blob: BinaryIO, expected: str | None = None) -> Layer:
-        """Store a layer blob (plain, gzip or zstd) and unpack it over ``parent``, once."""
+        """Store a layer blob (plain, gzip or zstd) and unpack it over ``parent``, once.
+        If the unpack fails, the blob goes too, unless a layer or a concurrent pull or
+        import (``BlobLocks``) holds it."""
+        from dockyard.content.store import BlobLocks
+
         desc = self.content.ingest(blob, expected=expected)
-        return self.layer_from_blob(parent, desc.digest)
+        locks = BlobLocks(self.content.root)
+        locks.share([desc.digest])
+        try:
+            return self.layer_from_blob(parent, desc.digest)
+        except BaseException:
+            locks.release()
+            used = self.db.query("SELECT 1 FROM layers WHERE blob_digest = ?", (desc.digest,))
+            if not used and locks.exclusive({desc.digest}):
+                self.content.delete(desc.digest)
+            raise
+        finally:
+            locks.release()
 
     def adopt_layer(self, parent: Layer | None, desc: Any, key: str,
                     staged: tuple[str, int] | None = None) -> Layer:  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CAPABILITIES", "cap_last", "cap_number", "mask"]
+__all__ = ["CAPABILITIES", "bounding_set", "cap_last", "cap_number", "mask"]
 
 # Index = capability number (linux/capability.h).
 CAPABILITIES = (
@@ -27,6 +27,21 @@ def cap_last() -> int:
             return int(f.read())
     except OSError:
         return len(CAPABILITIES) - 1
+
+
+def bounding_set() -> list[str]:
+    """The capabilities this process may still grant (its bounding set), by name: all
+    that ``--privileged`` can give where the engine itself runs without some (this
+    host's root lacks CAP_SYS_RESOURCE)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+                    return [c for i, c in enumerate(CAPABILITIES[: cap_last() + 1]) if mask >> i & 1]
+    except OSError:
+        pass
+    return list(CAPABILITIES[: cap_last() + 1])
 
 
 def cap_number(name: str) -> int:

@@ -8,7 +8,7 @@ fetched, and a dropped download resumes with a Range request from what arrived.
 The image is recorded only once everything is in, with the registry's manifest
 kept byte for byte (so its digest is the registry's), then tagged and given its
 repo digest. Concurrent pulls share what they both need: a failing one removes
-only blobs and layers no other pull holds a lock on (``_BlobLocks``).
+only blobs and layers no other pull holds a lock on (``content.store.BlobLocks``).
 
 Push: each layer blob unless the registry has it (HEAD), or can mount it from
 another repository of the same registry that this store pulled it from; then
@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dockyard import _json as json
 from dockyard.content import Descriptor
+from dockyard.content.store import BlobLocks
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
@@ -114,56 +115,6 @@ class _Report:
         if self.bars is not None:
             self.bars.stop()
             self.bars = None
-
-
-class _BlobLocks:
-    """flock()s on the blobs a pull needs, so that a failing pull deletes only what no
-    concurrent pull also needs. 256 lock files, by the digest's first byte: two blobs
-    sharing one only make a cleanup keep a blob that ``system check --repair`` removes."""
-
-    def __init__(self, content_root: str) -> None:
-        self.dir = os.path.join(content_root, "locks")
-        os.makedirs(self.dir, exist_ok=True)
-        self.held: list[int] = []
-
-    def _open(self, digest: str) -> int:
-        return os.open(
-            os.path.join(self.dir, digest[7:9]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-
-    def share(self, digests: list[str]) -> None:
-        import fcntl
-
-        for stripe in sorted({d[:9] for d in digests}):
-            fd = self._open(stripe)
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            self.held.append(fd)
-
-    def exclusive(self, digests: set[str]) -> set[str]:
-        """Those of ``digests`` no other pull holds (locked until ``release``)."""
-        import fcntl
-
-        free: set[str] = set()
-        stripes: dict[str, bool] = {}
-        for digest in sorted(digests):
-            stripe = digest[:9]
-            if stripe not in stripes:
-                fd = self._open(stripe)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    self.held.append(fd)
-                    stripes[stripe] = True
-                except BlockingIOError:
-                    os.close(fd)
-                    stripes[stripe] = False
-            if stripes[stripe]:
-                free.add(digest)
-        return free
-
-    def release(self) -> None:
-        for fd in self.held:
-            os.close(fd)
-        self.held = []
 
 
 class _Cancelled(Exception):
@@ -270,7 +221,7 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     config_desc = manifest["config"]
     layers_desc = manifest.get("layers") or []
     wanted_blobs = [d["digest"] for d in [config_desc, *layers_desc]]
-    locks = _BlobLocks(store.content.root)
+    locks = BlobLocks(store.content.root)
     locks.share(wanted_blobs)  # before looking: what is there now stays while this pull runs
     new_blobs = {d for d in wanted_blobs if not store.content.exists(d)}
     new_layers: set[str] = set()

@@ -1,6 +1,6 @@
 """Apply an OCI/Docker layer tar to a directory, refusing anything that escapes it.
 
-Two ways to apply, as the caller needs:
+Three ways to apply, as the caller needs:
 
 - ``overlay``: the directory holds this layer alone (an overlay lower dir).
   ``.wh.NAME`` becomes an overlay whiteout (a 0/0 character device) and
@@ -8,10 +8,15 @@ Two ways to apply, as the caller needs:
 - ``flat``: the directory holds the layers below (copy snapshotter, export).
   ``.wh.NAME`` deletes NAME, ``.wh..wh..opq`` empties its directory of what
   lower layers put there.
+- ``plain``: any tar (ADD of an archive, ``cp`` into a container): whiteout names
+  are ordinary files, as Docker's untar treats them.
 
-Refused with ``LayerError`` and nothing written outside the directory: absolute
-names, ``..``, paths through a symlink that leads out of the directory,
-hardlinks to outside, and entries of unknown type.
+Every entry's directory is opened inside the destination with ``RESOLVE_IN_ROOT``
+(``dockyard.inroot``), so a symlink the layer made, absolute or relative, leads
+where it would inside the root, never out of it; the entry itself is then made
+by name in that directory. Refused with ``LayerError``, nothing written outside:
+``..`` in names, absolute names, whiteouts of ``.``/``..``/nothing, whiteout
+names as directories, ``trusted.overlay.*`` attributes, unknown entry types.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import stat
 
 from dockyard.errors import InvalidArgument
-from dockyard.fsutil import remove_tree
+from dockyard.inroot import Root, proc_path, remove_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,8 +36,10 @@ __all__ = ["LayerError", "apply_layer", "decompressed", "normalise_name"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
+_META_PREFIX = ".wh..wh."  # aufs's own bookkeeping (.wh..wh.plnk, ...): skipped, as Docker does
 _OPAQUE_XATTR = "trusted.overlay.opaque"
-_MAX_SYMLINK_HOPS = 255
+_RESERVED_XATTR = "trusted.overlay."
+_FD_CACHE = 64
 
 
 class LayerError(InvalidArgument):
@@ -73,137 +80,141 @@ def normalise_name(name: str) -> str:
     return "/".join(parts)
 
 
-def _resolve_parent(root: str, rel_dir: str, entry: str) -> str:
-    """The real directory for ``rel_dir`` under ``root``; symlinks followed only inside it."""
-    resolved: list[str] = []
-    todo = [p for p in rel_dir.split("/") if p]
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if not resolved:
-                raise LayerError(
-                    f"tar entry {entry!r}: path goes through a symlink out of the layer"
-                )
-            resolved.pop()
-            continue
-        here = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(here)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            target = os.readlink(here)
-            if target.startswith("/") or hops > _MAX_SYMLINK_HOPS:
-                raise LayerError(
-                    f"tar entry {entry!r}: path goes through a symlink out of the layer"
-                )
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise LayerError(
-                f"tar entry {entry!r}: {'/'.join([*resolved, part])} is not a directory"
-            )
-        resolved.append(part)
-    return os.path.join(root, *resolved)
-
-
-def _remove(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        remove_tree(path)
-    else:
-        os.unlink(path)
-
-
-def _set_xattrs(path: str, xattrs: dict[str, bytes]) -> None:
+def _set_xattrs(fd_or_path: int | str, xattrs: dict[str, bytes]) -> None:
     for name, raw in xattrs.items():
         try:
-            os.setxattr(path, name, raw, follow_symlinks=False)
+            os.setxattr(fd_or_path, name, raw, follow_symlinks=isinstance(fd_or_path, int))
         except OSError as err:
             if err.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
 
 
 class _Unpacker:
-    """State of one apply: the directories known to exist, and mtimes to set at the end."""
+    """State of one apply: open directories by relative path, and mtimes to set at the end."""
 
-    def __init__(self, dest: str, mode: str) -> None:
-        self.dest = dest
+    def __init__(self, dest: str | int, mode: str, owner: tuple[int, int] | None,
+                 no_replace_kind: bool) -> None:  # fmt: skip
+        self.root = Root(dest) if isinstance(dest, str) else Root(fd=os.dup(dest))
         self.mode = mode
+        self.owner = owner
+        self.no_replace_kind = no_replace_kind
         # An empty destination (an overlay lower being made) cannot hold a path this
         # layer did not create, which saves an lstat per entry.
-        self.fresh = not os.listdir(dest)
-        self.dirs: dict[str, str] = {"": dest}  # relative dir -> real path, verified
+        self.fresh = not os.listdir(self.root.fd)
+        self.fds: dict[str, int] = {}  # relative dir -> descriptor (a small cache)
         self.created: set[str] = set()
         self.dir_times: list[tuple[str, float]] = []
         self.direct = False
 
-    def parent(self, parent_rel: str, entry: str) -> str:
-        real = self.dirs.get(parent_rel)
-        if real is None:
-            real = _resolve_parent(self.dest, parent_rel, entry)
-            os.makedirs(real, mode=0o755, exist_ok=True)
-            self.dirs[parent_rel] = real
-        return real
+    def parent(self, parent_rel: str, entry: str) -> int:
+        fd = self.fds.get(parent_rel)
+        if fd is not None:
+            return fd
+        try:
+            fd = self.root.makedirs(parent_rel)
+        except (NotADirectoryError, FileExistsError):
+            raise LayerError(f"tar entry {entry!r}: {parent_rel} is not a directory") from None
+        if len(self.fds) >= _FD_CACHE:
+            self.forget()
+        self.fds[parent_rel] = fd
+        return fd
 
-    def forget(self) -> None:
-        """After removing or replacing something, the known-directory cache may lie."""
-        self.dirs = {"": self.dest}
+    def forget(self, keep: str | None = None) -> None:
+        """After removing something, a cached directory may be gone; ``keep`` (the
+        directory the removal happened in) stays."""
+        kept = self.fds.pop(keep, None) if keep is not None else None
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {} if kept is None else {keep: kept}
+
+    def close(self) -> None:
+        self.forget()
+        self.root.close()
 
 
-def apply_layer(stream: BinaryIO, dest: str, mode: str = "overlay", decompress: bool = True,
-                direct: bool = False) -> int:  # fmt: skip
+def apply_layer(stream: BinaryIO, dest: str | int, mode: str = "overlay", decompress: bool = True,
+                direct: bool = False, owner: tuple[int, int] | None = None,
+                no_replace_kind: bool = False, rebase: tuple[str, str] | None = None) -> int:  # fmt: skip
     """Unpack the (possibly compressed) layer tar ``stream`` into ``dest``; return entries applied.
 
-    ``mode`` is ``overlay`` or ``flat`` (see the module docstring); with
-    ``decompress=False`` the stream is taken as a plain tar. Owners are
-    applied numerically, as Docker does; directory mtimes are set last, since
-    creating their entries changes them. ``direct``: big files are written past the page
-    cache (``O_DIRECT``), for a layer that streams in faster than memory pages fill.
+    ``mode`` is ``overlay``, ``flat`` or ``plain`` (see the module docstring); with
+    ``decompress=False`` the stream is taken as a plain tar. Owners are applied
+    numerically, as Docker does, or all set to ``owner``; directory mtimes are set last,
+    since creating their entries changes them. ``direct``: big files are written past the
+    page cache (``O_DIRECT``), for a layer that streams in faster than memory pages fill.
+    ``no_replace_kind``: a directory never replaces a non-directory or the other way round
+    (``docker cp``'s noOverwriteDirNonDir). ``rebase`` (old, new): entries named ``old``
+    or under it are renamed to ``new`` (``docker cp``'s RebaseArchiveEntries). ``dest``
+    may be an open directory descriptor (the caller keeps it).
     """
     from dockyard.snapshot.tarstream import TarFormatError, TarReader
 
-    if mode not in ("overlay", "flat"):
+    if mode not in ("overlay", "flat", "plain"):
         raise ValueError(f"unknown apply mode: {mode}")
-    dest = os.path.realpath(dest)
-    os.makedirs(dest, exist_ok=True)
-    state = _Unpacker(dest, mode)
+    if isinstance(dest, str):
+        os.makedirs(dest, exist_ok=True)
+    state = _Unpacker(dest, mode, owner, no_replace_kind)
     state.direct = direct
     count = 0
+    name = ""
     try:
         source = decompressed(stream) if decompress else stream
         reader = TarReader(source)
         for entry in reader:
-            rel = normalise_name(entry.name)
+            name = entry.name
+            if rebase is not None and (name == rebase[0] or name.startswith(rebase[0] + "/")):
+                name = rebase[1] + name[len(rebase[0]) :]
+            rel = normalise_name(name)
             if not rel:
                 continue  # the root itself ("./")
             parent_rel, _, base = rel.rpartition("/")
-            parent = state.parent(parent_rel, entry.name)
+            if mode != "plain":
+                _check_whiteout_names(entry, parent_rel, base)
+            for key in entry.xattrs:
+                if key.startswith(_RESERVED_XATTR):
+                    raise LayerError(f"tar entry {name!r}: attribute {key} is overlayfs's own")
+            pfd = state.parent(parent_rel, name)
             count += 1
-            if base == OPAQUE:
-                _opaque(parent, mode)
+            if mode != "plain" and base.startswith(WHITEOUT_PREFIX):
+                if base == OPAQUE:
+                    _opaque(pfd, mode)
+                elif not base.startswith(_META_PREFIX):
+                    _whiteout(pfd, base[len(WHITEOUT_PREFIX) :], mode)
                 state.forget()
                 continue
-            if base.startswith(WHITEOUT_PREFIX):
-                _whiteout(os.path.join(parent, base[len(WHITEOUT_PREFIX) :]), mode)
-                state.forget()
-                continue
-            _apply_entry(reader, entry, rel, os.path.join(parent, base), state)
+            _apply_entry(reader, entry, rel, pfd, base, state)
+        for rel, mtime in reversed(state.dir_times):
+            parent_rel, _, base = rel.rpartition("/")
+            pfd = state.parent(parent_rel, rel)
+            os.utime(base, (mtime, mtime), dir_fd=pfd, follow_symlinks=False)
     except TarFormatError as err:
         raise LayerError(f"corrupt layer: {err}") from None
     except (OSError, EOFError) as err:
         if isinstance(err, OSError) and not _is_stream_error(err):
-            raise
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+                raise
+            raise LayerError(f"tar entry {name!r}: {os.strerror(err.errno)}") from err
         raise LayerError(f"corrupt layer: {err}") from None
-    for path, mtime in reversed(state.dir_times):
-        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    finally:
+        state.close()
     return count
+
+
+def _check_whiteout_names(entry, parent_rel: str, base: str) -> None:  # type: ignore[no-untyped-def]
+    """A whiteout removes one name beside it: never ``.``, ``..`` or nothing, never a
+    directory on the way to another entry."""
+    from dockyard.snapshot import tarstream as ts
+
+    for part in parent_rel.split("/") if parent_rel else ():
+        if part.startswith(WHITEOUT_PREFIX):
+            raise LayerError(f"tar entry {entry.name!r}: whiteout {part!r} used as a directory")
+    if not base.startswith(WHITEOUT_PREFIX) or (base.startswith(_META_PREFIX) and base != OPAQUE):
+        return
+    if entry.type not in (ts.REG, ts.AREG):
+        raise LayerError(f"tar entry {entry.name!r}: a whiteout must be an empty file")
+    target = base[len(WHITEOUT_PREFIX) :]
+    if base != OPAQUE and target in ("", ".", ".."):
+        raise LayerError(f"tar entry {entry.name!r}: whiteout of {target or 'nothing'!r}")
 
 
 def _is_stream_error(err: OSError) -> bool:
@@ -211,52 +222,71 @@ def _is_stream_error(err: OSError) -> bool:
     return err.errno is None
 
 
-def _opaque(directory: str, mode: str) -> None:
+def _chmod_at(pfd: int, base: str, mode: int) -> None:
+    """chmod of ``base`` (not a symlink) in ``pfd``. glibc does the no-follow form through
+    /proc/self/fd, which is not there inside a container's mount namespace (``cp``): there the
+    node, made just now in this directory, is changed by name."""
+    try:
+        os.chmod(base, mode, dir_fd=pfd, follow_symlinks=False)
+    except (ValueError, NotImplementedError):
+        os.chmod(base, mode, dir_fd=pfd)
+    except OSError as err:
+        if err.errno not in (errno.ENOTSUP, errno.ENOENT):
+            raise
+        os.chmod(base, mode, dir_fd=pfd)
+
+
+def _opaque(pfd: int, mode: str) -> None:
     if mode == "overlay":
-        os.setxattr(directory, _OPAQUE_XATTR, b"y")
+        os.setxattr(proc_path(pfd), _OPAQUE_XATTR, b"y")
         return
-    for name in os.listdir(directory):
-        _remove(os.path.join(directory, name))
+    for name in os.listdir(pfd):
+        remove_at(pfd, name)
 
 
-def _whiteout(path: str, mode: str) -> None:
-    _remove(path)
+def _whiteout(pfd: int, name: str, mode: str) -> None:
+    remove_at(pfd, name)
     if mode == "overlay":
-        os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
 
 
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 _DIRECT_MIN = 4 << 20  # below this, the aligned copy and the synchronous write cost more
 
 
-def _apply_entry(reader, entry, rel: str, path: str, state: _Unpacker) -> None:  # type: ignore[no-untyped-def]
+def _apply_entry(reader, entry, rel: str, pfd: int, base: str, state: _Unpacker) -> None:  # type: ignore[no-untyped-def]
     from dockyard.snapshot import tarstream as ts
 
     kind = entry.type
     existing = None
     if not state.fresh or rel in state.created:
         try:
-            existing = os.lstat(path)
+            existing = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             pass
     if existing is not None and not (kind == ts.DIR and stat.S_ISDIR(existing.st_mode)):
-        _remove(path)
-        state.forget()
+        if state.no_replace_kind and stat.S_ISDIR(existing.st_mode) != (kind == ts.DIR):
+            what = "directory" if kind == ts.DIR else "non-directory"
+            raise LayerError(f"cannot overwrite {'non-' * (kind == ts.DIR)}directory "
+                             f"{'/' + rel!r} with {what} {entry.name!r}")  # fmt: skip
+        remove_at(pfd, base)
+        state.forget(keep=rel.rpartition("/")[0])
     state.created.add(rel)
+    uid, gid = state.owner if state.owner is not None else (entry.uid, entry.gid)
     mode_bits = entry.mode & 0o7777
-    if kind == ts.REG:
+    if kind in (ts.REG, ts.AREG, ts.CONT):
         direct = None
         if state.direct and entry.size >= _DIRECT_MIN:
             try:
-                fd = os.open(path, _O_CREATE | os.O_DIRECT, 0o600)
+                fd = os.open(base, _O_CREATE | os.O_DIRECT, 0o600, dir_fd=pfd)
             except OSError:
-                fd = os.open(path, _O_CREATE, 0o600)
+                fd = os.open(base, _O_CREATE, 0o600, dir_fd=pfd)
             else:
                 from dockyard.fsutil import DirectWriter
 
                 direct = DirectWriter(fd)
         else:
-            fd = os.open(path, _O_CREATE, 0o600)
+            fd = os.open(base, _O_CREATE, 0o600, dir_fd=pfd)
         try:
             while chunk := reader.read(1 << 20):
                 if direct is not None:
@@ -265,10 +295,10 @@ def _apply_entry(reader, entry, rel: str, path: str, state: _Unpacker) -> None: 
                     os.write(fd, chunk)
             if direct is not None:
                 direct.flush()
-            os.fchown(fd, entry.uid, entry.gid)
+            os.fchown(fd, uid, gid)
             os.fchmod(fd, mode_bits)  # after chown: chown clears setuid/setgid
             if entry.xattrs:
-                _set_xattrs(path, entry.xattrs)
+                _set_xattrs(fd, entry.xattrs)
             os.utime(fd, (entry.mtime, entry.mtime))
         finally:
             if direct is not None:
@@ -278,31 +308,49 @@ def _apply_entry(reader, entry, rel: str, path: str, state: _Unpacker) -> None: 
         return
     if kind == ts.DIR:
         if existing is None or not stat.S_ISDIR(existing.st_mode):
-            os.mkdir(path, 0o700)
-        state.dirs[rel] = path
-        state.dir_times.append((path, entry.mtime))
+            os.mkdir(base, 0o700, dir_fd=pfd)
+        state.dir_times.append((rel, entry.mtime))
     elif kind == ts.SYM:
-        os.symlink(entry.linkname, path)
-        state.forget()  # a new symlink may sit where a cached directory path goes
+        os.symlink(entry.linkname, base, dir_fd=pfd)
     elif kind == ts.LNK:
         target_rel = normalise_name(entry.linkname)
         t_parent_rel, _, t_base = target_rel.rpartition("/")
-        target = os.path.join(_resolve_parent(state.dest, t_parent_rel, entry.name), t_base)
-        if not os.path.lexists(target):
-            raise LayerError(f"tar entry {entry.name!r}: hardlink to missing {entry.linkname!r}")
-        os.link(target, path, follow_symlinks=False)
+        try:
+            tfd = state.root.dir(t_parent_rel)
+        except (FileNotFoundError, NotADirectoryError):
+            raise LayerError(
+                f"tar entry {entry.name!r}: hardlink to missing {entry.linkname!r}"
+            ) from None
+        try:
+            try:
+                os.link(t_base, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise LayerError(
+                    f"tar entry {entry.name!r}: hardlink to missing {entry.linkname!r}"
+                ) from None
+        finally:
+            os.close(tfd)
         return  # a hardlink shares the target's inode: metadata is the target's
     elif kind in (ts.CHR, ts.BLK):
         fmt = stat.S_IFCHR if kind == ts.CHR else stat.S_IFBLK
-        os.mknod(path, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor))
+        os.mknod(base, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor), dir_fd=pfd)
     elif kind == ts.FIFO:
-        os.mkfifo(path, 0o600)
+        os.mkfifo(base, 0o600, dir_fd=pfd)
     else:
         raise LayerError(f"tar entry {entry.name!r}: unsupported type {kind!r}")
-    os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+    os.chown(base, uid, gid, dir_fd=pfd, follow_symlinks=False)
     if kind != ts.SYM:
-        os.chmod(path, mode_bits)
+        _chmod_at(pfd, base, mode_bits)
     if entry.xattrs:
-        _set_xattrs(path, entry.xattrs)
+        if kind == ts.DIR:
+            dfd = os.open(
+                base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
+            )
+            try:
+                _set_xattrs(dfd, entry.xattrs)
+            finally:
+                os.close(dfd)
+        elif os.path.isdir(proc_path(pfd)):  # a /proc of this process: symlinks, devices, fifos
+            _set_xattrs(proc_path(pfd, base), entry.xattrs)
     if kind != ts.DIR:
-        os.utime(path, (entry.mtime, entry.mtime), follow_symlinks=False)
+        os.utime(base, (entry.mtime, entry.mtime), dir_fd=pfd, follow_symlinks=False)

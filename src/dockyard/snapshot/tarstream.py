@@ -226,8 +226,9 @@ class TarWriter:
 
     def add(self, name: str, type: bytes, *, mode: int = 0o644, uid: int = 0, gid: int = 0,
             size: int = 0, mtime: int = 0, linkname: str = "", devmajor: int = 0, devminor: int = 0,
-            pax: dict[str, str] | None = None, source: str | None = None) -> None:  # fmt: skip
-        """One member; a regular file's ``size`` bytes are read from the file ``source``."""
+            pax: dict[str, str] | None = None, source: str | int | None = None) -> None:  # fmt: skip
+        """One member; a regular file's ``size`` bytes are read from the file ``source`` (a
+        path, or a descriptor the caller keeps)."""
         if type == DIR and not name.endswith("/"):
             name += "/"
         header = None
@@ -242,7 +243,7 @@ class TarWriter:
             self._write(header)
             return
         assert source is not None, "a regular file with data needs its source"
-        with open(source, "rb", buffering=0) as f:
+        with open(source, "rb", buffering=0, closefd=not isinstance(source, int)) as f:
             data = f.read(size)
             if len(data) == size:  # the common, small case: one write for the member
                 self._write(header + data + b"\0" * (-size % BLOCK))
