@@ -574,10 +574,14 @@ def test_docker_default_seccomp_profile_applies(dy: Dy, runtime: str) -> None:
     out = dy("run", "--rm", "--runtime", runtime, "--security-opt", "seccomp=unconfined", "busybox",
              "sh", "-c", _PROBE).stdout  # fmt: skip
     assert out == "Seccomp:\t0\nuserns=0\nmountns=1\n"  # unshare -m needs CAP_SYS_ADMIN anyway
-    out = dy("run", "--rm", "--runtime", runtime, "--privileged", "busybox", "sh", "-c", _PROBE).stdout
+    out = dy(
+        "run", "--rm", "--runtime", runtime, "--privileged", "busybox", "sh", "-c", _PROBE
+    ).stdout
     assert out == "Seccomp:\t0\nuserns=0\nmountns=0\n"
     # with CAP_SYS_ADMIN the profile lets the namespace calls through, as Docker's does
-    out = dy("run", "--rm", "--runtime", runtime, "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", _PROBE).stdout
+    out = dy(
+        "run", "--rm", "--runtime", runtime, "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", _PROBE
+    ).stdout
     assert out == "Seccomp:\t2\nuserns=0\nmountns=0\n"
     cid = dy("create", "busybox", "true").stdout.strip()
     assert dy.record(cid)["SeccompProfile"] == "builtin"
@@ -712,9 +716,7 @@ def test_attach_to_a_running_container(dy: Dy) -> None:
     proc = dy("attach", "listener", input="hello\n", ok=False)
     assert (proc.returncode, proc.stdout) == (6, "got hello\n")
     stopped = dy("attach", "listener", ok=False)
-    assert (
-        stopped.returncode == 1 and "You cannot attach to a stopped container" in stopped.stderr
-    )
+    assert stopped.returncode == 1 and "You cannot attach to a stopped container" in stopped.stderr
     dy("rm", "listener")
 
 

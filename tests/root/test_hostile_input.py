@@ -284,14 +284,18 @@ def test_cp_follows_dockers_rules(dy: Dy, tmp_path) -> None:  # type: ignore[no-
      ("r", "/", "r/proc/self/status"), ("up", "../../../../../../etc", "up/hostname")],
 )  # fmt: skip
 @pytest.mark.parametrize("verb", ["COPY", "ADD"])
-def test_context_symlinks_never_reach_the_host(dy: Dy, tmp_path, link, target, source, verb) -> None:  # type: ignore[no-untyped-def]
+def test_context_symlinks_never_reach_the_host(
+    dy: Dy, tmp_path, link, target, source, verb
+) -> None:  # type: ignore[no-untyped-def]
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     os.symlink(target, ctx / link)
     (ctx / "Dockerfile").write_text(f"FROM busybox\n{verb} {source} /x\n")
     proc = dy("build", "-q", str(ctx), ok=False)
     assert proc.returncode == 1
-    assert f'"/{source}": not found' in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert f'"/{source}": not found' in proc.stderr and len(proc.stderr.splitlines()) == 1, (
+        proc.stderr
+    )
 
 
 def test_context_symlinks_lead_inside_the_context(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -722,9 +722,7 @@ def test_compressed_layers_and_platform_index(dy: Dy, other: Dy, tmp_path) -> No
         urllib.request.urlopen(req, timeout=10)
         assert "Digest:" in other("pull", f"{host}/team/gzip:multi").stdout  # this host's platform
         missing = other("pull", "--platform", "linux/s390x", f"{host}/team/gzip:multi", ok=False)
-        assert (
-            missing.returncode == 1 and "no matching manifest for linux/s390x" in missing.stderr
-        )
+        assert missing.returncode == 1 and "no matching manifest for linux/s390x" in missing.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -114,8 +114,15 @@ def _lookup_uid(rootfs: str, uid: int) -> list[str] | None:
     return None
 
 
-_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-            "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
+_GO_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "i686": "386",
+}
 _SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
               "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64",
               "386": "SCMP_ARCH_X86"}  # fmt: skip
@@ -241,7 +248,7 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
         caps = [] if name == "CAP_ALL" else [c for c in caps if c != name]
     proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
     for opt in host.get("SecurityOpt") or []:
-        key, _, value = opt.partition("=")
+        key = opt.partition("=")[0]
         if key not in ("seccomp", "no-new-privileges", "apparmor", "label"):
             raise InvalidArgument(f"invalid --security-opt: {opt}")
     profile_name = seccomp_profile_name(host)
@@ -254,7 +261,9 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
             with open(profile_name) as f:
                 profile = json.load(f)
         except (OSError, ValueError) as err:
-            raise InvalidArgument(f"opening seccomp profile ({profile_name}) failed: {err}") from None
+            raise InvalidArgument(
+                f"opening seccomp profile ({profile_name}) failed: {err}"
+            ) from None
         spec["linux"]["seccomp"] = seccomp_from_docker(profile, caps)
     spec["root"] = {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))}
     linux = spec["linux"]

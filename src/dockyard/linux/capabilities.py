@@ -38,7 +38,9 @@ def bounding_set() -> list[str]:
             for line in f:
                 if line.startswith("CapBnd:"):
                     mask = int(line.split()[1], 16)
-                    return [c for i, c in enumerate(CAPABILITIES[: cap_last() + 1]) if mask >> i & 1]
+                    return [
+                        c for i, c in enumerate(CAPABILITIES[: cap_last() + 1]) if mask >> i & 1
+                    ]
     except OSError:
         pass
     return list(CAPABILITIES[: cap_last() + 1])
