@@ -25,16 +25,9 @@ __all__ = ["BuildContext", "Ignore"]
 
 
 def _clean(path: str) -> str:
-    parts: list[str] = []
-    for part in path.replace("\\", "/").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return "/".join(parts)
+    from dockyard.inroot import clean
+
+    return clean(path.replace("\\", "/"))
 
 
 def _regex(pattern: str) -> re.Pattern[str]:

@@ -76,6 +76,20 @@ def _prepare(src_path: str, src_is_dir: bool, src_rebase: str, dst_path: str, ds
     return dst_dir, (src_rebase or src_base, dst_base)
 
 
+def _stat_link(files: ContainerFiles, path: str) -> tuple[dict | None, str]:
+    """(stat of container path ``path`` or None, where it leads if it is a symlink or "")."""
+    try:
+        info = files.stat(path)
+    except NotFound:
+        return None, ""
+    if not info["mode"] & _GO_SYMLINK:
+        return info, ""
+    target = info["linkTarget"]
+    if not target.startswith("/"):
+        target = os.path.join(split_dir_entry(path)[0], target)
+    return info, target
+
+
 def copy_from_container(
     files: ContainerFiles, src_path: str, dst_path: str, follow_link: bool
 ) -> None:
@@ -84,14 +98,8 @@ def copy_from_container(
 
     rebase = ""
     if follow_link:
-        try:
-            info = files.stat(src_path)
-        except NotFound:
-            info = None
-        if info is not None and info["mode"] & _GO_SYMLINK:
-            target = info["linkTarget"]
-            if not target.startswith("/"):
-                target = os.path.join(split_dir_entry(src_path)[0], target)
+        info, target = _stat_link(files, src_path)
+        if target:
             src_path, rebase = _rebase_name(src_path, target)
     info, chunks = files.get(src_path)
     if dst_path == "-":
@@ -168,14 +176,8 @@ def copy_to_container(files: ContainerFiles, src_path: str, dst_path: str, follo
                       copy_uid_gid: bool) -> None:  # fmt: skip
     """``cp SRC CONTAINER:DEST``."""
     dst_info_path = dst_path
-    try:
-        info = files.stat(dst_path)
-    except NotFound:
-        info = None
-    if info is not None and info["mode"] & _GO_SYMLINK:
-        target = info["linkTarget"]
-        if not target.startswith("/"):
-            target = os.path.join(split_dir_entry(dst_path)[0], target)
+    info, target = _stat_link(files, dst_path)
+    if target:
         dst_info_path = target
         try:
             info = files.stat(target)
