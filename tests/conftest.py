@@ -81,7 +81,7 @@ def _leaks(prefix: str, work_dir: str) -> list[str]:
         os.path.join(work_dir, d) for d in os.listdir(work_dir) if d.startswith("state-")
     ):
         found += [f"runtime state: {state_root}/{c}" for c in os.listdir(state_root)
-                  if os.path.isdir(os.path.join(state_root, c))]  # fmt: skip
+                  if os.path.isdir(os.path.join(state_root, c)) and not c.startswith(".")]  # fmt: skip  # .seccomp: a cache
     with open("/proc/self/mountinfo") as f:
         found += [f"mount: {line.split()[4]}" for line in f if work_dir in line.split()[4]]
     for base, dirs, _files in os.walk("/sys/fs/cgroup"):

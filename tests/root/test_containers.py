@@ -983,3 +983,23 @@ def test_daemon_errors_exit_1_outside_run_create_start_exec(dy: Dy) -> None:
     for argv in (["run", "nosuch:1"], ["create", "nosuch:1"], ["start", "nosuch"], ["exec", "nosuch", "true"],
                  ["container", "run", "nosuch:1"], ["stop", "--bogus"]):  # fmt: skip
         assert dy(*argv, ok=False).returncode == 125, argv
+
+
+@pytest.mark.parametrize(("memory", "swap"), [("48m", "48m"), ("32m", "64m")])
+def test_memory_and_swap_limits_from_unlimited(dy: Dy, memory: str, swap: str) -> None:
+    """From unlimited down, the memory limit goes first and memsw after (memsw may never be
+    below it): ``-m 48m --memory-swap 48m`` once failed with EINVAL on cgroup v1."""
+    base = "/sys/fs/cgroup/memory"
+    if not os.path.exists(f"{base}/memory.memsw.limit_in_bytes"):
+        pytest.skip("no swap accounting (memory.memsw) on this host")
+    cid = dy(
+        "run", "-d", "-m", memory, "--memory-swap", swap, "busybox", "sleep", "60"
+    ).stdout.strip()
+    try:
+        units = {"m": 1 << 20}
+        with open(f"{base}/dockyard/{cid}/memory.limit_in_bytes") as f:
+            assert int(f.read()) == int(memory[:-1]) * units["m"]
+        with open(f"{base}/dockyard/{cid}/memory.memsw.limit_in_bytes") as f:
+            assert int(f.read()) == int(swap[:-1]) * units["m"]
+    finally:
+        dy("rm", "-f", cid)

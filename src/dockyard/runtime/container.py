@@ -121,7 +121,7 @@ def _init(
                 raise ContainerError("process.terminal is set but no --console-socket was given")
             size = proc.get("consoleSize")
             console.become_terminal(console_fd, (size["height"], size["width"]) if size else None)
-        seccomp_profile = linux.get("seccomp")
+        seccomp_profile = ctx.get("seccomp_bpf") or linux.get("seccomp")
         path, env = process.prepare(proc, seccomp_profile, ctx["last_cap"], preserve_fds)
         chan.send("ready")
         chan.close()
@@ -231,6 +231,9 @@ def create(
             "cgroup_v1_paths": cg.to_state().get("paths"),
             "cgroup_v2_path": cg.to_state().get("path"),
             "last_cap": _last_cap(),
+            "seccomp_bpf": process.compiled_seccomp(
+                linux.get("seccomp"), bool(spec["process"].get("noNewPrivileges")), opts.root
+            ),
         }
         state: dict[str, Any] = {
             "ociVersion": spec.get("ociVersion", st.OCI_VERSION),

@@ -74,7 +74,9 @@ def exec_process(
     if status == "paused" and not ignore_paused:
         raise ContainerError(f"cannot exec in a paused container: {cid}")
     spec = _spec_of(state)
-    seccomp_profile = (spec.get("linux") or {}).get("seccomp")
+    seccomp_profile = process.compiled_seccomp(
+        (spec.get("linux") or {}).get("seccomp"), bool(proc.get("noNewPrivileges")), opts.root
+    )
     cg = cgroups.from_state(state.get("cgroup") or {})
     joins = _ns_joins(state["pid"])
     console_fd = ours = -1

@@ -177,9 +177,7 @@ def prepare(
     path = lookpath(proc["args"][0], env)
     nnp = bool(proc.get("noNewPrivileges"))
     if seccomp_profile and not nnp:
-        from dockyard.linux import seccomp
-
-        seccomp.load(seccomp_profile, False)
+        _load_seccomp(seccomp_profile, False)
     apply_identity(proc, last_cap)
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
@@ -193,7 +191,31 @@ def prepare(
 def exec_prepared(path: str, proc: dict[str, Any], env: list[str], seccomp_profile: Any) -> None:
     """The late seccomp load (with noNewPrivileges), then execve."""
     if seccomp_profile and proc.get("noNewPrivileges"):
-        from dockyard.linux import seccomp
-
-        seccomp.load(seccomp_profile, True)
+        _load_seccomp(seccomp_profile, True)
     exec_process(path, proc["args"], env)
+
+
+def compiled_seccomp(profile: Any, nnp: bool, root: str) -> Any:
+    """``profile`` compiled to BPF on the host side, through the cache in the state root
+    (one compile per profile, not one per container or exec); the profile itself where it
+    cannot be (filter flags), None without one."""
+    if not profile:
+        return None
+    from dockyard.linux import seccomp
+    from dockyard.runtime.lifecycle import ContainerError
+
+    try:
+        return seccomp.cached_bpf(profile, nnp, os.path.join(root, ".seccomp")) or profile
+    except seccomp.SeccompError as err:
+        raise ContainerError(str(err)) from None
+
+
+def _load_seccomp(profile: Any, nnp: bool) -> None:
+    """``profile``: a filter compiled beforehand (bytes, see ``seccomp.cached_bpf``) or an
+    OCI ``linux.seccomp`` object for libseccomp to compile now."""
+    from dockyard.linux import seccomp
+
+    if isinstance(profile, bytes):
+        seccomp.load_bpf(profile)
+    else:
+        seccomp.load(profile, nnp)

@@ -35,7 +35,9 @@ class ContainerNotFound(Exception):
 
 
 def state_dir(root: str, container_id: str) -> str:
-    if not container_id or "/" in container_id or container_id in (".", ".."):
+    # A leading dot is refused (runc allows it): the root's dot-entries are the runtime's own
+    # (``.seccomp``, compiled filters).
+    if not container_id or "/" in container_id or container_id.startswith("."):
         raise ValueError(f"invalid container id: {container_id!r}")
     return os.path.join(root, container_id)
 

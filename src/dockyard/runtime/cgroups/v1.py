@@ -142,11 +142,12 @@ class CgroupV1:
         if swap is not None and not has_memsw:
             warn("swap accounting is off on this host (memory.memsw); swap limit not applied")
             swap = None
-        # memsw must stay >= limit at every moment, so the order depends on direction.
+        # memsw must stay >= limit at every moment, so the order depends on direction (runc's
+        # setMemoryAndSwap): going down, the limit first; going up, memsw first.
         if limit is not None and swap is not None:
             current = read_int(d, "memory.limit_in_bytes") or 0
-            pairs = [("memory.memsw.limit_in_bytes", swap), ("memory.limit_in_bytes", limit)]
-            if limit > current or limit == -1:
+            pairs = [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", swap)]
+            if limit == -1 or limit > current:
                 pairs.reverse()
             for name, value in pairs:
                 write(d, name, value)
