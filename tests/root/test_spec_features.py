@@ -590,3 +590,43 @@ def test_device_rules_mean_the_same_on_v1_and_v2(
                              edit_with(**{"linux.devices": [node],
                                           "linux.resources.devices": [deny_all, readable]}))  # fmt: skip
     assert allowed.stdout.split() == ["opened", "null-ok", "write-denied"], allowed.stderr
+
+
+def _mounts_below(path: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path.rstrip("/") + "/")]
+
+
+def test_without_a_mount_namespace_the_runtimes_is_used_and_left_clean(
+    dy_bundles: Bundles, dockyard: Runtime
+) -> None:
+    """The spec: a namespace type not listed is the runtime's. The container's mounts are
+    then made in the runtime's mount namespace (its /proc, /dev, /tmp show there while it
+    runs), its root is only chrooted, and ``delete`` takes every one of them away (runc
+    leaves them on the host)."""
+
+    def no_mount_ns(spec: dict) -> None:  # type: ignore[type-arg]
+        spec["linux"]["namespaces"] = [
+            n for n in spec["linux"]["namespaces"] if n["type"] != "mount"
+        ]
+        spec["root"]["readonly"] = False
+
+    host_root = os.stat("/")
+    bundle, cid = dy_bundles.make(
+        ["/bin/sh", "-c", "echo hi > /tmp/x && cat /tmp/x && sleep 30"], no_mount_ns
+    )
+    rootfs = dy_bundles.rootfs
+    before = _mounts_below(rootfs)
+    dockyard.ok("create", "--bundle", bundle, cid)
+    dockyard.ok("start", cid)
+    dockyard.wait_status(cid, "running")
+    during = _mounts_below(rootfs)
+    assert {f"{rootfs}/proc", f"{rootfs}/dev", f"{rootfs}/tmp"} <= set(during), during
+    pid = dockyard.state(cid)["pid"]
+    assert os.readlink(f"/proc/{pid}/root") == rootfs  # chrooted, not pivoted
+    assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")  # the runtime's
+    assert os.stat("/").st_ino == host_root.st_ino  # the host's root did not move
+    dockyard.ok("kill", cid, "KILL")
+    dockyard.wait_status(cid, "stopped")
+    dockyard.ok("delete", cid)
+    assert _mounts_below(rootfs) == before

@@ -105,7 +105,7 @@ def _init(
             chan.expect("ok")
         run_hooks(spec, "createContainer", go["state"])
         dir_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        rootfs.pivot(root, no_pivot)
+        rootfs.pivot(root, no_pivot or ctx["host_mounts"], chroot_only=ctx["host_mounts"])
         for key, value in (linux.get("sysctl") or {}).items():
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(str(value))
@@ -113,7 +113,7 @@ def _init(
             sc.sethostname(spec["hostname"])
         if spec.get("domainname"):
             sc.setdomainname(spec["domainname"])
-        rootfs.finish(spec)
+        rootfs.finish(spec, ctx["host_mounts"])
         if proc.get("terminal"):
             from dockyard.runtime import console
 
@@ -206,11 +206,14 @@ def create(
     cg: cgroups.CgroupManager = cgroups.NullCgroup()
     init_pid = 0
     joins: list[tuple[str, int]] = []
+    host_mounts = False
+    state: dict[str, Any] = {}
     try:
         try:
             flags, joins = namespaces.plan(linux.get("namespaces") or [])
         except ValueError as err:
             raise ContainerError(str(err)) from None
+        host_mounts = not (flags & sc.CLONE_NEWNS) and not any(k == "mount" for k, _ in joins)
         path = cgroups.resolve_path(linux.get("cgroupsPath"), cid, opts.systemd_cgroup)
         try:
             cg = cgroups.manager_for(opts.cgroup_manager, path)
@@ -231,11 +234,14 @@ def create(
             "cgroup_v1_paths": cg.to_state().get("paths"),
             "cgroup_v2_path": cg.to_state().get("path"),
             "last_cap": _last_cap(),
+            # No mount namespace listed: the runtime's own is used (runtime spec), so the
+            # container's mounts are made in it, and delete takes them away again.
+            "host_mounts": host_mounts,
             "seccomp_bpf": process.compiled_seccomp(
                 linux.get("seccomp"), bool(spec["process"].get("noNewPrivileges")), opts.root
             ),
         }
-        state: dict[str, Any] = {
+        state = {
             "ociVersion": spec.get("ociVersion", st.OCI_VERSION),
             "id": cid,
             "pid": 0,
@@ -246,6 +252,11 @@ def create(
             "cgroup": cg.to_state(),
             "config": os.path.join(bundle, "config.json"),
         }
+        if host_mounts:
+            from dockyard.runtime.lifecycle import mounts_under
+
+            state["hostMounts"] = {"path": state["rootfs"],
+                                   "keep": [mid for mid, _ in mounts_under(state["rootfs"])]}  # fmt: skip
         chan = Channel()
         init_args = (spec, bundle, ctx, sdir, console_fd, no_pivot, preserve_fds)
         stage1 = os.fork()
@@ -272,6 +283,10 @@ def create(
             cg.destroy()
         except OSError:
             pass
+        if state.get("hostMounts"):
+            from dockyard.runtime.lifecycle import unmount_under
+
+            unmount_under(state["hostMounts"]["path"], state["hostMounts"]["keep"])
         _remove_tree(sdir)
         raise
     finally:

@@ -212,6 +212,36 @@ def resume(opts: Options, cid: str) -> None:
         raise ContainerError(f"resume {cid}: {err.strerror or err}") from None
 
 
+def mounts_under(path: str) -> list[tuple[int, str]]:
+    """(mount ID, mount point) of the mounts at or below ``path`` in this mount namespace,
+    deepest first."""
+    path = path.rstrip("/") or "/"
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            target = fields[4].replace("\\040", " ")
+            if target == path or target.startswith(path + "/"):
+                out.append((int(fields[0]), target))
+    return sorted(out, key=lambda m: (m[1].count("/"), m[0]), reverse=True)
+
+
+def unmount_under(path: str, keep: list[int] | tuple[int, ...] = ()) -> None:
+    """Unmount what is mounted at or below ``path``, but the mounts ``keep`` names (those
+    that were there before the container was made); lazily: a process may still hold one."""
+    from dockyard.linux import syscalls as sc
+
+    for _ in range(8):  # stacked mounts come off one layer per pass
+        targets = [t for mid, t in mounts_under(path) if mid not in keep]
+        if not targets:
+            return
+        for target in targets:
+            try:
+                sc.umount2(target, sc.MNT_DETACH)
+            except OSError:
+                pass
+
+
 def delete(opts: Options, cid: str, force: bool = False) -> None:
     """Remove a stopped (or, with ``force``, any) container: processes, cgroup, state."""
     try:
@@ -244,6 +274,8 @@ def delete(opts: Options, cid: str, force: bool = False) -> None:
         cg.destroy()
     except OSError as err:
         raise ContainerError(f"removing cgroup of {cid}: {err.strerror}") from None
+    if state.get("hostMounts"):
+        unmount_under(state["hostMounts"]["path"], state["hostMounts"]["keep"])
     spec = _spec_of(state)
     try:
         run_hooks(spec, "poststop", _oci_state(state, "stopped"))

@@ -242,11 +242,20 @@ def prepare(spec: dict[str, Any], bundle: str, ctx: dict[str, Any]) -> str:
         rootfs = os.path.join(bundle, rootfs)
     rootfs = os.path.realpath(rootfs)
     prop = _PROPAGATION.get(linux.get("rootfsPropagation", ""), sc.MS_SLAVE | sc.MS_REC)
-    # Keep our mounts from reaching the host, whatever the host's propagation is.
-    sc.mount(
-        None, "/", None, prop if prop & (sc.MS_SLAVE | sc.MS_PRIVATE) else sc.MS_SLAVE | sc.MS_REC
-    )
-    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    if ctx.get("host_mounts"):
+        # The runtime's own mount namespace: the host's propagation is left as it is; the
+        # root's bind mount is private, so what is mounted under it stays there.
+        sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+        sc.mount(None, rootfs, None, sc.MS_PRIVATE | sc.MS_REC)
+    else:
+        # Keep our mounts from reaching the host, whatever the host's propagation is.
+        sc.mount(
+            None,
+            "/",
+            None,
+            prop if prop & (sc.MS_SLAVE | sc.MS_PRIVATE) else sc.MS_SLAVE | sc.MS_REC,
+        )
+        sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     for m in spec.get("mounts") or ():
         mount_one(rootfs, bundle, m, ctx)
     dev_mounted = any(
@@ -271,8 +280,15 @@ def prepare(spec: dict[str, Any], bundle: str, ctx: dict[str, Any]) -> str:
     return rootfs
 
 
-def pivot(rootfs: str, no_pivot: bool) -> None:
-    """Make ``rootfs`` the root and drop the host's mounts from view."""
+def pivot(rootfs: str, no_pivot: bool, chroot_only: bool = False) -> None:
+    """Make ``rootfs`` the root and drop the host's mounts from view. ``chroot_only``: in
+    the runtime's own mount namespace, where moving or pivoting would change the host's
+    root for everyone, only this process's root changes (as runc does there)."""
+    if chroot_only:
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir("/")
+        return
     if no_pivot:
         os.chdir(rootfs)
         sc.mount(rootfs, "/", None, sc.MS_MOVE)
@@ -295,7 +311,7 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
         os.close(new)
 
 
-def finish(spec: dict[str, Any]) -> None:
+def finish(spec: dict[str, Any], host_mounts: bool = False) -> None:
     """After pivot_root: masked and read-only paths, a read-only root, root propagation."""
     linux = spec.get("linux") or {}
     for path in linux.get("maskedPaths") or ():
@@ -317,5 +333,5 @@ def finish(spec: dict[str, Any]) -> None:
         flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY
         sc.mount(None, "/", None, flags | _locked_flags("/"))
     prop = _PROPAGATION.get(linux.get("rootfsPropagation", ""))
-    if prop and prop & sc.MS_SHARED:
+    if prop and prop & sc.MS_SHARED and not host_mounts:
         sc.mount(None, "/", None, prop)

@@ -145,7 +145,4 @@ def load_spec(bundle: str) -> dict[str, Any]:
     process = spec.get("process")
     if not process or not process.get("args"):
         raise SpecError(f"{path}: process.args must name a program")
-    namespaces = (spec.get("linux") or {}).get("namespaces") or []
-    if not any(ns.get("type") == "mount" for ns in namespaces):
-        raise SpecError(f"{path}: a mount namespace is required")
     return spec
