@@ -377,3 +377,74 @@ def test_iptables_backend_where_only_iptables_is_wanted(tmp_path) -> None:  # ty
     for table in ("ip nat", "ip filter"):
         if f"table {table}" not in tables_before:
             subprocess.run(["nft", "delete", "table", *table.split()], check=False)
+
+
+@pytest.fixture
+def forward_drop():  # type: ignore[no-untyped-def]
+    """iptables' FORWARD policy DROP and bridge netfilter on, as on a host where dockerd
+    runs; put back as it was afterwards."""
+    nf = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    had_nf = open(nf).read().strip() if os.path.exists(nf) else None
+    had_table = (
+        subprocess.run(["nft", "list", "table", "ip", "filter"], capture_output=True).returncode
+        == 0
+    )
+    before = subprocess.run(
+        ["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True
+    ).stdout
+    subprocess.run(["iptables", "-w", "-P", "FORWARD", "DROP"], check=True)
+    if had_nf is not None:
+        with open(nf, "w") as f:
+            f.write("1")
+    try:
+        yield
+    finally:
+        policy = "DROP" if "-P FORWARD DROP" in before else "ACCEPT"
+        subprocess.run(["iptables", "-w", "-P", "FORWARD", policy], check=True)
+        if had_nf is not None:
+            with open(nf, "w") as f:
+                f.write(had_nf)
+        if not had_table:
+            subprocess.run(["nft", "delete", "table", "ip", "filter"], check=False)
+
+
+def _reach(dy: Dy, network: str, host: str, port: int) -> bool:
+    proc = dy("run", "--rm", "--network", network, "busybox", "sh", "-c",
+              f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port} | grep -q hello-from-", ok=False)  # fmt: skip
+    return proc.returncode == 0
+
+
+def test_networking_beside_an_engine_that_drops_forwarding(dy: Dy, forward_drop: None) -> None:
+    """Containers of one network reach each other, and a published port answers by hairpin,
+    while another engine's FORWARD policy is DROP; its flushing our rule is repaired."""
+    dy("network", "create", "--subnet", "10.213.83.0/24", "guarded")
+    try:
+        dy(
+            "run",
+            "-d",
+            "--name",
+            "guard-web",
+            "--network",
+            "guarded",
+            "-p",
+            "18260:80",
+            "busybox",
+            "sh",
+            "-c",
+            WEB,
+        )
+        gateway = "10.213.83.1"
+        assert _reach(dy, "guarded", "guard-web", 80)  # container to container, bridged
+        assert _reach(dy, "guarded", gateway, 18260)  # the published port through the gateway
+        subprocess.run(
+            ["iptables", "-w", "-F", "FORWARD"], check=True
+        )  # the other engine's restart
+        assert not _reach(dy, "guarded", "guard-web", 80)
+        proc = dy("system", "check", ok=False)
+        assert proc.returncode == 1 and "FORWARD are missing" in proc.stdout
+        dy("system", "check", "--repair")
+        assert _reach(dy, "guarded", "guard-web", 80)
+        assert dy("system", "check").stdout == "no problems found\n"
+    finally:
+        dy("rm", "-f", "guard-web")
+        dy("network", "rm", "guarded")

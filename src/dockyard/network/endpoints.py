@@ -548,9 +548,16 @@ def check(engine: Any, repair: bool = False) -> list[tuple[str, str]]:
         ok, what = firewall.present(engine.root)
         if not ok:
             findings.append(("firewall", f"{what} is missing"))
+        if not firewall.forward_accept_present(engine.root):
+            findings.append(
+                (
+                    "firewall",
+                    "the accept rules of the engine's bridges in iptables' FORWARD are missing",
+                )
+            )
     if repair:
         try:
-            store.sync_firewall()
+            store.sync_firewall(forward=True)
         except firewall.FirewallError:
             if store.active():
                 raise

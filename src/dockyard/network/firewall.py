@@ -14,6 +14,16 @@ Where only iptables exists (or ``DOCKYARD_FIREWALL=iptables``), the same rules
 go into chains of the engine's own (``DY-<hash>-PORTS``, ``-POST``, ``-FWD``),
 rewritten with ``iptables-restore --noflush`` and reached by one jump each from
 the built-in chains; they and the jumps go when the last network goes.
+
+Another engine on the host (dockerd sets the FORWARD policy to DROP) would drop the
+traffic of dockyard's bridges in its own chains, and with bridge netfilter on that is
+even traffic between two containers of one network: an accept in dockyard's table
+cannot overrule a drop in another. So the forward path of iptables (legacy or nft,
+whichever ``iptables`` is) gets an accept chain of the engine's own, ``DY-<hash>-OK``,
+jumped to first from FORWARD: what comes from or goes to the engine's bridges is let
+through there, and dockyard's own table still drops what must not pass (between
+networks, out of internal ones). It is rewritten whenever a bridge comes or goes, and
+``system check --repair`` puts it back after the other engine flushed its chains.
 """
 
 from __future__ import annotations
@@ -26,7 +36,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["FirewallError", "backend", "render", "render_iptables", "sync", "table_name"]
+__all__ = [
+    "FirewallError",
+    "backend",
+    "forward_accept_present",
+    "render",
+    "render_forward_accept",
+    "render_iptables",
+    "sync",
+    "sync_forward_accept",
+    "table_name",
+]
 
 
 class FirewallError(DockyardError):
@@ -117,8 +137,9 @@ def render(table: str, networks: list[dict[str, Any]], ports: list[dict[str, Any
     return head + "\n".join(lines) + "\n"
 
 
-def sync(root: str, build: Any) -> None:
-    """Rewrite the engine's table from ``build()`` -> (networks, ports), under the lock."""
+def sync(root: str, build: Any, forward: bool = False) -> None:
+    """Rewrite the engine's table from ``build()`` -> (networks, ports), under the lock;
+    with ``forward`` (the set of bridges changed) the accept chain in iptables' FORWARD too."""
     import fcntl
     import subprocess
 
@@ -128,7 +149,11 @@ def sync(root: str, build: Any) -> None:
         networks, ports = build()
         if backend() == "iptables":
             _sync_iptables(table_name(root), networks, ports)
+            if forward:  # after: the filter table may be there only from now on
+                sync_forward_accept(table_name(root), networks)
             return
+        if forward:
+            sync_forward_accept(table_name(root), networks)
         script = render(table_name(root), networks, ports)
         proc = subprocess.run([_nft(), "-f", "-"], input=script.encode(), capture_output=True)
         if proc.returncode != 0:
@@ -205,6 +230,84 @@ def _sync_iptables(table: str, networks: list[dict[str, Any]], ports: list[dict[
             insert = run("-t", tbl, "-I", *rule[:1], "1", *rule[1:])
             if insert.returncode != 0:
                 raise FirewallError(f"iptables: {insert.stderr.decode(errors='replace').strip()}")
+
+
+def _accept_chain(table: str) -> str:
+    return _chains(table)["fwd"][:-3] + "OK"
+
+
+def render_forward_accept(table: str, networks: list[dict[str, Any]]) -> str:
+    """iptables-restore input (for --noflush) for the engine's accept chain."""
+    chain = _accept_chain(table)
+    lines = [f":{chain} - [0:0]"]
+    for n in networks:
+        br = n["bridge"]
+        if n["internal"]:
+            lines.append(f"-A {chain} -i {br} -o {br} -j ACCEPT")
+            continue
+        lines += [f"-A {chain} -i {br} -j ACCEPT",
+                  f"-A {chain} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT"]  # fmt: skip
+    return "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+
+
+def sync_forward_accept(table: str, networks: list[dict[str, Any]]) -> None:
+    """The accept chain for ``networks``' bridges, jumped to first from FORWARD; gone with the
+    last network. Nothing where iptables is not installed (nothing else can drop there)."""
+    import subprocess
+
+    iptables, restore = _tool("iptables"), _tool("iptables-restore")
+    if iptables is None or restore is None or not _filter_forward_exists(iptables):
+        return  # no FORWARD chain of iptables' own, nothing there to drop (nor to clean)
+    chain = _accept_chain(table)
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([iptables, "-w", "-t", "filter", *args], capture_output=True)
+
+    if not networks:
+        while run("-D", "FORWARD", "-j", chain).returncode == 0:
+            pass
+        run("-F", chain)
+        run("-X", chain)
+        return
+    proc = subprocess.run([restore, "-w", "--noflush"], input=render_forward_accept(table, networks).encode(),
+                          capture_output=True)  # fmt: skip
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise FirewallError(f"iptables-restore: {message[0] if message else 'failed'}")
+    if run("-C", "FORWARD", "-j", chain).returncode != 0:
+        insert = run("-I", "FORWARD", "1", "-j", chain)
+        if insert.returncode != 0:
+            raise FirewallError(f"iptables: {insert.stderr.decode(errors='replace').strip()}")
+
+
+def _filter_forward_exists(iptables: str) -> bool:
+    """Whether iptables' filter table has a FORWARD chain: made by another engine or a
+    firewall; never made here (an empty one would outlive dockyard's networks)."""
+    import subprocess
+
+    version = subprocess.run([iptables, "-V"], capture_output=True).stdout.decode(errors="replace")
+    if "nf_tables" in version:
+        nft = _tool("nft")
+        return nft is not None and subprocess.run([nft, "list", "chain", "ip", "filter", "FORWARD"],
+                                                  capture_output=True).returncode == 0  # fmt: skip
+    try:
+        with open("/proc/net/ip_tables_names") as f:
+            return "filter" in f.read().split()
+    except OSError:
+        return False
+
+
+def forward_accept_present(root: str) -> bool:
+    """Whether FORWARD still jumps to the engine's accept chain (True where iptables has no
+    FORWARD chain: nothing there drops)."""
+    import subprocess
+
+    iptables = _tool("iptables")
+    if iptables is None or not _filter_forward_exists(iptables):
+        return True
+    chain = _accept_chain(table_name(root))
+    return subprocess.run([iptables, "-w", "-t", "filter", "-C", "FORWARD", "-j", chain],
+                          capture_output=True).returncode == 0  # fmt: skip
 
 
 def present(root: str) -> tuple[bool, str]:

@@ -165,7 +165,7 @@ class NetworkStore:
             net["bridge"], net["gateway"], ipam.Subnet(net["subnet"]).prefix
         )
         if made:
-            self.sync_firewall()
+            self.sync_firewall(forward=True)
         if net["name"] != "bridge":
             from dockyard.network import dns
 
@@ -180,7 +180,9 @@ class NetworkStore:
         return [dict(r) for r in self.db.query("SELECT * FROM networks WHERE driver = 'bridge'")
                 if r["bridge"] in present]  # fmt: skip
 
-    def sync_firewall(self) -> None:
+    def sync_firewall(self, forward: bool = False) -> None:
+        """The engine's firewall rules from the database; ``forward``: the set of bridges
+        changed, so the accept chain in iptables' FORWARD is rewritten too."""
         from dockyard.network import firewall
 
         def build() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -191,7 +193,7 @@ class NetworkStore:
                 " ORDER BY e.rowid LIMIT 1) AS ip FROM published_ports p")]  # fmt: skip
             return self.active(), [p for p in ports if p["ip"]]
 
-        firewall.sync(self.root, build)
+        firewall.sync(self.root, build, forward=forward)
 
     def _drop(self, net: dict[str, Any]) -> None:
         from dockyard.network import dns, plumbing
@@ -200,7 +202,7 @@ class NetworkStore:
         plumbing.remove_bridge(net["bridge"])
         with self.db.tx() as c:
             c.execute("DELETE FROM networks WHERE id = ?", (net["id"],))
-        self.sync_firewall()
+        self.sync_firewall(forward=True)
 
     def remove(self, ref: str) -> str:
         net = self.get(ref)
@@ -227,7 +229,7 @@ class NetworkStore:
             from dockyard.network import plumbing
 
             if plumbing.remove_bridge(default["bridge"]):
-                self.sync_firewall()
+                self.sync_firewall(forward=True)
         return gone
 
     # -- Docker's NetworkResource
