@@ -384,7 +384,10 @@ def forward_drop():  # type: ignore[no-untyped-def]
     """iptables' FORWARD policy DROP and bridge netfilter on, as on a host where dockerd
     runs; put back as it was afterwards."""
     nf = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-    had_nf = open(nf).read().strip() if os.path.exists(nf) else None
+    had_nf = None
+    if os.path.exists(nf):
+        with open(nf) as f:
+            had_nf = f.read().strip()
     had_table = (
         subprocess.run(["nft", "list", "table", "ip", "filter"], capture_output=True).returncode
         == 0
