@@ -451,3 +451,47 @@ def test_networking_beside_an_engine_that_drops_forwarding(dy: Dy, forward_drop:
     finally:
         dy("rm", "-f", "guard-web")
         dy("network", "rm", "guarded")
+
+
+@pytest.fixture
+def squatter():  # type: ignore[no-untyped-def]
+    """A link of the host's (as another engine's bridge would be) holding a route; gone after."""
+    made: list[str] = []
+
+    def take(subnet: str) -> str:
+        name = f"dysq{len(made)}"
+        gateway = subnet.rsplit(".", 1)[0] + ".1/" + subnet.split("/")[1]
+        subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+        made.append(name)
+        subprocess.run(["ip", "addr", "add", gateway, "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        return name
+
+    yield take
+    for name in made:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_a_recreated_bridge_never_shares_a_subnet(dy: Dy, squatter) -> None:  # type: ignore[no-untyped-def]
+    """After the idle default bridge went, another holder took its subnet: the default bridge
+    moves to a free one; a user network refuses in one line naming the holder; and
+    ``system check`` reports a bridge whose subnet is routed elsewhere too."""
+    dy("run", "--rm", "busybox", "true")  # the default bridge exists, with its subnet
+    old = _bridge(dy)["IPAM"]["Config"][0]["Subnet"]
+    dy("network", "prune", "-f")  # idle: its device goes
+    holder = squatter(old)
+    out = dy("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    new = _bridge(dy)["IPAM"]["Config"][0]["Subnet"]
+    assert new != old and new.rsplit(".", 1)[0] in out
+    dy("network", "prune", "-f")
+    proc = dy("network", "create", "--subnet", old, "clash", ok=False)
+    assert proc.returncode == 1 and holder in proc.stderr and len(proc.stderr.splitlines()) == 1
+    dy("network", "create", "--subnet", "10.213.84.0/24", "later")
+    try:
+        squatter("10.213.84.0/25")  # someone routes part of it while it is up
+        proc = dy("system", "check", ok=False)
+        assert proc.returncode == 1
+        assert "network overlap: subnet 10.213.84.0/24 of network later" in proc.stdout
+        assert "dysq1" in proc.stdout
+    finally:
+        dy("network", "rm", "later")

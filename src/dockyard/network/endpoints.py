@@ -189,6 +189,11 @@ def prepare(engine: Any, cid: str) -> list[dict[str, Any]]:
         if mode not in ("host", "none") and not mode.startswith("container:")
         else []
     )
+    pending = engine.db.query(
+        "SELECT network_id FROM endpoints WHERE container_id = ? AND ip = ''", (cid,)
+    )
+    for ep in pending:  # a bridge to be made must not take a subnet the host routes elsewhere
+        store.claim_subnet(store.get(ep["network_id"]))
     with engine.db.tx() as c:
         for ep in c.execute("SELECT network_id, requested_ip FROM endpoints WHERE container_id = ? "
                             "AND ip = '' ORDER BY rowid", (cid,)).fetchall():  # fmt: skip
@@ -544,6 +549,7 @@ def check(engine: Any, repair: bool = False) -> list[tuple[str, str]]:
             )
         if repair and needed:
             store.bring_up(net)
+    findings += [("network overlap", what) for what in store.overlaps()]
     if store.active():
         ok, what = firewall.present(engine.root)
         if not ok:

@@ -157,6 +157,45 @@ class NetworkStore:
 
     # -- devices, firewall, DNS
 
+    def claim_subnet(self, net: dict[str, Any]) -> dict[str, Any]:
+        """``net`` fit to be brought up where its bridge is missing: its subnet must not be
+        routed to another interface of the host (another engine's bridge, a VPN) by now.
+        The default bridge, while none of its addresses is held, moves to a free subnet
+        (as dockerd picks another pool for docker0); another network fails in one line
+        naming the holder."""
+        from dockyard.linux.netlink import Netlink
+
+        if not net["subnet"]:
+            return net
+        with Netlink() as nl:
+            if net["bridge"] in nl.links():
+                return net
+        clash = ipam.route_conflict(ipam.Subnet(net["subnet"]), ignore_interface=net["bridge"])
+        if clash is None:
+            return net
+        held = self.db.query(
+            "SELECT 1 FROM endpoints WHERE network_id = ? AND ip != '' LIMIT 1", (net["id"],)
+        )
+        if net["name"] != "bridge" or held or os.environ.get("DOCKYARD_BRIDGE_SUBNET"):
+            raise Conflict(
+                f"network {net['name']}: subnet {net['subnet']} is taken by the host's route {clash}"
+            )
+        fresh = ipam.Subnet(self._free_subnet(_USER_POOL, []))
+        with self.db.tx() as c:
+            c.execute("UPDATE networks SET subnet = ?, gateway = ?, next_ip = 0 WHERE id = ? AND subnet = ?",
+                      (str(fresh), fresh.first_host(), net["id"], net["subnet"]))  # fmt: skip
+        return self.get(net["id"])
+
+    def overlaps(self) -> list[str]:
+        """Bridges of this engine whose subnet another interface's route also covers."""
+        out = []
+        for net in self.active():
+            clash = ipam.route_conflict(ipam.Subnet(net["subnet"]), ignore_interface=net["bridge"])
+            if clash:
+                out.append(f"subnet {net['subnet']} of network {net['name']} ({net['bridge']}) overlaps "
+                           f"the host's route {clash}")  # fmt: skip
+        return out
+
     def bring_up(self, net: dict[str, Any]) -> None:
         """The network's bridge, its firewall rules, and (user networks) its DNS server."""
         from dockyard.network import plumbing
