@@ -180,6 +180,33 @@ def test_cross_repository_mount_and_skopeo_copy(dy: Dy, registry, other: Dy, tmp
     )
 
 
+def test_removing_the_last_tag_of_a_pulled_image_deletes_it(dy: Dy, registry, other: Dy) -> None:  # type: ignore[no-untyped-def]
+    """As Docker: the repo digest a pull records goes with its repository's last tag, and
+    the image with it; a second tag in another repository keeps it."""
+    host = registry["host"]
+    _login(dy, host)
+    ref = f"{host}/team/lasttag:1"
+    dy("tag", "busybox", ref)
+    dy("push", ref)
+    _login(other, host)
+    other("pull", ref)
+    image_id = json.loads(other("image", "inspect", ref).stdout)[0]["Id"]
+    digest = json.loads(other("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
+    other("tag", ref, "keeper:1")
+    assert other("rmi", ref).stdout == f"Untagged: {ref}\nUntagged: {digest}\n"
+    assert other("images", "-q").stdout.strip() == image_id[7:19]  # keeper:1 holds it
+    other("pull", ref)
+    out = other("rmi", "-f", ref).stdout
+    assert out == f"Untagged: {ref}\nUntagged: {digest}\n"
+    out = other("rmi", "-f", "keeper:1").stdout
+    assert out == f"Untagged: keeper:1\nDeleted: {image_id}\n"
+    assert (
+        other("images", "-aq").stdout == ""
+        and other("images", "--filter", "dangling=true", "-q").stdout == ""
+    )
+    assert "Pull complete" in other("pull", ref).stdout  # pulled again, not "up to date"
+
+
 def test_implicit_pull_on_run_and_build_and_logout(dy: Dy, registry, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     host = registry["host"]
     _login(dy, host)

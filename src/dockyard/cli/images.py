@@ -6,7 +6,7 @@ from dockyard import _json as json
 from dockyard.cli import flags
 from dockyard.cli._context import change_option
 from dockyard.cli.format import human_size, since, table
-from dockyard.errors import Conflict, InvalidArgument
+from dockyard.errors import InvalidArgument
 from dockyard.image import reference
 from dockyard.image.store import ImageStore
 
@@ -205,46 +205,19 @@ def tag_cmd(ctx: flags.Context, source: str, target: str) -> None:
 def rmi_cmd(ctx: flags.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove one or more images."""
     from dockyard.cli._context import engine as get_engine
+    from dockyard.engine.images import remove
 
     engine = get_engine(ctx)
-    store = engine.images
     for name in names:
-        image_id = store.resolve(name)
-        tags = store.tags_of(image_id)
-        users = engine.users_of_image(image_id)
-        running = [u for u in users if u["status"] in ("running", "paused", "restarting")]
-        # Docker refuses only when this rmi would delete the image, not when it just untags.
-        would_delete = reference_is_id(name) or len(tags) <= 1
-        if running and would_delete:
-            raise Conflict(f"conflict: unable to delete {_short(image_id)} (cannot be forced) - image is "
-                           f"being used by running container {running[0]['id'][:12]}")  # fmt: skip
-        if users and would_delete and not force:
-            raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - container '
-                           f"{users[0]['id'][:12]} is using its referenced image {_short(image_id)}")  # fmt: skip
-        by_id = _short(image_id).startswith(name.removeprefix("sha256:")[:12]) and reference_is_id(
-            name
-        )
-        if by_id:
-            if len(tags) > 1 and not force:
-                raise Conflict(f"conflict: unable to delete {_short(image_id)} (must be forced) - "
-                               "image is referenced in multiple repositories")  # fmt: skip
-            for t in tags:
-                flags.echo(f"Untagged: {store.untag(t)}")
-        else:
-            flags.echo(f"Untagged: {store.untag(name)}")
-            if store.tags_of(image_id) or store.digests_of(image_id):
-                continue
-        for d in store.digests_of(image_id):
-            flags.echo(f"Untagged: {store.untag(d)}")
-        if users:
-            continue  # forced: the names go, the image stays for its stopped containers
-        store.delete_image(image_id)
-        flags.echo(f"Deleted: {image_id}")
+        for record in remove(engine, name, force):
+            for kind, value in record.items():
+                flags.echo(f"{kind}: {value}")
 
 
 def reference_is_id(name: str) -> bool:
-    hexpart = name.removeprefix("sha256:")
-    return 0 < len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+    from dockyard.engine.images import is_id_reference
+
+    return is_id_reference(name)
 
 
 @flags.command("history")

@@ -1,0 +1,95 @@
+"""Image operations with Docker's rules, for every face of the engine (CLI, API).
+
+``remove`` is ``docker rmi`` / ``DELETE /images/{name}`` (moby's ``ImageDelete``):
+
+- by name: that reference is untagged; when it was the last tag of its repository, the
+  repository's digest references (``repo@sha256:...``, which a pull records) go with it;
+  when no reference is left, the image is deleted;
+- by ID: every reference goes and the image is deleted; an image with tags in several
+  repositories needs ``force``;
+- an image a container uses is not deleted: a running one refuses even with ``force``,
+  a stopped one refuses without it (and with it, the names go but the image stays).
+
+The result is Docker's list of ``{"Untagged": ref}`` and ``{"Deleted": id}``.
+"""
+
+from __future__ import annotations
+
+from dockyard.errors import Conflict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.engine.containers import Engine
+
+__all__ = ["is_id_reference", "remove"]
+
+
+def is_id_reference(name: str) -> bool:
+    hexpart = name.removeprefix("sha256:")
+    return 0 < len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _repository(ref: str) -> str:
+    """``reg/team/box`` of ``reg/team/box:1`` or ``reg/team/box@sha256:...``."""
+    if "@" in ref:
+        return ref.split("@", 1)[0]
+    head, sep, tail = ref.rpartition(":")
+    return head if sep and "/" not in tail else ref
+
+
+def _single_reference(tags: list[str], digests: list[str]) -> bool:
+    """moby's isSingleReference: at most one tag, and digest references only of its
+    repository (or of one repository, without a tag)."""
+    if len(tags) + len(digests) <= 1:
+        return True
+    if len(tags) > 1:
+        return False
+    repos = {_repository(d) for d in digests}
+    single = _repository(tags[0]) if tags else _repository(digests[0])
+    return repos == {single}
+
+
+def remove(engine: Engine, name: str, force: bool = False) -> list[dict[str, str]]:
+    """Remove image reference ``name`` (or the image, by ID), as ``docker rmi``."""
+    store = engine.images
+    image_id = store.resolve(name)
+    tags = store.tags_of(image_id)
+    users = engine.users_of_image(image_id)
+    running = [u for u in users if u["status"] in ("running", "paused", "restarting")]
+    by_id = is_id_reference(name) and _short(image_id).startswith(name.removeprefix("sha256:")[:12])
+    # Docker refuses only when this rmi would delete the image, not when it just untags.
+    would_delete = by_id or len(tags) <= 1
+    if running and would_delete:
+        raise Conflict(f"conflict: unable to delete {_short(image_id)} (cannot be forced) - image is "
+                       f"being used by running container {running[0]['id'][:12]}")  # fmt: skip
+    if users and would_delete and not force:
+        raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - container '
+                       f"{users[0]['id'][:12]} is using its referenced image {_short(image_id)}")  # fmt: skip
+    out: list[dict[str, Any]] = []
+    if by_id:
+        if not force and not _single_reference(tags, store.digests_of(image_id)):
+            raise Conflict(f"conflict: unable to delete {_short(image_id)} (must be forced) - "
+                           "image is referenced in multiple repositories")  # fmt: skip
+        for ref in [*tags, *store.digests_of(image_id)]:
+            out.append({"Untagged": store.untag(ref)})
+    else:
+        gone = store.untag(name)
+        out.append({"Untagged": gone})
+        repo = _repository(gone)
+        if "@" not in gone and not any(_repository(t) == repo for t in store.tags_of(image_id)):
+            for ref in store.digests_of(image_id):
+                if _repository(ref) == repo:
+                    out.append({"Untagged": store.untag(ref)})
+        if store.tags_of(image_id) or store.digests_of(image_id):
+            return out
+    if users:
+        return out  # forced: the names go, the image stays for its stopped containers
+    store.delete_image(image_id)
+    out.append({"Deleted": image_id})
+    return out
