@@ -317,3 +317,50 @@ def test_context_symlinks_lead_inside_the_context(dy: Dy, tmp_path) -> None:  # 
              "cat /real/shadow /real/alias; readlink /tree/pw; readlink /out").stdout  # fmt: skip
     assert out == "context-shadow\ncontext-shadow\n/etc/passwd\n/real\n"
     dy("rmi", "ctxlinks:1")
+
+
+# -- system check --repair beside commands that change the store
+
+
+def _repairs_while(dy: Dy, proc: subprocess.Popen) -> list[str]:  # type: ignore[type-arg]
+    """``system check --repair`` again and again while ``proc`` runs; its outcomes."""
+    seen = []
+    while proc.poll() is None:
+        check = dy("system", "check", "--repair", ok=False)
+        lines = check.stderr.strip().splitlines()
+        assert "internal error" not in check.stderr and len(lines) <= 1, check.stderr
+        seen.append("refused" if check.returncode else "ran")
+        if check.returncode:
+            assert "other dockyard commands are changing the store now" in check.stderr
+    return seen
+
+
+def test_repair_never_disturbs_a_load_or_a_build(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "blob").write_bytes(os.urandom(96 << 20))
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w") as tar:
+        tar.add(big / "blob", arcname="blob")
+    dy("import", str(layer), "bulky:1")
+    archive = tmp_path / "bulky.tar"
+    dy("save", "-o", str(archive), "bulky:1")
+    dy("rmi", "bulky:1")
+    loader = subprocess.Popen([DOCKYARD, "--root", dy.root, "load", "-i", str(archive)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = _repairs_while(dy, loader)
+    out, err = loader.communicate()
+    assert loader.returncode == 0 and "Loaded image: bulky:1" in out, err
+    assert "refused" in seen
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN sleep 2 && echo built > /b\n")
+    builder = subprocess.Popen([DOCKYARD, "--root", dy.root, "build", "-q", "-t", "repaired:1", str(ctx)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = _repairs_while(dy, builder)
+    out, err = builder.communicate()
+    assert builder.returncode == 0, err
+    assert set(seen) == {"refused"} or seen[-1:] == ["ran"]
+    assert dy("run", "--rm", "repaired:1", "cat", "/b").stdout == "built\n"
+    assert dy("system", "check").stdout == "no problems found\n"
+    dy("rmi", "repaired:1", "bulky:1")

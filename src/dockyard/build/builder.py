@@ -29,6 +29,7 @@ from dockyard import _json as json
 from dockyard.build import dockerfile as df
 from dockyard.build.context import BuildContext
 from dockyard.build.expand import process_word, process_words
+from dockyard.busy import changing
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image.store import now_rfc3339
 from dockyard.units import duration_ns
@@ -120,6 +121,7 @@ class Builder:
 
     # -- the build
 
+    @changing(lambda self, *_: self.engine.root)
     def build(self, text: str) -> str:
         parsed = df.parse(text, self.opts.dockerfile_name)
         self.escape = parsed.escape

@@ -585,12 +585,16 @@ def image_diff_cmd(ctx: flags.Context, first: str, second: str, fmt: str) -> Non
 def system_check_cmd(ctx: flags.Context, repair: bool, verify: bool) -> None:
     """Check the store and networking for what a crash or reboot left (orphan blobs, half-unpacked layers,
     records without files, missing bridges, DNS servers or firewall rules)."""
+    from dockyard.busy import exclusive
     from dockyard.cli._context import engine
     from dockyard.image.check import Finding, check
     from dockyard.network.endpoints import check as check_network
 
-    findings: list[Any] = list(check(_store(ctx), repair=repair, verify=verify))
-    findings += [Finding(kind, what) for kind, what in check_network(engine(ctx), repair=repair)]
+    with exclusive(engine(ctx).root, "system check" + (" --repair" if repair else "")):
+        findings: list[Any] = list(check(_store(ctx), repair=repair, verify=verify))
+        findings += [
+            Finding(kind, what) for kind, what in check_network(engine(ctx), repair=repair)
+        ]
     for finding in findings:
         if repair:
             flags.echo(("repaired " if finding.repairable else "cannot repair ") + str(finding))

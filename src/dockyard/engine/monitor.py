@@ -183,6 +183,9 @@ def launch(
             str(in_w), str(listener.fileno()), _log_path(host, cdir, cid), str(max_size),
             str(max_files), "1" if client_finish else "0", str(hc["Interval"] if hc else 0),
             *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
+    from dockyard import busy
+
+    busy.forget()  # started: the store is no longer being changed here
     if clients:
         from dockyard.engine import lean
 
@@ -192,11 +195,13 @@ def launch(
 
 def finish_by_client(engine: Engine, cid: str, code: int) -> None:
     """The attached client's share of the end: what the monitor would have done after the exit."""
+    from dockyard import busy
     from dockyard.snapshot.snapshotter import unmount
 
-    finish(engine, cid, code)
-    unmount(os.path.join(engine.cdir(cid), "rootfs"))
-    engine.set_state(cid, monitor_pid=0)
+    with busy.in_use(engine.root):
+        finish(engine, cid, code)
+        unmount(os.path.join(engine.cdir(cid), "rootfs"))
+        engine.set_state(cid, monitor_pid=0)
 
 
 def finish(engine: Engine, cid: str, code: int) -> None:
@@ -236,6 +241,8 @@ def _option(argv: list[str], name: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    from dockyard import busy
+
     root, cid, snapshotter = argv[:3]
     engine = Engine(root, snapshotter)
     finishing = _option(argv, "--finish")
@@ -243,7 +250,8 @@ def main(argv: list[str]) -> int:
     sock_path = os.path.join(engine.cdir(cid), "attach.sock")
     if finishing:
         listener = _socket.socket(fileno=int(_option(argv, "--listen-fd")[0]))
-        finish(engine, cid, int(finishing[0]))
+        with busy.in_use(root):  # releasing addresses, unmounting: not beside a repair
+            finish(engine, cid, int(finishing[0]))
     else:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         engine.set_state(cid, monitor_pid=os.getpid())
@@ -265,7 +273,8 @@ def main(argv: list[str]) -> int:
                     min(0.1 * (2 ** min(rec["restart_count"] + 1, 8)), 10)
                 )  # Docker's back-off
             try:
-                launch(engine, cid, snapshotter, listener, clients)  # execs the lean loop
+                with busy.in_use(root):  # until it runs; the lean loop it execs holds nothing
+                    launch(engine, cid, snapshotter, listener, clients)  # execs the lean loop
             except Exception as err:
                 if not engine.record(cid)["error"]:
                     engine.set_state(cid, error=str(err) or type(err).__name__, exit_code=125)

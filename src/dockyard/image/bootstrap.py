@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import time
 
+from dockyard.busy import changing
 from dockyard.image.store import ImageStore
 from dockyard.testing.busybox import BUSYBOX, make_rootfs
 
@@ -43,6 +44,7 @@ def deterministic_tar(root: str, mtime: int) -> bytes:
     return buf.getvalue()
 
 
+@changing(lambda store, *_: store.root)
 def bootstrap_busybox(
     store: ImageStore, tag: str = "busybox:latest", busybox: str = BUSYBOX
 ) -> str:

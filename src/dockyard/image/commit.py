@@ -8,6 +8,7 @@ import platform
 import tempfile
 from typing import BinaryIO
 
+from dockyard.busy import changing
 from dockyard.image.changes import apply_changes
 from dockyard.image.store import ImageStore, now_rfc3339
 from dockyard.snapshot.diff import changes, changes_compare, write_layer
@@ -49,6 +50,7 @@ def diff_snapshot(
     return changes_compare(store.snapshots.fs(layers[-1].chain_id), fs, exclude)
 
 
+@changing(lambda store, *_: store.root)
 def commit_snapshot(store: ImageStore, key: str, image_id: str, *, comment: str = "", author: str = "",
                     changes_: list[str] | None = None, created_by: str = "", ref: str | None = None,
                     exclude: frozenset[str] = frozenset(), adopt: bool = False) -> str:  # fmt: skip
@@ -118,6 +120,7 @@ def _drop_placeholders(store: ImageStore, key: str, layers: list, exclude: froze
     return True
 
 
+@changing(lambda store, *_: store.root)
 def import_rootfs(store: ImageStore, tarball: BinaryIO, *, ref: str | None = None, message: str = "",
                   changes_: list[str] | None = None, source: str = "-") -> str:  # fmt: skip
     """``docker import``: a one-layer image from a root filesystem tarball (plain, gzip or zstd)."""

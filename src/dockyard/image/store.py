@@ -14,6 +14,7 @@ import time
 from collections import namedtuple
 
 from dockyard import _json as json
+from dockyard.busy import changing
 from dockyard.content import ContentStore, check_digest
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.image import reference
@@ -380,6 +381,7 @@ class ImageStore:
         self.db.emit("image", "untag", parsed.familiar(), name=parsed.familiar())
         return parsed.familiar()
 
+    @changing(lambda self, *_: self.root)
     def delete_image(self, image_id: str) -> list[str]:
         """Forget an image with every name it has; free layers no other image uses. Returns chain IDs freed."""
         with self.db.tx() as c:
@@ -418,6 +420,7 @@ class ImageStore:
         seen: set[tuple[int, int]] = set()
         return du(self.content.root, seen) + du(self.snapshots.root, seen)
 
+    @changing(lambda self, *_: self.root)
     def prune_layers(self, only: set[str] | None = None) -> list[str]:
         """Remove layers no image uses; return their chain IDs.
 

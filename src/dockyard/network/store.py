@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from dockyard import _json as json
+from dockyard.busy import changing
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.network import ipam
 
@@ -114,6 +115,7 @@ class NetworkStore:
                 return str(candidate)
         raise Conflict(f"could not find an available, non-overlapping IPv4 address pool in {pool}")
 
+    @changing(lambda self, *_: self.root)
     def create(self, name: str, subnet: str | None = None, gateway: str | None = None,
                internal: bool = False, labels: dict[str, str] | None = None, driver: str = "bridge") -> str:  # fmt: skip
         self._ensure_predefined()
@@ -243,6 +245,7 @@ class NetworkStore:
             c.execute("DELETE FROM networks WHERE id = ?", (net["id"],))
         self.sync_firewall(forward=True)
 
+    @changing(lambda self, *_: self.root)
     def remove(self, ref: str) -> str:
         net = self.get(ref)
         if net["name"] in PREDEFINED:
@@ -256,6 +259,7 @@ class NetworkStore:
         self.db.emit("network", "destroy", net["id"], name=net["name"], type="bridge")
         return net["name"]
 
+    @changing(lambda self, *_: self.root)
     def prune(self) -> list[str]:
         """User networks no container uses; and the default bridge's device while unused."""
         gone = []

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from dockyard import _json as json
+from dockyard.busy import changing
 from dockyard.content import Descriptor
 from dockyard.content.store import BlobLocks
 from dockyard.errors import InvalidArgument, NotFound
@@ -191,6 +192,7 @@ def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+@changing(lambda store, *_: store.root)
 def pull(
     store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
 ) -> str:
@@ -351,6 +353,7 @@ def push(store: ImageStore, ref_text: str, out: TextIO | None = None) -> str:
     return digest
 
 
+@changing(lambda store, *_: store.root)
 def pull_all(
     store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
 ) -> list[str]:
