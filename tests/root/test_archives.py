@@ -150,3 +150,28 @@ def test_bad_archives_are_refused_and_leave_nothing(dy, tmp_path) -> None:  # ty
     store = ImageStore(dy.root)
     assert list(store.content.digests()) == []  # no orphan blobs
     assert list(store.snapshots.list()) == []  # no orphan layers
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("manifest.json", b'{"Config": "c.json"}', "manifest.json: not a list of images"),
+        ("manifest.json", b'["c.json"]', "manifest.json: entry 0 wants Config and Layers names"),
+        ("manifest.json", b'[{"Config": 1, "Layers": []}]', "entry 0 wants Config and Layers"),
+        ("manifest.json", b"[{", "invalid image archive: manifest.json:"),
+        ("index.json", b"[]", "index.json: not an image index"),
+        ("index.json", b'{"manifests": [{"size": 1}]}', "index.json: not an image index"),
+    ],
+)
+def test_malformed_archive_metadata_is_one_line(dy, tmp_path, name, content, message) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    proc = dy("load", "-i", str(bad), ok=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr
+    assert dy("system", "check").stdout == "no problems found\n"

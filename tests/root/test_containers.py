@@ -1003,3 +1003,28 @@ def test_memory_and_swap_limits_from_unlimited(dy: Dy, memory: str, swap: str) -
             assert int(f.read()) == int(swap[:-1]) * units["m"]
     finally:
         dy("rm", "-f", cid)
+
+
+def test_stats_count_network_and_block_io(dy: Dy) -> None:
+    """NET I/O from the container's interfaces; BLOCK I/O from its cgroup, or where that
+    counts nothing (cgroup v1 on a queue nobody throttles), from its processes' accounting."""
+    dy("run", "-d", "--name", "iosrv", "busybox", "sleep", "60")
+    try:
+        ip = dy.record("iosrv")["NetworkSettings"]["IPAddress"]
+        dy("run", "-d", "--name", "iocli", "busybox", "sh", "-c",
+           f"dd if=/dev/zero of=/big bs=1M count=8 conv=fsync 2>/dev/null; "
+           f"ping -c 10 -i 0.1 -s 50000 {ip} > /dev/null; sleep 60")  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:
+            row = dy(
+                "stats", "--no-stream", "--format", "{{.NetIO}}|{{.BlockIO}}", "iocli"
+            ).stdout.strip()
+            net, block = row.split("|")
+            sent, written = net.split(" / ")[1], block.split(" / ")[1]
+            if sent.endswith("kB") and float(sent[:-2]) >= 500 and written.endswith("MB"):
+                break
+            assert time.monotonic() < deadline, row
+            time.sleep(0.2)
+        assert float(written[:-2]) >= 8
+    finally:
+        dy("rm", "-f", "iosrv", "iocli", ok=False)

@@ -1078,9 +1078,18 @@ def stats_cmd(
             usage, limit = mem.get("usage", 0), mem.get("limit", 0)
             host_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
             limit = limit if 0 < limit < host_mem else host_mem
+            nets = (s1.get("networks") or {}).values()
+            rx, tx = (
+                sum(n.get("rx_bytes", 0) for n in nets),
+                sum(n.get("tx_bytes", 0) for n in nets),
+            )
+            io = (s1.get("blkio") or {}).get("io_service_bytes") or []
+            read = sum(e["value"] for e in io if e["op"].lower() == "read")
+            written = sum(e["value"] for e in io if e["op"].lower() == "write")
             rows.append([cid[:12], engine.record(cid)["name"], f"{cpu_pct:.2f}%",
                          f"{human_size(usage)} / {human_size(limit)}", f"{usage / limit * 100:.2f}%",
-                         "0B / 0B", "0B / 0B", str((s1.get("pids") or {}).get("current", 0))])  # fmt: skip
+                         f"{human_size(rx)} / {human_size(tx)}", f"{human_size(read)} / {human_size(written)}",
+                         str((s1.get("pids") or {}).get("current", 0))])  # fmt: skip
         if not no_stream:
             flags.echo("\033[2J\033[H", nl=False)
         if fmt:

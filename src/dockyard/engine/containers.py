@@ -12,6 +12,7 @@ import os
 import time
 
 from dockyard import _json as json
+from dockyard.busy import changing
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.fsutil import remove_tree
 from dockyard.image import reference
@@ -58,6 +59,9 @@ def _fork_monitor(args: list[str], close_in_child: tuple[int, ...] = ()) -> Moni
         code = 1
         try:
             os.setsid()
+            from dockyard import busy
+
+            busy.forget()  # the monitor takes its own hold, only while it starts the container
             for fd in close_in_child:
                 os.close(fd)
             null = os.open(os.devnull, os.O_RDWR)
@@ -153,6 +157,7 @@ class Engine:
         return rec
 
     # -- create
+    @changing(lambda self, *_: self.root)
     def create(
         self,
         image: str,
@@ -510,6 +515,7 @@ class Engine:
                 except OSError:
                     pass
 
+    @changing(lambda self, *_: self.root)
     def remove(self, cid: str, force: bool = False, volumes: bool = False) -> None:
         rec = self.refresh(cid)
         if rec["status"] in ("running", "paused", "restarting"):
@@ -655,11 +661,28 @@ class Engine:
         return [self.refresh(r["id"]) for r in rows]
 
     def stats(self, cid: str) -> dict[str, Any]:
-        """Memory, cpu and pids of a running container, from its cgroup."""
+        """Memory, cpu, pids and block IO of a running container from its cgroup, and
+        ``networks`` (Docker's per-interface counters) from its network namespace."""
         try:
-            return self.runtime(cid).cgroup(cid).stats()
+            out = self.runtime(cid).cgroup(cid).stats()
         except Exception:  # gone meanwhile: no figures
             return {}
+        pid = self.record(cid)["pid"]
+        if pid:
+            out["networks"] = _net_dev(pid)
+        blkio = (out.get("blkio") or {}).get("io_service_bytes") or []
+        if not any(e["value"] for e in blkio):
+            # cgroup v1 counts block IO only on a queue some cgroup throttles (kernel 5.x on);
+            # then the processes' own accounting (which includes what their reaped children
+            # did) stands in
+            try:
+                pids = self.runtime(cid).cgroup(cid).pids()
+            except Exception:
+                pids = []
+            read, written = _proc_io(pids)
+            out["blkio"] = {"io_service_bytes": [{"major": 0, "minor": 0, "op": "Read", "value": read},
+                                                 {"major": 0, "minor": 0, "op": "Write", "value": written}]}  # fmt: skip
+        return out
 
     def update(self, cid: str, resources: dict[str, Any]) -> None:
         """Change a container's limits now (cgroup) and for its next start (HostConfig)."""
@@ -758,6 +781,44 @@ class Engine:
             "Config": cfg,
             "NetworkSettings": settings(self, cid),
         }
+
+
+_NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", None, None, None, None,
+               "tx_bytes", "tx_packets", "tx_errors", "tx_dropped")  # fmt: skip
+
+
+def _proc_io(pids: list[int]) -> tuple[int, int]:
+    """Bytes read from and written to storage by ``pids`` (and the children they reaped)."""
+    read = written = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io") as f:
+                fields = dict(line.split(": ", 1) for line in f.read().splitlines())
+        except (OSError, ValueError):
+            continue
+        read += int(fields.get("read_bytes", 0))
+        written += max(
+            int(fields.get("write_bytes", 0)) - int(fields.get("cancelled_write_bytes", 0)), 0
+        )
+    return read, written
+
+
+def _net_dev(pid: int) -> dict[str, dict[str, int]]:
+    """/proc/PID/net/dev (the counters of PID's network namespace), loopback left out."""
+    out: dict[str, dict[str, int]] = {}
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        if name == "lo":
+            continue
+        values = rest.split()
+        out[name] = {key: int(v) for key, v in zip(_NET_FIELDS, values, strict=False) if key}
+    return out
 
 
 def _file_bytes(path: str, seen: set[tuple[int, int]]) -> int:

@@ -15,6 +15,7 @@ import os
 import tarfile
 from typing import Any, BinaryIO
 
+from dockyard.busy import changing
 from dockyard.errors import InvalidArgument
 from dockyard.image import reference
 from dockyard.image.store import MEDIA_OCI_MANIFEST, ImageStore, Layer
@@ -227,6 +228,7 @@ class _Archive:
             self.store.content.delete(digest)
 
 
+@changing(lambda store, *_: store.root)
 def load(store: ImageStore, src: BinaryIO) -> list[str]:
     """Load every image in a docker-archive or OCI layout tar; return lines as ``docker load`` prints."""
     before = {r["chain_id"] for r in store.db.query("SELECT chain_id FROM layers")}
@@ -265,11 +267,30 @@ def _layers_for(store: ImageStore, config: dict[str, Any], blobs: list[str]) -> 
     return layers
 
 
+def _docker_entries(data: Any) -> list[dict[str, Any]]:
+    """manifest.json's entries, each checked for the fields a load reads."""
+    if not isinstance(data, list):
+        raise InvalidArgument("invalid image archive: manifest.json: not a list of images")
+    for n, entry in enumerate(data):
+        if not (isinstance(entry, dict) and isinstance(entry.get("Config"), str)
+                and isinstance(entry.get("Layers"), list) and all(isinstance(x, str) for x in entry["Layers"])
+                and isinstance(entry.get("RepoTags") or [], list)):  # fmt: skip
+            raise InvalidArgument(
+                f"invalid image archive: manifest.json: entry {n} wants Config and Layers names"
+            )
+    return data
+
+
 def _load_docker(store: ImageStore, archive: _Archive) -> list[str]:
     lines = []
-    for entry in archive.json("manifest.json"):
+    for entry in _docker_entries(archive.json("manifest.json")):
         config_bytes = archive.bytes(entry["Config"])
-        config = json.loads(config_bytes)
+        try:
+            config = json.loads(config_bytes)
+        except ValueError as err:
+            raise InvalidArgument(f"invalid image archive: {entry['Config']}: {err}") from None
+        if not isinstance(config, dict):
+            raise InvalidArgument(f"invalid image archive: {entry['Config']}: not an image config")
         layers = _layers_for(store, config, [archive.digest(p) for p in entry["Layers"]])
         image_id = store.create_image(config_bytes, layers)
         tags = entry.get("RepoTags") or []
@@ -294,7 +315,11 @@ def _load_oci(store: ImageStore, archive: _Archive) -> list[str]:
 
     def manifests(index: dict[str, Any]) -> list[tuple[dict[str, Any], bytes]]:
         found = []
-        for desc in index.get("manifests") or []:
+        entries = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(d, dict) and isinstance(d.get("digest"), str)
+                                                    for d in entries):  # fmt: skip
+            raise InvalidArgument("invalid image archive: index.json: not an image index")
+        for desc in entries:
             raw = store.content.read(blob(desc["digest"]))
             if desc.get("mediaType") in (_MEDIA_INDEX, _DOCKER_LIST):
                 found += manifests(json.loads(raw))

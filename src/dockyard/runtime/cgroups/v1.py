@@ -272,6 +272,9 @@ class CgroupV1:
                 "current": read_int(pids, "pids.current") or 0,
                 "limit": read_int(pids, "pids.max") or 0,
             }
+        blkio = self.paths.get("blkio")
+        if blkio and os.path.isdir(blkio):
+            out["blkio"] = {"io_service_bytes": _blkio_bytes(blkio)}
         return out
 
     def destroy(self) -> None:
@@ -281,6 +284,34 @@ class CgroupV1:
                 for name in dirs:
                     rmdir_retry(os.path.join(root, name))
             rmdir_retry(path)
+
+
+def _blkio_bytes(d: str) -> list[dict[str, Any]]:
+    """blkio's bytes per device and operation, as runc's stats give them:
+    [{"major", "minor", "op", "value"}]; the throttle file where CFQ's is gone."""
+    for name in ("blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive",
+                 "blkio.throttle.io_service_bytes"):  # fmt: skip
+        try:
+            with open(os.path.join(d, name)) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        out = []
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 3 and ":" in fields[0]:
+                major, _, minor = fields[0].partition(":")
+                out.append(
+                    {
+                        "major": int(major),
+                        "minor": int(minor),
+                        "op": fields[1],
+                        "value": int(fields[2]),
+                    }
+                )
+        if any(e["value"] for e in out) or name.endswith("throttle.io_service_bytes"):
+            return out
+    return []
 
 
 def _inherit_cpuset(path: str) -> None:

@@ -192,6 +192,9 @@ class CgroupV2:
                 "current": read_int(self.path, "pids.current") or 0,
                 "limit": read_int(self.path, "pids.max") or 0,
             }
+        io = _io_bytes(self.path)
+        if io is not None:
+            out["blkio"] = {"io_service_bytes": io}
         return out
 
     def destroy(self) -> None:
@@ -199,3 +202,23 @@ class CgroupV2:
             for name in dirs:
                 rmdir_retry(os.path.join(root, name))
         rmdir_retry(self.path)
+
+
+def _io_bytes(path: str) -> list[dict[str, Any]] | None:
+    """io.stat's rbytes and wbytes per device, in blkio's shape (op Read and Write)."""
+    try:
+        with open(os.path.join(path, "io.stat")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    out = []
+    for line in lines:
+        dev, *pairs = line.split()
+        major, _, minor = dev.partition(":")
+        values = dict(p.split("=", 1) for p in pairs if "=" in p)
+        for key, op in (("rbytes", "Read"), ("wbytes", "Write")):
+            if key in values:
+                out.append(
+                    {"major": int(major), "minor": int(minor), "op": op, "value": int(values[key])}
+                )
+    return out
