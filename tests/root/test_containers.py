@@ -974,6 +974,18 @@ def test_log_driver_none_keeps_nothing(dy: Dy) -> None:
         dy("rm", "-f", "quiet")
 
 
+def test_untouched_container_has_no_diff_and_stop_t0_says_nothing(dy: Dy) -> None:
+    cid = dy("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    try:
+        assert dy("diff", cid).stdout == ""  # /etc's mount points are the engine's, not changes
+        dy("exec", cid, "touch", "/etc/mine")
+        assert dy("diff", cid).stdout == "C /etc\nA /etc/mine\n"
+        proc = dy("stop", "-t", "0", cid)
+        assert proc.stdout == cid + "\n" and proc.stderr == ""  # a kill asked for: no hint
+    finally:
+        dy("rm", "-f", cid)
+
+
 def test_daemon_errors_exit_1_outside_run_create_start_exec(dy: Dy) -> None:
     """As the docker CLI: 125 is kept for the commands whose status may be the container's."""
     for argv in (["stop", "nosuch"], ["rm", "nosuch"], ["cp", "nosuch:/x", "."], ["inspect", "nosuch"],

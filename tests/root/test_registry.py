@@ -116,6 +116,9 @@ def test_present_layers_are_not_fetched_again(dy: Dy, registry, other: Dy) -> No
     try:
         out = other("pull", f"{host}/team/same:2").stdout
         assert "Pull complete" not in out  # only the manifest came
+        layer = manifest["layers"][0]["digest"][7:19]
+        config = manifest["config"]["digest"][7:19]
+        assert f"{layer}: Already exists" in out and config not in out  # layers only, as Docker
         assert (
             other("run", "--rm", "--network", "none", f"{host}/team/same:2", "true").returncode == 0
         )
@@ -218,6 +221,9 @@ def test_implicit_pull_on_run_and_build_and_logout(dy: Dy, registry, other: Dy, 
         and "Unable to find image" in proc.stderr
         and "Pull complete" in proc.stderr
     )
+    assert "Using default tag" not in proc.stderr
+    config = json.loads(other("image", "inspect", f"{host}/team/implicit:1").stdout)[0]["Id"][7:19]
+    assert f"{config}: Pull complete" not in proc.stderr  # the config blob is no layer
     never = other("run", "--rm", "--pull", "never", f"{host}/team/implicit:2", "true", ok=False)
     assert never.returncode == 125 and "Unable to find image" in never.stderr
     ctx = str(tmp_path / "ctx")

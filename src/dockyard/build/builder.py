@@ -289,7 +289,7 @@ class Builder:
         from dockyard.registry.transfer import pull  # 45 ms of imports: only when pulling
 
         try:
-            return pull(self.store, base, out=_Prefixed(self, f"#{self.step_no} "))
+            return pull(self.store, base, out=_Prefixed(self, f"#{self.step_no} "), implicit=True)
         except (DockyardError, OSError) as err:
             raise BuildError(f"FROM {base}: {err}") from None
 

@@ -375,7 +375,7 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
     def fetch() -> None:
         from dockyard.registry.transfer import pull
 
-        pull(engine.images, image, kw.get("platform"), sys.stderr)
+        pull(engine.images, image, kw.get("platform"), sys.stderr, implicit=True)
 
     cidfile = kw.get("cidfile")
     if cidfile and os.path.exists(cidfile):

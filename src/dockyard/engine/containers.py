@@ -438,6 +438,8 @@ class Engine:
         except Exception:
             pass
         self._wait_exit(cid, 30)
+        if wait == 0:
+            return ""  # a kill was asked for: nothing to explain
         args = rec["config"].get("Entrypoint") or rec["config"].get("Cmd") or []
         pid1 = args[0] if args else "?"
         return (f"sent {stop_signal}, no exit after {wait}s, sent SIGKILL; PID 1 is {pid1}, "

@@ -80,6 +80,7 @@ class _Report:
         self.lock = threading.Lock()
         self.bars: Any = None
         self.tasks: dict[str, Any] = {}
+        self.silent: set[str] = set()  # the config blob: Docker lists layers only
         if getattr(out, "isatty", lambda: False)():
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -97,18 +98,22 @@ class _Report:
                 self.out.flush()
 
     def begin(self, digest: str, size: int | None) -> None:
-        if self.bars is not None:
+        if self.bars is not None and digest not in self.silent:
             self.tasks[digest] = self.bars.add_task(digest[7:19], total=size, status="Downloading")
 
     def advance(self, digest: str, n: int) -> None:
         if self.cancelled.is_set():  # called for every chunk: a download stops here
             raise _Cancelled("pull abandoned")
-        if self.bars is not None:
+        if self.bars is not None and digest in self.tasks:
             self.bars.update(self.tasks[digest], advance=n)
 
     def event(self, digest: str, text: str) -> None:
-        if self.bars is not None:
+        if digest in self.silent:
+            return
+        if self.bars is not None and digest in self.tasks:
             self.bars.update(self.tasks[digest], status=text)
+        elif self.bars is not None:
+            self.bars.console.print(f"{digest[7:19]}: {text}", highlight=False)
         else:
             self.say(f"{digest[7:19]}: {text}")
 
@@ -146,6 +151,7 @@ def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any
     """True once downloaded (and streamed to ``sink``), False where the store had it."""
     digest, size = desc["digest"], desc.get("size")
     if store.content.exists(digest):
+        report.event(digest, "Already exists")
         return False
     report.begin(digest, size)
     for attempt in range(_RETRIES + 1):
@@ -194,20 +200,26 @@ def _fetch_blob(reg: Registry, store: ImageStore, repo: str, desc: dict[str, Any
 
 @changing(lambda store, *_: store.root)
 def pull(
-    store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
+    store: ImageStore,
+    ref_text: str,
+    wanted_platform: str | None = None,
+    out: TextIO | None = None,
+    implicit: bool = False,
 ) -> str:
-    """Pull ``ref_text`` into ``store``; the image ID."""
+    """Pull ``ref_text`` into ``store``; the image ID. ``implicit``: for run, create or build,
+    which print no "Using default tag" (they said "Unable to find image" already)."""
     report = _Report(out or sys.stdout)
     try:
-        return _pull(store, ref_text, wanted_platform, report)
+        return _pull(store, ref_text, wanted_platform, report, implicit)
     finally:
         report.close()
 
 
-def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report: _Report) -> str:
+def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report: _Report,
+          implicit: bool = False) -> str:  # fmt: skip
     say = report.say
     ref = reference.parse(ref_text)
-    if ":" not in ref_text.rsplit("/", 1)[-1] and "@" not in ref_text:
+    if not implicit and ":" not in ref_text.rsplit("/", 1)[-1] and "@" not in ref_text:
         say("Using default tag: latest")
     reg = Registry(ref.domain)
     repo = ref.path
@@ -222,6 +234,7 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
         raise RegistryError(f"unsupported manifest for {ref}: {media or 'unknown media type'}")
     config_desc = manifest["config"]
     layers_desc = manifest.get("layers") or []
+    report.silent.add(config_desc["digest"])
     wanted_blobs = [d["digest"] for d in [config_desc, *layers_desc]]
     locks = BlobLocks(store.content.root)
     locks.share(wanted_blobs)  # before looking: what is there now stays while this pull runs

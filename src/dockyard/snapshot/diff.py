@@ -58,16 +58,41 @@ def _in_lower(rel: str, lowers: list[str]) -> bool:
 def changes(
     upper: str, lowers: list[str], exclude: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
-    """[(kind, "/path")] with kind A (added), C (changed) or D (deleted), sorted by path."""
+    """[(kind, "/path")] with kind A (added), C (changed) or D (deleted), sorted by path.
+
+    A directory copied up only because an ``exclude`` path was made in it (``/etc`` for
+    ``/etc/hosts``), its owner and mode as below, is no change: Docker makes those in an
+    init layer under the container's."""
     out = []
+    holders = {p.rstrip("/").rsplit("/", 1)[0].lstrip("/") for p in exclude}
     for rel, st in _walk(upper, exclude=exclude):
         if is_whiteout(st):
             out.append(("D", "/" + rel))
         elif _in_lower(rel, lowers):
-            out.append(("C", "/" + rel))
+            if rel in holders and stat.S_ISDIR(st.st_mode) and _same_as_below(rel, st, lowers):
+                out.append(("=", "/" + rel))
+            else:
+                out.append(("C", "/" + rel))
         else:
             out.append(("A", "/" + rel))
-    return out
+    kept = []
+    for n, (kind, path) in enumerate(out):
+        if kind == "=":
+            if any(p.startswith(path + "/") for _k, p in out[n + 1 :]):
+                kept.append(("C", path))
+            continue
+        kept.append((kind, path))
+    return kept
+
+
+def _same_as_below(rel: str, st: os.stat_result, lowers: list[str]) -> bool:
+    for lower in lowers:
+        try:
+            below = os.lstat(os.path.join(lower, rel))
+        except FileNotFoundError:
+            continue
+        return (below.st_mode, below.st_uid, below.st_gid) == (st.st_mode, st.st_uid, st.st_gid)
+    return False
 
 
 def _xattrs(path: str) -> dict[str, str]:
@@ -179,11 +204,21 @@ def _compare_items(
 def changes_compare(
     lower: str, upper: str, exclude: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
-    """Docker's A/C/D list for a copy snapshot against its parent's tree."""
+    """Docker's A/C/D list for a copy snapshot against its parent's tree (a directory
+    changed only by ``exclude`` paths made in it is left out, as in ``changes``)."""
     changed, deleted = compare(lower, upper, exclude)
     out = [("C" if os.path.lexists(os.path.join(lower, r)) else "A", "/" + r) for r in changed]
     out += [("D", "/" + r) for r in deleted]
-    return sorted(out, key=lambda c: c[1])
+    holders = {p.rstrip("/").rsplit("/", 1)[0].lstrip("/") for p in exclude}
+    kept = []
+    for kind, path in out:
+        rel = path[1:]
+        if kind == "C" and rel in holders and not any(p.startswith(path + "/") for _k, p in out):
+            st = os.lstat(os.path.join(upper, rel))
+            if stat.S_ISDIR(st.st_mode) and _same_as_below(rel, st, [lower]):
+                continue
+        kept.append((kind, path))
+    return sorted(kept, key=lambda c: c[1])
 
 
 def write_layer(
