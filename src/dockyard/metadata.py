@@ -173,6 +173,16 @@ _MIGRATIONS = [
         digest TEXT NOT NULL
     );
     """,
+    # 8: compressed copies of plain layer blobs, made once for pushes and kept
+    """
+    CREATE TABLE compressed_blobs (
+        source TEXT NOT NULL,
+        compression TEXT NOT NULL CHECK (compression IN ('gzip', 'zstd')),
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (source, compression)
+    );
+    """,
 ]
 
 

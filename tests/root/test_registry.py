@@ -144,10 +144,11 @@ def test_corrupt_blob_is_refused_and_nothing_stays(dy: Dy, registry, other: Dy) 
     )
     with open(path, "rb") as f:
         original = f.read()
+    middle = len(original) // 2  # pushed layers are gzipped: a small one is a few hundred bytes
     with open(path, "wb") as f:
         f.write(
-            original[:512] + bytes(b ^ 0xFF for b in original[512:612]) + original[612:]
-        )  # same size, other bytes
+            original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1 :]
+        )  # same size
     try:
         proc = other("pull", f"{host}/team/bad:1", ok=False)
         assert proc.returncode == 1 and "digest" in proc.stderr.lower()
@@ -208,6 +209,72 @@ def test_removing_the_last_tag_of_a_pulled_image_deletes_it(dy: Dy, registry, ot
         and other("images", "--filter", "dangling=true", "-q").stdout == ""
     )
     assert "Pull complete" in other("pull", ref).stdout  # pulled again, not "up to date"
+
+
+def _raw_manifest(ref: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "alice:s3cret",
+                                      f"docker://{ref}"], capture_output=True, check=True).stdout)  # fmt: skip
+
+
+def _digest(ref: str) -> str:
+    return json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", "alice:s3cret",
+                                      f"docker://{ref}"], capture_output=True, check=True).stdout)["Digest"]  # fmt: skip
+
+
+def test_pushed_layers_are_compressed_once_and_keep_one_digest(
+    dy: Dy, registry, other: Dy, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Layers made here (stored as plain tars) travel gzipped, compressed once and kept: a
+    second push and a skopeo mirror of it keep the manifest digest; zstd on request."""
+    host = registry["host"]
+    _login(dy, host)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "data.txt").write_text("compressible line\n" * 20000)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY data.txt /data.txt\n")
+    dy("build", "-q", "-t", f"{host}/team/packed:1", str(ctx))
+    local = json.loads(dy("image", "inspect", f"{host}/team/packed:1").stdout)[0]
+    first = (
+        dy("push", f"{host}/team/packed:1").stdout.splitlines()[-1].split("digest: ")[1].split()[0]
+    )
+    manifest = _raw_manifest(f"{host}/team/packed:1")
+    assert {d["mediaType"] for d in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    }
+    assert manifest["layers"][-1]["size"] < 20000  # 360 kB of text, gzipped
+    dy("tag", f"{host}/team/packed:1", f"{host}/team/packed:2")
+    second = dy("push", f"{host}/team/packed:2").stdout
+    assert f"digest: {first}" in second and "Layer already exists" in second
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", "alice:s3cret",
+                    "--dest-creds", "alice:s3cret", f"docker://{host}/team/packed:1", f"docker://{host}/mirror/packed:1"],
+                   check=True, capture_output=True)  # fmt: skip
+    assert _digest(f"{host}/mirror/packed:1") == first  # mirrored without recompressing
+    _login(other, host)
+    assert (
+        other(
+            "run", "--rm", "--network", "none", f"{host}/team/packed:1", "wc", "-l", "/data.txt"
+        ).stdout.split()[0]
+        == "20000"
+    )
+    assert (
+        json.loads(other("image", "inspect", f"{host}/team/packed:1").stdout)[0]["Id"]
+        == local["Id"]
+    )
+    out = dy("push", "--compression", "zstd", f"{host}/team/packed:1").stdout
+    zstd_manifest = _raw_manifest(f"{host}/team/packed:1")
+    assert {d["mediaType"] for d in zstd_manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    }
+    assert first not in out
+    other("rmi", f"{host}/team/packed:1")
+    assert (
+        other(
+            "run", "--rm", "--network", "none", f"{host}/team/packed:1", "wc", "-l", "/data.txt"
+        ).stdout.split()[0]
+        == "20000"
+    )
+    dy("rmi", f"{host}/team/packed:1", f"{host}/team/packed:2")
+    assert dy("system", "check").stdout == "no problems found\n"  # the compressed copies went too
 
 
 def test_implicit_pull_on_run_and_build_and_logout(dy: Dy, registry, other: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]

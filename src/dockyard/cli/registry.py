@@ -42,15 +42,21 @@ def pull_cmd(
 
 @flags.command("push")
 @flags.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
+@flags.option(
+    "--compression",
+    default="gzip",
+    type=flags.Choice(["gzip", "zstd"]),
+    help="How layers stored uncompressed travel (gzip, zstd)",
+)
 @flags.argument("name")
 @flags.pass_context
-def push_cmd(ctx: flags.Context, quiet: bool, name: str) -> None:
+def push_cmd(ctx: flags.Context, quiet: bool, compression: str, name: str) -> None:
     """Upload an image to a registry."""
     import io
 
     from dockyard.registry.transfer import push
 
-    push(_engine(ctx).images, name, io.StringIO() if quiet else sys.stdout)
+    push(_engine(ctx).images, name, io.StringIO() if quiet else sys.stdout, compression)
 
 
 @flags.command("login")

@@ -91,6 +91,7 @@ def check(store: ImageStore, repair: bool = False, verify: bool = False) -> list
         store.prune_layers()
     referenced = set(images) | {r["manifest_digest"] for r in images.values()}
     referenced |= {r["blob_digest"] for r in store.db.query("SELECT blob_digest FROM layers")}
+    referenced |= {r[0] for r in store.db.query("SELECT digest FROM compressed_blobs")}
     corrupt = set()
     for digest in sorted(store.content.digests()):
         if digest not in referenced:

@@ -452,12 +452,36 @@ class ImageStore:
                     still_used = c.execute(
                         "SELECT 1 FROM layers WHERE blob_digest = ?", (blob,)
                     ).fetchone()
+                    copies = []
+                    if not still_used:
+                        copies = [r[0] for r in c.execute(
+                            "SELECT digest FROM compressed_blobs WHERE source = ?", (blob,))]  # fmt: skip
+                        c.execute("DELETE FROM compressed_blobs WHERE source = ?", (blob,))
                 if not still_used:
                     # Only this layer's own blob: a global sweep could take blobs that a
                     # concurrent load has stored but not yet recorded.
                     self.content.delete(blob)
+                    for digest in copies:
+                        self.content.delete(digest)
                 freed.append(chain)
         return freed
+
+    def compressed(self, layer: Layer, compression: str) -> tuple[str, int]:
+        """(digest, size) of ``layer``'s plain tar blob compressed with ``compression``: made
+        once, kept beside it (so every push and mirror of it has one digest), and gone with it."""
+        from dockyard.content.compress import compress
+
+        rows = self.db.query("SELECT digest, size FROM compressed_blobs WHERE source = ? AND compression = ?",
+                             (layer.blob_digest, compression))  # fmt: skip
+        if rows and self.content.exists(rows[0]["digest"]):
+            return rows[0]["digest"], rows[0]["size"]
+        with self.content.open(layer.blob_digest) as src, self.content.writer() as w:
+            compress(compression, src, w.write)
+            desc = w.commit()
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO compressed_blobs VALUES (?, ?, ?, ?)",
+                      (layer.blob_digest, compression, desc.digest, desc.size))  # fmt: skip
+        return desc.digest, desc.size
 
     def gc_blobs(self) -> int:
         """Delete blobs that no image, manifest or layer references."""
@@ -466,6 +490,7 @@ class ImageStore:
             keep.update((row["id"], row["manifest_digest"]))
         for row in self.db.query("SELECT blob_digest FROM layers"):
             keep.add(row["blob_digest"])
+        keep |= {r[0] for r in self.db.query("SELECT digest FROM compressed_blobs")}
         return len(self.content.gc(keep))
 
 

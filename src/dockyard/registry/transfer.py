@@ -317,8 +317,48 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     return image_id
 
 
-def push(store: ImageStore, ref_text: str, out: TextIO | None = None) -> str:
-    """Push the image ``ref_text`` names; the manifest digest."""
+_PLAIN_LAYERS = (
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+)
+_COMPRESSED_MEDIA = {
+    ("oci", "gzip"): "application/vnd.oci.image.layer.v1.tar+gzip",
+    ("oci", "zstd"): "application/vnd.oci.image.layer.v1.tar+zstd",
+    ("docker", "gzip"): "application/vnd.docker.image.rootfs.diff.tar.gzip",
+}
+
+
+def _push_plan(
+    store: ImageStore, image_id: str, compression: str
+) -> tuple[bytes, list[tuple[str, int]]]:
+    """(manifest bytes to push, [(blob digest, size)] of its layers). Plain tar layers (what
+    build, commit and import make) go compressed, made once and kept (``compressed``), so
+    that every push of the image, and every mirror of it, has one manifest digest; layers
+    that came compressed go as they are, and then the stored manifest goes byte for byte."""
+    raw = store.manifest_bytes(image_id)
+    manifest = json.loads(raw)
+    family = "docker" if "docker" in (manifest.get("mediaType") or "") else "oci"
+    media = _COMPRESSED_MEDIA.get((family, compression))
+    changed = False
+    blobs = []
+    layers = store.layers(image_id)
+    for layer, desc in zip(layers, manifest.get("layers") or [], strict=True):
+        if desc.get("mediaType") in _PLAIN_LAYERS and media is not None:
+            digest, size = store.compressed(layer, compression)
+            desc.update({"mediaType": media, "digest": digest, "size": size})
+            changed = True
+        blobs.append((desc["digest"], desc["size"]))
+    if not changed:
+        return raw, blobs
+    return json.dumps(manifest).encode(), blobs  # compact, as every manifest made here
+
+
+@changing(lambda store, *_: store.root)
+def push(
+    store: ImageStore, ref_text: str, out: TextIO | None = None, compression: str = "gzip"
+) -> str:
+    """Push the image ``ref_text`` names; the manifest digest. ``compression`` (gzip or
+    zstd) is how layers stored as plain tars travel."""
     out = out or sys.stdout
     ref = reference.parse(ref_text)
     if ref.digest:
@@ -332,24 +372,24 @@ def push(store: ImageStore, ref_text: str, out: TextIO | None = None) -> str:
     reg = Registry(ref.domain)
     repo = ref.path
     out.write(f"The push refers to repository [{ref.name}]\n")
-    layers = store.layers(image_id)
+    out.flush()
+    manifest_raw, blobs = _push_plan(store, image_id, compression)
     sources = {}
     for row in store.db.query("SELECT reference FROM repo_digests"):
         name = row[0].split("@", 1)[0]
         if name.startswith(f"{ref.domain}/") and name != ref.name:
             sources[name[len(ref.domain) + 1 :]] = True
-    for layer in reversed(layers):
-        short = layer.blob_digest[7:19]
-        if reg.has_blob(repo, layer.blob_digest):
+    for blob_digest, blob_size in reversed(blobs):
+        short = blob_digest[7:19]
+        if reg.has_blob(repo, blob_digest):
             out.write(f"{short}: Layer already exists\n")
             continue
-        if any(reg.mount_blob(repo, layer.blob_digest, src) for src in sources):
+        if any(reg.mount_blob(repo, blob_digest, src) for src in sources):
             out.write(f"{short}: Mounted from {next(iter(sources))}\n")
             continue
-        with store.content.open(layer.blob_digest) as f:
-            reg.upload_blob(repo, layer.blob_digest, f, layer.blob_size, chunk=_CHUNK)
+        with store.content.open(blob_digest) as f:
+            reg.upload_blob(repo, blob_digest, f, blob_size, chunk=_CHUNK)
         out.write(f"{short}: Pushed\n")
-    manifest_raw = store.manifest_bytes(image_id)
     manifest = json.loads(manifest_raw)
     config_digest = manifest["config"]["digest"]
     if not reg.has_blob(repo, config_digest):
