@@ -126,8 +126,10 @@ class Registry:
                 f"{host}: not contacted: DOCKYARD_LOOPBACK_ONLY allows registries on this host only"
             )
         if (scheme or self.scheme) == "http":
-            return http.client.HTTPConnection(host, timeout=60)
-        return http.client.HTTPSConnection(host, timeout=60, context=self._tls(host))
+            return http.client.HTTPConnection(host, timeout=60, blocksize=1 << 20)
+        return http.client.HTTPSConnection(
+            host, timeout=60, context=self._tls(host), blocksize=1 << 20
+        )
 
     def _tls(self, host: str) -> ssl.SSLContext:
         """The TLS context for ``host``, made once per client: loading the system's CAs

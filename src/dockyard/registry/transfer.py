@@ -330,27 +330,32 @@ _COMPRESSED_MEDIA = {
 
 def _push_plan(
     store: ImageStore, image_id: str, compression: str
-) -> tuple[bytes, list[tuple[str, int]]]:
-    """(manifest bytes to push, [(blob digest, size)] of its layers). Plain tar layers (what
-    build, commit and import make) go compressed, made once and kept (``compressed``), so
-    that every push of the image, and every mirror of it, has one manifest digest; layers
-    that came compressed go as they are, and then the stored manifest goes byte for byte."""
-    raw = store.manifest_bytes(image_id)
-    manifest = json.loads(raw)
+) -> tuple[dict[str, Any], list[Any], str]:
+    """(the manifest, per layer: its descriptor or the layer to send compressed). Plain tar
+    layers (what build, commit and import make) go compressed, made once and kept
+    (``compressed``), so that every push of the image, and every mirror of it, has one
+    manifest digest; layers that came compressed go as they are."""
+    manifest = json.loads(store.manifest_bytes(image_id))
     family = "docker" if "docker" in (manifest.get("mediaType") or "") else "oci"
     media = _COMPRESSED_MEDIA.get((family, compression))
-    changed = False
-    blobs = []
-    layers = store.layers(image_id)
-    for layer, desc in zip(layers, manifest.get("layers") or [], strict=True):
-        if desc.get("mediaType") in _PLAIN_LAYERS and media is not None:
-            digest, size = store.compressed(layer, compression)
-            desc.update({"mediaType": media, "digest": digest, "size": size})
-            changed = True
-        blobs.append((desc["digest"], desc["size"]))
-    if not changed:
-        return raw, blobs
-    return json.dumps(manifest).encode(), blobs  # compact, as every manifest made here
+    plan: list[Any] = []
+    for layer, desc in zip(store.layers(image_id), manifest.get("layers") or [], strict=True):
+        plan.append(layer if desc.get("mediaType") in _PLAIN_LAYERS and media is not None else None)
+    return manifest, plan, media or ""
+
+
+def _push_blob(reg: Registry, store: ImageStore, repo: str, digest: str, size: int, sources: dict[str, bool],
+               out: TextIO) -> None:  # fmt: skip
+    short = digest[7:19]
+    if reg.has_blob(repo, digest):
+        out.write(f"{short}: Layer already exists\n")
+    elif any(reg.mount_blob(repo, digest, src) for src in sources):
+        out.write(f"{short}: Mounted from {next(iter(sources))}\n")
+    else:
+        with store.content.open(digest) as f:
+            reg.upload_blob(repo, digest, f, size, chunk=_CHUNK)
+        out.write(f"{short}: Pushed\n")
+    out.flush()
 
 
 @changing(lambda store, *_: store.root)
@@ -373,30 +378,35 @@ def push(
     repo = ref.path
     out.write(f"The push refers to repository [{ref.name}]\n")
     out.flush()
-    manifest_raw, blobs = _push_plan(store, image_id, compression)
+    manifest, plan, media = _push_plan(store, image_id, compression)
     sources = {}
     for row in store.db.query("SELECT reference FROM repo_digests"):
         name = row[0].split("@", 1)[0]
         if name.startswith(f"{ref.domain}/") and name != ref.name:
             sources[name[len(ref.domain) + 1 :]] = True
-    for blob_digest, blob_size in reversed(blobs):
-        short = blob_digest[7:19]
-        if reg.has_blob(repo, blob_digest):
-            out.write(f"{short}: Layer already exists\n")
-            continue
-        if any(reg.mount_blob(repo, blob_digest, src) for src in sources):
-            out.write(f"{short}: Mounted from {next(iter(sources))}\n")
-            continue
-        with store.content.open(blob_digest) as f:
-            reg.upload_blob(repo, blob_digest, f, blob_size, chunk=_CHUNK)
-        out.write(f"{short}: Pushed\n")
-    manifest = json.loads(manifest_raw)
+    order = list(reversed(range(len(plan))))
+    # layers are compressed one after the other in the background while the ones before
+    # them upload: the first push of a built image costs little more than the upload
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        made = {
+            i: pool.submit(store.compressed, plan[i], compression)
+            for i in order
+            if plan[i] is not None
+        }
+        for i in order:
+            desc = manifest["layers"][i]
+            if i in made:
+                digest, size = made[i].result()
+                desc.update({"mediaType": media, "digest": digest, "size": size})
+            _push_blob(reg, store, repo, desc["digest"], desc["size"], sources, out)
+    manifest_raw = json.dumps(manifest).encode() if made else store.manifest_bytes(image_id)
     config_digest = manifest["config"]["digest"]
     if not reg.has_blob(repo, config_digest):
         with store.content.open(config_digest) as f:
             reg.upload_blob(repo, config_digest, f, manifest["config"]["size"])
-    media = manifest.get("mediaType") or OCI_MANIFEST
-    digest = reg.put_manifest(repo, ref.tag or "latest", manifest_raw, media)
+    digest = reg.put_manifest(
+        repo, ref.tag or "latest", manifest_raw, manifest.get("mediaType") or OCI_MANIFEST
+    )
     with store.db.tx() as c:
         c.execute(
             "INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (f"{ref.name}@{digest}", image_id)

@@ -50,14 +50,91 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     """``stream`` with gzip or zstd compression removed, told apart by magic bytes."""
     head = _peek(stream, 4)
     if head[:2] == b"\x1f\x8b":
-        import gzip
-
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        return _Gunzip(stream)  # type: ignore[return-value]
     if head == b"\x28\xb5\x2f\xfd":
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)  # type: ignore[return-value]
     return stream
+
+
+class _Gunzip:
+    """gzip (all members) removed from ``raw``, inflated 1 MiB at a time and handed out from
+    that: ``gzip.GzipFile`` inflates for each small read (a tar header is 512 bytes) and
+    checks the CRC in Python. zlib checks each member's CRC and length itself (wbits 31);
+    a bad or cut stream is an ``OSError`` without errno (or ``EOFError``), as GzipFile's."""
+
+    _OUT = 1 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        import zlib
+
+        self._zlib = zlib
+        self._raw = raw
+        self._d = zlib.decompressobj(31)
+        self._buf = b""
+        self._pos = 0
+        self._done = False
+
+    def _fill(self) -> None:
+        """Inflate up to ``_OUT`` more bytes into the buffer (or find the end)."""
+        d = self._d
+        while True:
+            src = d.unconsumed_tail or self._raw.read(self._OUT)
+            if not src:
+                if not d.eof:
+                    raise EOFError(
+                        "compressed file ended before the end-of-stream marker was reached"
+                    )
+                self._done = True
+                return
+            try:
+                data = d.decompress(src, self._OUT)
+            except self._zlib.error as err:
+                raise OSError(f"bad gzip data: {err}") from None
+            if d.eof:
+                rest = d.unused_data
+                self._d = d = self._zlib.decompressobj(31)  # another member may follow
+                if rest.lstrip(b"\0"):
+                    data += self._next_member(rest)
+                elif not self._tail_is_padding():
+                    raise OSError("bad gzip data: garbage after the last member")
+                else:
+                    self._done = True
+            if data or self._done:
+                self._buf = self._buf[self._pos :] + data
+                self._pos = 0
+                return
+
+    def _next_member(self, head: bytes) -> bytes:
+        try:
+            return self._d.decompress(head, self._OUT)
+        except self._zlib.error as err:
+            raise OSError(f"bad gzip data: {err}") from None
+
+    def _tail_is_padding(self) -> bool:
+        while chunk := self._raw.read(self._OUT):
+            if chunk.lstrip(b"\0"):
+                return False
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts = [self._buf[self._pos :]]
+            self._buf, self._pos = b"", 0
+            while not self._done:
+                self._fill()
+                parts.append(self._buf)
+                self._buf, self._pos = b"", 0
+            return b"".join(parts)
+        while len(self._buf) - self._pos < n and not self._done:
+            self._fill()
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        pass
 
 
 def _peek(stream: BinaryIO, n: int) -> bytes:
