@@ -318,9 +318,11 @@ def own_registry(tmp_path):  # type: ignore[no-untyped-def]
         check=True,
         capture_output=True,
     )
+    log = open(tmp_path / "registry.log", "w")  # noqa: SIM115 - the server's, closed below
     proc = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "srvroot"), "registry", "serve", "--addr",
                              f"127.0.0.1:{port}", "--htpasswd", str(tmp_path / "htpasswd")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
+    log.close()
     assert proc.stdout is not None
     assert "listening on http://127.0.0.1" in proc.stdout.readline()
     yield f"127.0.0.1:{port}"
@@ -388,6 +390,122 @@ def test_own_registry_serves_dockyard_and_skopeo(
     assert status == 400 and b"DIGEST_INVALID" in body
     assert _api(host, f"/v2/team/app/manifests/{digest}", "DELETE")[0] == 202
     assert _api(host, "/v2/team/app/manifests/1")[0] == 404
+
+
+def _call(host: str, path: str, method: str = "GET", body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """(status, headers, body) of one request to the test's own registry (as bob)."""
+    import base64
+    import http.client
+
+    conn = http.client.HTTPConnection(host, timeout=10)
+    conn.request(method, path, body=body, headers={
+        "Authorization": "Basic " + base64.b64encode(b"bob:pw").decode(), **(headers or {})})  # fmt: skip
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def test_own_registry_follows_the_distribution_spec(own_registry: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the OCI distribution-spec conformance suite found (issue 12): blob DELETE,
+    sha512, RFC 9110 ranges, referrers and OCI-Subject, pagination, tag deletion, and a
+    log line per request."""
+    import hashlib
+
+    host = own_registry
+    blob = os.urandom(2048)
+    d256 = "sha256:" + hashlib.sha256(blob).hexdigest()
+    d512 = "sha512:" + hashlib.sha512(blob).hexdigest()
+    for digest in (d256, d512):
+        assert _call(host, f"/v2/conf/a/blobs/uploads/?digest={digest}", "POST", blob)[0] == 201
+        status, headers, _ = _call(host, f"/v2/conf/a/blobs/{digest}", "HEAD")
+        assert (
+            status == 200
+            and headers["content-length"] == "2048"
+            and headers["docker-content-digest"] == digest
+        )
+    assert _call(host, f"/v2/conf/a/blobs/{d512}")[2] == blob
+    missing = "sha512:" + "0" * 128
+    status, _, body = _call(host, f"/v2/conf/a/blobs/{missing}")
+    assert status == 404 and b"BLOB_UNKNOWN" in body
+    assert _call(host, "/v2/conf/a/blobs/sha256:zz")[0] == 400
+    # ranges, RFC 9110
+    for rng, status, want, content_range in (
+        ("bytes=5-9", 206, blob[5:10], "bytes 5-9/2048"), ("bytes=2040-", 206, blob[2040:], "bytes 2040-2047/2048"),
+        ("bytes=-10", 206, blob[-10:], "bytes 2038-2047/2048"), ("bytes=1000-99999", 206, blob[1000:], "bytes 1000-2047/2048"),
+        ("bytes=5000-10000", 416, b"", "bytes */2048"), ("bytes=9-5", 200, blob, None),
+    ):  # fmt: skip
+        got, headers, body = _call(host, f"/v2/conf/a/blobs/{d256}", headers={"Range": rng})
+        assert (got, body, headers.get("content-range")) == (status, want, content_range), rng
+        assert int(headers["content-length"]) == len(want)
+    # mounts: only from a repository that has the blob; deletion unlinks it from one repository
+    status, headers, _ = _call(
+        host, f"/v2/conf/b/blobs/uploads/?mount={d256}&from=conf/nothing", "POST"
+    )
+    assert status == 202  # not there: an upload session instead, as the spec says
+    assert _call(host, f"/v2/conf/b/blobs/uploads/?mount={d256}&from=conf/a", "POST")[0] == 201
+    assert _call(host, f"/v2/conf/a/blobs/{d256}", "DELETE")[0] == 202
+    assert _call(host, f"/v2/conf/a/blobs/{d256}", "HEAD")[0] == 404
+    assert _call(host, f"/v2/conf/b/blobs/{d256}", "HEAD")[0] == 200
+    # a chunk that does not follow what came before
+    status, headers, _ = _call(host, "/v2/conf/a/blobs/uploads/", "POST", b"")
+    location = headers["location"]
+    assert (
+        _call(
+            host,
+            location,
+            "PATCH",
+            b"abc",
+            {"Content-Range": "0-2", "Content-Type": "application/octet-stream"},
+        )[0]
+        == 202
+    )
+    status, headers, _ = _call(host, location, "PATCH", b"xyz", {"Content-Range": "5-7"})
+    assert status == 416 and headers["range"] == "0-2"
+    # manifests with a subject, the referrers API, pagination, tag deletion
+    config = b"{}"
+    dcfg = "sha256:" + hashlib.sha256(config).hexdigest()
+    assert _call(host, f"/v2/conf/b/blobs/uploads/?digest={dcfg}", "POST", config)[0] == 201
+    image = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": dcfg, "size": 2},
+                        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d256,
+                                    "size": 2048}]}).encode()  # fmt: skip
+    mtype = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    status, headers, _ = _call(host, "/v2/conf/b/manifests/v1", "PUT", image, mtype)
+    assert status == 201 and "oci-subject" not in headers
+    subject = headers["docker-content-digest"]
+    for tag in ("v2", "v3"):
+        assert _call(host, f"/v2/conf/b/manifests/{tag}", "PUT", image, mtype)[0] == 201
+    sbom = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "artifactType": "application/spdx+json",
+                       "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": dcfg, "size": 2},
+                       "layers": [], "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                 "digest": subject, "size": len(image)}}).encode()  # fmt: skip
+    sbom_digest = "sha256:" + hashlib.sha256(sbom).hexdigest()
+    status, headers, _ = _call(host, f"/v2/conf/b/manifests/{sbom_digest}", "PUT", sbom, mtype)
+    assert status == 201 and headers["oci-subject"] == subject
+    status, headers, body = _call(host, f"/v2/conf/b/referrers/{subject}")
+    index = json.loads(body)
+    assert status == 200 and headers["content-type"] == "application/vnd.oci.image.index.v1+json"
+    assert [(m["digest"], m["artifactType"]) for m in index["manifests"]] == [
+        (sbom_digest, "application/spdx+json")
+    ]
+    status, headers, body = _call(host, f"/v2/conf/b/referrers/{subject}?artifactType=text/plain")
+    assert json.loads(body)["manifests"] == [] and headers["oci-filters-applied"] == "artifactType"
+    status, headers, body = _call(host, "/v2/conf/b/tags/list?n=2")
+    assert json.loads(body)["tags"] == ["v1", "v2"] and 'rel="next"' in headers["link"]
+    assert json.loads(_call(host, "/v2/conf/b/tags/list?n=2&last=v2")[2])["tags"] == ["v3"]
+    assert _call(host, "/v2/conf/b/manifests/v3", "DELETE")[0] == 202
+    assert json.loads(_call(host, "/v2/conf/b/tags/list")[2])["tags"] == ["v1", "v2"]
+    assert (
+        _call(host, f"/v2/conf/b/manifests/{subject}", "HEAD")[0] == 200
+    )  # the tag went, not the manifest
+    assert _call(host, f"/v2/conf/b/manifests/{sbom_digest}", "DELETE")[0] == 202
+    assert json.loads(_call(host, f"/v2/conf/b/referrers/{subject}")[2])["manifests"] == []
+    log = (tmp_path / "registry.log").read_text().splitlines()
+    assert any(f'"DELETE /v2/conf/b/manifests/{sbom_digest} HTTP/1.1" 202' in line for line in log)
+    assert all(line.startswith("127.0.0.1 - - [") for line in log)
 
 
 class _FaultyProxy:
@@ -631,7 +749,7 @@ def test_tls_registry_serve_and_pull(dy: Dy, other: Dy, tmp_path) -> None:  # ty
     port = _free_port()
     server = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "tlsroot"), "registry", "serve", "--addr",
                                f"127.0.0.1:{port}", "--tls-cert", cert, "--tls-key", key],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     try:
         assert server.stdout is not None
         assert f"https://127.0.0.1:{port}" in server.stdout.readline()
@@ -944,7 +1062,7 @@ def test_certificates_verified_through_certs_d(
     host = f"{off_loopback}:{port}"
     server = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "tlsroot"), "registry", "serve", "--addr", host,
                                "--tls-cert", server_cert, "--tls-key", server_key],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     certs = tmp_path / "certs.d"
     trusting = {**os.environ, "DOCKYARD_CERTS_D": str(certs)}
     try:

@@ -1,12 +1,18 @@
-"""``dockyard registry serve``: the distribution API (v2) from a directory of its own.
+"""``dockyard registry serve``: the OCI distribution API (v2, spec 1.1) from a directory.
 
-Pull and push (monolithic and chunked uploads, cross-repository mounts), tags
-list, catalog and manifest deletion, so a team can share images with nothing
-but dockyard. Storage: ``blobs/sha256/<hex>`` (content-addressed, written to a
-temp file and renamed only once the digest matched), ``repositories/<name>/``
-with ``manifests/<digest>`` (+ ``.type``) and ``tags/<tag>`` (a digest), and
-``uploads/<uuid>``. ``--htpasswd`` turns on Basic auth (bcrypt or SHA-crypt
+Pull and push (monolithic and chunked uploads, cross-repository mounts), tags list
+and catalog (paginated with ``n``/``last``), manifest, tag and blob deletion, range
+reads of blobs (RFC 9110), sha256 and sha512 digests, and OCI 1.1's referrers API
+(``OCI-Subject`` on a pushed manifest that has a subject), so a team can share images
+with nothing but dockyard. Storage: ``blobs/<algorithm>/<hex>`` (content-addressed,
+written to a temp file and renamed only once the digest matched), and per repository
+``repositories/<name>/`` with ``_layers/<algorithm>/<hex>`` (the blobs linked to it: a
+blob is in a repository once uploaded or mounted there, and leaves it by DELETE),
+``manifests/<digest>`` (+ ``.type``), ``tags/<tag>`` (a digest) and
+``_referrers/<subject digest>/<digest>`` (the descriptor of a manifest naming it as its
+subject); ``uploads/<uuid>``. ``--htpasswd`` turns on Basic auth (bcrypt or SHA-crypt
 entries, as ``htpasswd -B`` writes them); ``--tls-cert``/``--tls-key`` serve HTTPS.
+Each request is logged on stderr in the combined log format, as docker-registry does.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ __all__ = ["RegistryServer", "serve"]
 
 _NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 _ROUTE = re.compile(
-    rf"^/v2/(?P<name>{_NAME})/(?P<kind>blobs/uploads|blobs|manifests|tags)(?:/(?P<ref>[^/]*))?$"
+    rf"^/v2/(?P<name>{_NAME})/(?P<kind>blobs/uploads|blobs|manifests|tags|referrers)(?:/(?P<ref>[^/]*))?$"
 )
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
+_INDEX = "application/vnd.oci.image.index.v1+json"
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
@@ -43,7 +50,7 @@ class _Problem(Exception):
 class RegistryServer:
     def __init__(self, storage: str, htpasswd: str | None = None) -> None:
         self.root = storage
-        for d in ("blobs/sha256", "repositories", "uploads"):
+        for d in ("blobs/sha256", "blobs/sha512", "repositories", "uploads"):
             os.makedirs(os.path.join(storage, d), exist_ok=True)
         self.users: dict[str, str] = {}
         if htpasswd:
@@ -57,7 +64,24 @@ class RegistryServer:
     # -- storage
 
     def blob_path(self, digest: str) -> str:
-        return os.path.join(self.root, "blobs", "sha256", digest[7:])
+        algo, _, hexpart = digest.partition(":")
+        return os.path.join(self.root, "blobs", algo, hexpart)
+
+    def link_path(self, name: str, digest: str) -> str:
+        algo, _, hexpart = digest.partition(":")
+        return os.path.join(self.repo_dir(name), "_layers", algo, hexpart)
+
+    def has_blob(self, name: str, digest: str) -> bool:
+        """The blob is stored and linked to repository ``name``."""
+        return os.path.exists(self.blob_path(digest)) and os.path.exists(
+            self.link_path(name, digest)
+        )
+
+    def link(self, name: str, digest: str) -> None:
+        path = self.link_path(name, digest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w"):
+            pass
 
     def repo_dir(self, name: str) -> str:
         return os.path.join(self.root, "repositories", name)
@@ -92,13 +116,30 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     registry: RegistryServer
 
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        """One line per request on stderr, in the combined log format docker-registry uses."""
+        import sys
+        import time
+
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        line = (f'{self.client_address[0]} - - [{stamp}] "{self.requestline}" {code} {size} '
+                f'"{self.headers.get("Referer", "") if self.headers else ""}" '
+                f'"{self.headers.get("User-Agent", "") if self.headers else ""}"\n')  # fmt: skip
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        pass  # errors of the HTTP layer itself: the request line is logged already
 
     # -- plumbing
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
+        self.send_response_only(status)
+        self.log_request(status, len(body))
+        self.send_header("Date", self.date_time_string())
         headers = {"Docker-Distribution-API-Version": "registry/2.0", **(headers or {})}
         if "Content-Length" not in headers:
             headers["Content-Length"] = str(len(body))
@@ -158,7 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
                 repos = sorted(
                     os.path.relpath(d, base) for d, dirs, _f in os.walk(base) if "tags" in dirs
                 )
-                self._json(200, {"repositories": repos})
+                page, link = _page(repos, query, "/v2/_catalog")
+                self._json(200, {"repositories": page}, link)
                 return
             m = _ROUTE.match(url.path)
             if not m:
@@ -175,36 +217,55 @@ class _Handler(BaseHTTPRequestHandler):
     def _blobs(self, name: str, digest: str, query: dict[str, str]) -> None:
         if not _DIGEST.match(digest):
             raise _Problem(400, "DIGEST_INVALID", f"invalid digest {digest}")
-        path = self.registry.blob_path(digest)
-        if self.command == "DELETE":
-            raise _Problem(405, "UNSUPPORTED", "blob deletion is not supported")
-        if not os.path.exists(path):
+        reg = self.registry
+        path = reg.blob_path(digest)
+        if not reg.has_blob(name, digest):
             raise _Problem(404, "BLOB_UNKNOWN", "blob unknown to registry")
+        if self.command == "DELETE":
+            os.unlink(reg.link_path(name, digest))  # the data stays for other repositories
+            self._send(202, headers={"Docker-Content-Digest": digest})
+            return
+        if self.command not in ("GET", "HEAD"):
+            raise _Problem(405, "UNSUPPORTED", f"{self.command} of a blob")
         size = os.path.getsize(path)
         headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
                    "Accept-Ranges": "bytes"}  # fmt: skip
-        start = 0
-        rng = self.headers.get("Range", "")
-        if rng.startswith("bytes=") and self.command == "GET":
-            start = int(rng[6:].split("-")[0] or 0)
-            headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
-        headers["Content-Length"] = str(size - start)
-        self.send_response(206 if start else 200)
+        span = _range(self.headers.get("Range", ""), size) if self.command == "GET" else None
+        if span == "unsatisfiable":
+            self._send(416, headers={**headers, "Content-Range": f"bytes */{size}"})
+            return
+        start, end = span if span else (0, size - 1)
+        if span:
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(max(end - start + 1, 0))
+        status = 206 if span else 200
+        self.send_response_only(status)
+        self.log_request(status, headers["Content-Length"])
+        self.send_header("Date", self.date_time_string())
         for key, value in {"Docker-Distribution-API-Version": "registry/2.0", **headers}.items():
             self.send_header(key, value)
         self.end_headers()
         if self.command == "GET":
+            left = end - start + 1
             with open(path, "rb") as f:
                 f.seek(start)
-                while chunk := f.read(1 << 20):
+                while left > 0 and (chunk := f.read(min(1 << 20, left))):
                     self.wfile.write(chunk)
+                    left -= len(chunk)
 
     def _blobs_uploads(self, name: str, upload: str, query: dict[str, str]) -> None:
         reg = self.registry
         if self.command == "POST" and not upload:
-            if "mount" in query and os.path.exists(reg.blob_path(query["mount"])):
-                self._send(201, headers={"Location": f"/v2/{name}/blobs/{query['mount']}",
-                                         "Docker-Content-Digest": query["mount"]})  # fmt: skip
+            mount = query.get("mount", "")
+            source = query.get("from", "")
+            if (
+                _DIGEST.match(mount)
+                and os.path.exists(reg.blob_path(mount))
+                and (not source or reg.has_blob(source, mount))
+            ):
+                reg.link(name, mount)
+                self._send(201, headers={"Location": f"/v2/{name}/blobs/{mount}",
+                                         "Docker-Content-Digest": mount})  # fmt: skip
                 return
             upload = uuid.uuid4().hex
             path = os.path.join(reg.root, "uploads", upload)
@@ -226,8 +287,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(204)
             return
         if self.command in ("PATCH", "PUT"):
+            body = self._body()
+            rng = self.headers.get("Content-Range", "")
+            if rng and body:
+                first = rng.removeprefix("bytes ").split("-")[0]
+                if not first.isdigit() or int(first) != os.path.getsize(path):
+                    size = os.path.getsize(path)
+                    self._send(416, headers={"Location": f"/v2/{name}/blobs/uploads/{upload}",
+                                             "Range": f"0-{max(size - 1, 0)}", "Docker-Upload-UUID": upload})  # fmt: skip
+                    return
             with open(path, "ab") as f:
-                f.write(self._body())
+                f.write(body)
         size = os.path.getsize(path)
         if self.command == "PUT":
             self._finish(name, upload, query.get("digest", ""))
@@ -241,14 +311,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = os.path.join(reg.root, "uploads", upload)
         if not _DIGEST.match(digest):
             raise _Problem(400, "DIGEST_INVALID", "provided digest did not match uploaded content")
-        h = hashlib.sha256()
+        algo = digest.partition(":")[0]
+        h = hashlib.new(algo)
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
-        if "sha256:" + h.hexdigest() != digest:
+        if f"{algo}:{h.hexdigest()}" != digest:
             os.unlink(path)
             raise _Problem(400, "DIGEST_INVALID", "provided digest did not match uploaded content")
         os.replace(path, reg.blob_path(digest))
+        reg.link(name, digest)
         self._send(
             201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest}
         )
@@ -259,59 +331,28 @@ class _Handler(BaseHTTPRequestHandler):
         reg = self.registry
         repo = reg.repo_dir(name)
         if self.command == "PUT":
-            raw = self._body()
-            try:
-                manifest = json.loads(raw)
-            except ValueError:
-                raise _Problem(400, "MANIFEST_INVALID", "manifest invalid: not JSON") from None
-            refs = [manifest.get("config") or {}, *list(manifest.get("layers") or [])]
-            for d in refs:
-                if d.get("digest") and not os.path.exists(reg.blob_path(d["digest"])):
-                    raise _Problem(
-                        400, "MANIFEST_BLOB_UNKNOWN", f"blob unknown to registry: {d['digest']}"
-                    )
-            for d in manifest.get("manifests") or []:
-                if not os.path.exists(os.path.join(repo, "manifests", d.get("digest", ""))):
-                    raise _Problem(400, "MANIFEST_UNKNOWN", f"manifest unknown: {d.get('digest')}")
-            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-            if _DIGEST.match(ref) and ref != digest:
-                raise _Problem(400, "DIGEST_INVALID", "manifest digest did not match")
-            media = manifest.get("mediaType") or self.headers.get("Content-Type", "")
-            os.makedirs(os.path.join(repo, "manifests"), exist_ok=True)
-            os.makedirs(os.path.join(repo, "tags"), exist_ok=True)
-            with reg.lock:
-                with open(os.path.join(repo, "manifests", digest), "wb") as f:
-                    f.write(raw)
-                with open(os.path.join(repo, "manifests", digest + ".type"), "w") as f:
-                    f.write(media)
-                if not _DIGEST.match(ref):
-                    if not _TAG.match(ref):
-                        raise _Problem(400, "TAG_INVALID", f"invalid tag {ref}")
-                    tmp = os.path.join(repo, "tags", f".{ref}.{uuid.uuid4().hex}")
-                    with open(tmp, "w") as f:
-                        f.write(digest)
-                    os.replace(tmp, os.path.join(repo, "tags", ref))
-            self._send(
-                201,
-                headers={
-                    "Location": f"/v2/{name}/manifests/{digest}",
-                    "Docker-Content-Digest": digest,
-                },
-            )
+            self._put_manifest(name, ref)
             return
         digest = reg.resolve_manifest(name, ref)
         path = os.path.join(repo, "manifests", digest)
         if not os.path.exists(path):
             raise _Problem(404, "MANIFEST_UNKNOWN", "manifest unknown")
         if self.command == "DELETE":
-            if not _DIGEST.match(ref):
-                raise _Problem(400, "UNSUPPORTED", "delete by digest")
             with reg.lock:
+                if not _DIGEST.match(ref):  # a tag: only the tag goes (OCI 1.1)
+                    os.unlink(os.path.join(repo, "tags", ref))
+                    self._send(202)
+                    return
                 for tag in os.listdir(os.path.join(repo, "tags")):
                     with open(os.path.join(repo, "tags", tag)) as f:
                         if f.read().strip() == digest:
                             os.unlink(os.path.join(repo, "tags", tag))
+                with open(path, "rb") as f:
+                    subject = (_loads(f.read()).get("subject") or {}).get("digest", "")
+                if subject:
+                    _unlink_quiet(os.path.join(repo, "_referrers", subject, digest))
                 os.unlink(path)
+                _unlink_quiet(path + ".type")
             self._send(202)
             return
         with open(path, "rb") as f:
@@ -320,19 +361,145 @@ class _Handler(BaseHTTPRequestHandler):
             media = f.read()
         self._send(200, raw, {"Content-Type": media, "Docker-Content-Digest": digest})
 
+    def _put_manifest(self, name: str, ref: str) -> None:
+        reg = self.registry
+        repo = reg.repo_dir(name)
+        raw = self._body()
+        manifest = _loads(raw)
+        if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
+            raise _Problem(400, "MANIFEST_INVALID", "manifest invalid: not a schema 2 manifest")
+        refs = [manifest.get("config") or {}, *list(manifest.get("layers") or [])]
+        for d in refs:
+            if not isinstance(d, dict):
+                raise _Problem(
+                    400, "MANIFEST_INVALID", "manifest invalid: a descriptor is not an object"
+                )
+            if d.get("digest") and not reg.has_blob(name, d["digest"]):
+                raise _Problem(
+                    400, "MANIFEST_BLOB_UNKNOWN", f"blob unknown to registry: {d['digest']}"
+                )
+        for d in manifest.get("manifests") or []:
+            if not os.path.exists(os.path.join(repo, "manifests", d.get("digest", ""))):
+                raise _Problem(400, "MANIFEST_UNKNOWN", f"manifest unknown: {d.get('digest')}")
+        algo = ref.partition(":")[0] if _DIGEST.match(ref) else "sha256"
+        digest = f"{algo}:{hashlib.new(algo, raw).hexdigest()}"
+        if _DIGEST.match(ref) and ref != digest:
+            raise _Problem(400, "DIGEST_INVALID", "manifest digest did not match")
+        if not _DIGEST.match(ref) and not _TAG.match(ref):
+            raise _Problem(400, "TAG_INVALID", f"invalid tag {ref}")
+        media = manifest.get("mediaType") or self.headers.get("Content-Type", "")
+        subject = (
+            (manifest.get("subject") or {}).get("digest", "")
+            if isinstance(manifest.get("subject"), dict)
+            else ""
+        )
+        os.makedirs(os.path.join(repo, "manifests"), exist_ok=True)
+        os.makedirs(os.path.join(repo, "tags"), exist_ok=True)
+        with reg.lock:
+            with open(os.path.join(repo, "manifests", digest), "wb") as f:
+                f.write(raw)
+            with open(os.path.join(repo, "manifests", digest + ".type"), "w") as f:
+                f.write(media)
+            if not _DIGEST.match(ref):
+                tmp = os.path.join(repo, "tags", f".{ref}.{uuid.uuid4().hex}")
+                with open(tmp, "w") as f:
+                    f.write(digest)
+                os.replace(tmp, os.path.join(repo, "tags", ref))
+            if _DIGEST.match(subject):
+                desc = {"mediaType": media, "digest": digest, "size": len(raw),
+                        "artifactType": manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType", "")}  # fmt: skip
+                if manifest.get("annotations"):
+                    desc["annotations"] = manifest["annotations"]
+                folder = os.path.join(repo, "_referrers", subject)
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, digest), "w") as f:
+                    json.dump(desc, f)
+        headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
+        if _DIGEST.match(subject):
+            headers["OCI-Subject"] = subject
+        self._send(201, headers=headers)
+
+    def _referrers(self, name: str, digest: str, query: dict[str, str]) -> None:
+        """OCI 1.1: an image index of the manifests whose subject is ``digest``."""
+        if not _DIGEST.match(digest):
+            raise _Problem(400, "DIGEST_INVALID", f"invalid digest {digest}")
+        folder = os.path.join(self.registry.repo_dir(name), "_referrers", digest)
+        found = []
+        for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            with open(os.path.join(folder, entry)) as f:
+                found.append(json.load(f))
+        headers = {"Content-Type": _INDEX}
+        wanted = query.get("artifactType")
+        if wanted:
+            found = [d for d in found if d.get("artifactType") == wanted]
+            headers["OCI-Filters-Applied"] = "artifactType"
+        body = {"schemaVersion": 2, "mediaType": _INDEX, "manifests": found}
+        self._send(200, json.dumps(body).encode(), headers)
+
     def _tags(self, name: str, ref: str, query: dict[str, str]) -> None:
         if ref != "list":
             raise _Problem(404, "NAME_UNKNOWN", "no route")
         tags_dir = os.path.join(self.registry.repo_dir(name), "tags")
         if not os.path.isdir(tags_dir):
             raise _Problem(404, "NAME_UNKNOWN", "repository name not known to registry")
-        self._json(
-            200,
-            {
-                "name": name,
-                "tags": sorted(t for t in os.listdir(tags_dir) if not t.startswith(".")),
-            },
-        )
+        tags = sorted(t for t in os.listdir(tags_dir) if not t.startswith("."))
+        page, link = _page(tags, query, f"/v2/{name}/tags/list")
+        self._json(200, {"name": name, "tags": page}, link)
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise _Problem(400, "MANIFEST_INVALID", "manifest invalid: not JSON") from None
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _page(items: list[str], query: dict[str, str], path: str) -> tuple[list[str], dict[str, str]]:
+    """The distribution spec's pagination: after ``last``, at most ``n``, and a ``Link`` to
+    the next page when there is one."""
+    if "last" in query:
+        items = [i for i in items if i > query["last"]]
+    if query.get("n", "").isdigit():
+        n = int(query["n"])
+        if len(items) > n:
+            rest = items[:n]
+            return rest, {"Link": f'<{path}?n={n}&last={rest[-1] if rest else ""}>; rel="next"'}
+        return items[:n], {}
+    return items, {}
+
+
+def _range(header: str, size: int) -> tuple[int, int] | str | None:
+    """RFC 9110 byte range of ``header`` over ``size`` bytes: (first, last), "unsatisfiable",
+    or None to send it all (no header, another unit, or several ranges)."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if (
+        not sep
+        or not (first.isdigit() or last.isdigit())
+        or (first and not first.isdigit())
+        or (last and not last.isdigit())
+    ):
+        return None
+    if not first:  # the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - n, 0), size - 1
+    start = int(first)
+    if start >= size:
+        return "unsatisfiable"
+    end = min(int(last), size - 1) if last else size - 1
+    if end < start:
+        return None  # invalid: ignored, as RFC 9110 says
+    return start, end
 
 
 def serve(storage: str, addr: str = "127.0.0.1:5000", htpasswd: str | None = None,
