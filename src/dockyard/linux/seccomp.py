@@ -264,16 +264,13 @@ def cached_bpf(profile: dict[str, Any], no_new_privileges: bool, cache_dir: str)
 def load_bpf(program: bytes) -> None:
     """Load a compiled filter (``compile_bpf``) into this process. Without no_new_privs the
     kernel asks for CAP_SYS_ADMIN, as for libseccomp's load."""
+    from dockyard.linux import syscalls as sc
+
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [
-        ctypes.c_int,
-        ctypes.c_ulong,
-        ctypes.c_void_p,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-    ]
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) < 0:
-        err = ctypes.get_errno()
-        raise SeccompError(f"loading seccomp filter: {_errno.errorcode.get(err, err)}")
+    try:
+        sc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+    except OSError as err:
+        raise SeccompError(
+            f"loading seccomp filter: {_errno.errorcode.get(err.errno or 0, err.errno)}"
+        ) from None
