@@ -236,7 +236,7 @@ def _host_tar(src_dir: str, src_base: str, arc: str):  # type: ignore[no-untyped
     (``.`` for the contents), written by a thread as it is read."""
     import threading
 
-    from dockyard.engine.copy import _FdWriter, _tar_dir, _tar_one
+    from dockyard.engine.copy import FdWriter, tar_directory, tar_entry
     from dockyard.snapshot import tarstream as ts
     from dockyard.snapshot.tarstream import TarWriter
 
@@ -245,15 +245,15 @@ def _host_tar(src_dir: str, src_base: str, arc: str):  # type: ignore[no-untyped
 
     def produce() -> None:
         try:
-            writer = TarWriter(_FdWriter(write_end))
+            writer = TarWriter(FdWriter(write_end))
             seen: dict[tuple[int, int], str] = {}
             if src_base == ".":
                 st = os.stat(dfd)
                 writer.add(arc, ts.DIR, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid,
                            mtime=int(st.st_mtime))  # fmt: skip
-                _tar_dir(writer, dfd, arc, seen)
+                tar_directory(writer, dfd, arc, seen)
             else:
-                _tar_one(writer, dfd, src_base, arc, seen)
+                tar_entry(writer, dfd, src_base, arc, seen)
             writer.close()
         except OSError:
             pass  # the reader went away; it reports why

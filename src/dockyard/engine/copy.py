@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from dockyard.engine.containers import Engine
 
-__all__ = ["ContainerFiles", "go_file_mode"]
+__all__ = ["ContainerFiles", "FdWriter", "go_file_mode", "tar_directory", "tar_entry"]
 
 _ERRORS: dict[str, type[DockyardError]] = {
     "NotFound": NotFound, "Conflict": Conflict, "InvalidArgument": InvalidArgument,
@@ -361,7 +361,7 @@ def _tar(root: Any, path: str, out: int) -> None:
     from dockyard.snapshot.tarstream import TarWriter
 
     parent, base = _split(path)
-    writer = TarWriter(_FdWriter(out))
+    writer = TarWriter(FdWriter(out))
     seen: dict[tuple[int, int], str] = {}
     if base in ("", "."):
         top = root.dir(parent if base == "." else "")
@@ -370,19 +370,19 @@ def _tar(root: Any, path: str, out: int) -> None:
                 st = os.stat(top)
                 writer.add(".", ts.DIR, mode=st_.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                            mtime=int(st.st_mtime))  # fmt: skip
-            _tar_dir(writer, top, "." if base == "." else "", seen)
+            tar_directory(writer, top, "." if base == "." else "", seen)
         finally:
             os.close(top)
     else:
         pfd = root.dir(parent)
         try:
-            _tar_one(writer, pfd, base, base, seen)
+            tar_entry(writer, pfd, base, base, seen)
         finally:
             os.close(pfd)
     writer.close()
 
 
-class _FdWriter:
+class FdWriter:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
@@ -390,7 +390,7 @@ class _FdWriter:
         _write_all(self.fd, data)
 
 
-def _tar_one(writer: Any, dfd: int, name: str, arc: str, seen: dict[tuple[int, int], str]) -> None:
+def tar_entry(writer: Any, dfd: int, name: str, arc: str, seen: dict[tuple[int, int], str]) -> None:
     from dockyard.snapshot import tarstream as ts
 
     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -405,7 +405,7 @@ def _tar_one(writer: Any, dfd: int, name: str, arc: str, seen: dict[tuple[int, i
         writer.add(arc, ts.DIR, **common)
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
-            _tar_dir(writer, fd, arc, seen)
+            tar_directory(writer, fd, arc, seen)
         finally:
             os.close(fd)
     elif st_.S_ISREG(mode):
@@ -432,9 +432,9 @@ def _tar_one(writer: Any, dfd: int, name: str, arc: str, seen: dict[tuple[int, i
     # sockets are left out, as Docker's tar leaves them out
 
 
-def _tar_dir(writer: Any, fd: int, arc: str, seen: dict[tuple[int, int], str]) -> None:
+def tar_directory(writer: Any, fd: int, arc: str, seen: dict[tuple[int, int], str]) -> None:
     for child in sorted(os.listdir(fd)):
-        _tar_one(writer, fd, child, f"{arc}/{child}" if arc else child, seen)
+        tar_entry(writer, fd, child, f"{arc}/{child}" if arc else child, seen)
 
 
 def _put(root: Any, path: str, data: int, ctl: int, args: dict[str, Any], readonly: bool,

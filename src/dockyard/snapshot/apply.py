@@ -268,7 +268,7 @@ def apply_layer(stream: BinaryIO, dest: str | int, mode: str = "overlay", decomp
         raise LayerError(f"corrupt layer: {err}") from None
     except (OSError, EOFError) as err:
         if isinstance(err, OSError) and not _is_stream_error(err):
-            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
                 raise
             raise LayerError(f"tar entry {name!r}: {os.strerror(err.errno)}") from err
         raise LayerError(f"corrupt layer: {err}") from None
