@@ -682,28 +682,10 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
     engine = _engine(ctx)
     if latest:
         last = 1
-    recs = engine.list(all_ or last > 0 or bool(filters))
-    if last > 0:
-        recs = recs[:last]
-    for flt in filters:
-        key, _, value = flt.partition("=")
-        if key == "status":
-            recs = [r for r in recs if r["status"] == value]
-        elif key == "name":
-            recs = [r for r in recs if value in r["name"]]
-        elif key == "label":
-            lk, eq, lv = value.partition("=")
-            recs = [r for r in recs if lk in (r["config"].get("Labels") or {})
-                    and (not eq or r["config"]["Labels"][lk] == lv)]  # fmt: skip
-        elif key == "ancestor":
-            recs = [r for r in recs if r["image_ref"] == value or r["image_id"].startswith(value)
-                    or r["image_id"][7:].startswith(value)]  # fmt: skip
-        elif key == "exited":
-            recs = [r for r in recs if r["status"] == "exited" and str(r["exit_code"]) == value]
-        elif key == "id":
-            recs = [r for r in recs if r["id"].startswith(value)]
-        else:
-            raise InvalidArgument(f"invalid filter '{key}'")
+    from dockyard.engine import listing
+    from dockyard.filters import Filters
+
+    recs = listing.containers(engine, all_, Filters.parse(filters), last)
     if quiet:
         for r in recs:
             flags.echo(r["id"] if no_trunc else r["id"][:12])
@@ -1216,23 +1198,10 @@ def volume_ls_cmd(
 ) -> None:
     """List volumes."""
     vols = _engine(ctx).volumes
-    rows = vols.list()
-    for flt in filters:
-        key, _, value = flt.partition("=")
-        if key == "dangling":
-            want = value.lower() in ("true", "1")
-            rows = [r for r in rows if (not vols.users(r["name"])) == want]
-        elif key == "name":
-            rows = [r for r in rows if value in r["name"]]
-        elif key == "label":
-            lk, eq, lv = value.partition("=")
-            rows = [
-                r
-                for r in rows
-                if lk in json.loads(r["labels"]) and (not eq or json.loads(r["labels"])[lk] == lv)
-            ]
-        else:
-            raise InvalidArgument(f"invalid filter '{key}'")
+    from dockyard.engine import listing
+    from dockyard.filters import Filters
+
+    rows = listing.volumes(_engine(ctx), Filters.parse(filters))
     if quiet:
         for r in rows:
             flags.echo(r["name"])
@@ -1393,67 +1362,35 @@ def export_cmd(ctx: flags.Context, output: str | None, container: str) -> None:
 def events_cmd(ctx: flags.Context, since: str | None, until: str | None, filters: tuple[str, ...],
                fmt: str | None) -> None:  # fmt: skip
     """Get real time events from dockyard (past ones too with --since)."""
+    from dockyard.engine.events import stream
+    from dockyard.filters import Filters
+
     engine = _engine(ctx)
-    lo = _time_bound(since) if since else time.time()
-    hi = _time_bound(until) if until else None
-    wanted: dict[str, list[str]] = {}
-    for flt in filters:
-        key, _, value = flt.partition("=")
-        if key not in ("type", "event", "container", "image", "volume", "label"):
-            raise InvalidArgument(f"invalid filter '{key}'")
-        wanted.setdefault(key, []).append(value)
-    last = 0
-    rows = engine.db.query(
-        "SELECT seq FROM events WHERE time_nano < ? ORDER BY seq DESC LIMIT 1", (int(lo * 1e9),)
-    )
-    if rows:
-        last = rows[0]["seq"]
-    while True:
-        for ev in engine.db.query("SELECT * FROM events WHERE seq > ? ORDER BY seq", (last,)):
-            last = ev["seq"]
-            if hi is not None and ev["time_nano"] >= hi * 1e9:
-                return
-            attrs = json.loads(ev["attributes"])
-            if not _event_matches(wanted, ev, attrs):
-                continue
-            _print_event(ev, attrs, fmt)
-        if hi is not None and time.time() >= hi:
-            return
-        time.sleep(0.1)
+    flt = Filters.parse(filters)
+    for msg in stream(engine.db, _time_bound(since), _time_bound(until), flt):
+        _print_event(msg, fmt)
 
 
-def _event_matches(wanted: dict[str, list[str]], ev: Any, attrs: dict[str, str]) -> bool:
-    checks = {
-        "type": lambda v: ev["type"] == v,
-        "event": lambda v: ev["action"] == v,
-        "container": lambda v: ev["type"] == "container" and (ev["actor"].startswith(v) or attrs.get("name") == v),
-        "image": lambda v: attrs.get("image") == v or attrs.get("name") == v or ev["actor"] == v,
-        "volume": lambda v: ev["type"] == "volume" and ev["actor"] == v,
-        "label": lambda v: v.partition("=")[0] in attrs and (
-            "=" not in v or attrs[v.partition("=")[0]] == v.partition("=")[2]),
-    }  # fmt: skip
-    return all(any(checks[key](v) for v in values) for key, values in wanted.items())
-
-
-def _print_event(ev: Any, attrs: dict[str, str], fmt: str | None) -> None:
-    seconds, nanos = divmod(ev["time_nano"], 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
-    message = {"Type": ev["type"], "Action": ev["action"], "Actor": {"ID": ev["actor"], "Attributes": attrs},
-               "time": seconds, "timeNano": ev["time_nano"]}  # fmt: skip
+def _print_event(message: dict[str, Any], fmt: str | None) -> None:
     if fmt == "json":
-        flags.echo(json.dumps(message))
+        flags.echo(
+            json.dumps({k: v for k, v in message.items() if k[0].isupper() or k.startswith("time")})
+        )
         return
     if fmt:  # a Go template over Docker's events message (``{{.Actor.Attributes.name}}``)
         from dockyard.cli.format import templated
 
-        flags.echo(
-            templated([{**message, "Status": ev["action"], "ID": ev["actor"]}], fmt, {}), nl=False
-        )
+        # the Go struct's field names, which templates use: .Status, .ID, .From, .Scope, .TimeNano
+        fields = {"Status": message.get("status", ""), "ID": message.get("id", ""), "From": message.get("from", ""),
+                  "Scope": message["scope"], "Time": message["time"], "TimeNano": message["timeNano"]}  # fmt: skip
+        flags.echo(templated([{**message, **fields}], fmt, {}), nl=False)
         return
+    seconds, nanos = divmod(message["timeNano"], 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    attrs = message["Actor"]["Attributes"]
     inner = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
-    flags.echo(
-        f"{stamp} {ev['type']} {ev['action']} {ev['actor']}" + (f" ({inner})" if inner else "")
-    )
+    head = f"{stamp} {message['Type']} {message['Action']} {message['Actor']['ID']}"
+    flags.echo(head + (f" ({inner})" if inner else ""))
 
 
 @flags.command("attach")

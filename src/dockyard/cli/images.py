@@ -32,42 +32,6 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return parsed.familiar_name, parsed.tag or "<none>"
 
 
-def _ref_matches(tags: list[str], pattern: str) -> list[str]:
-    """The tags whose familiar name (with or without tag) matches ``pattern``."""
-    import fnmatch
-
-    out = []
-    for t in tags:
-        ref = reference.parse(t)
-        if fnmatch.fnmatchcase(ref.familiar(), pattern) or fnmatch.fnmatchcase(
-            ref.familiar_name, pattern
-        ):
-            out.append(t)
-    return out
-
-
-def _matches(filters: list[str], store: ImageStore, row: Any, tags: list[str]) -> bool:
-    for flt in filters:
-        key, _, value = flt.partition("=")
-        if key == "dangling":
-            dangling = not tags
-            if value.lower() in ("true", "1") and not dangling:
-                return False
-            if value.lower() in ("false", "0") and dangling:
-                return False
-        elif key == "reference":
-            if not _ref_matches(tags, value):
-                return False
-        elif key == "label":
-            labels = (store.config(row["id"]).get("config") or {}).get("Labels") or {}
-            lkey, eq, lval = value.partition("=")
-            if lkey not in labels or (eq and labels[lkey] != lval):
-                return False
-        else:
-            raise InvalidArgument(f"invalid filter '{key}'")
-    return True
-
-
 @flags.command("images")
 @flags.argument("repository", required=False)
 @flags.option(
@@ -94,18 +58,13 @@ def images_cmd(ctx: flags.Context, repository: str | None, show_all: bool, quiet
                no_trunc: bool, filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
     """List images."""
     store = _store(ctx)
-    flt = list(filters) + ([f"reference={repository}"] if repository else [])
+    from dockyard.engine import listing
+    from dockyard.filters import Filters
+
+    flt = Filters.parse(list(filters) + ([f"reference={repository}"] if repository else []))
     rows: list[dict[str, str]] = []
     seen_quiet: list[str] = []
-    for row in store.images():
-        tags = store.tags_of(row["id"])
-        if not show_all and not tags and row["id"] in _parents(store):
-            continue  # intermediate image, as docker hides them
-        if not _matches(flt, store, row, tags):
-            continue
-        for flt_item in flt:
-            if flt_item.startswith("reference="):
-                tags = _ref_matches(tags, flt_item.partition("=")[2])
+    for row, tags in listing.images(store, flt, show_all):
         image_id = row["id"] if no_trunc else _short(row["id"])
         repo_digests = store.digests_of(row["id"])
         digest = repo_digests[0].split("@", 1)[1] if repo_digests else "<none>"
@@ -137,10 +96,6 @@ def images_cmd(ctx: flags.Context, repository: str | None, show_all: bool, quiet
     body = [[r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else []) + [r["ID"], r["CreatedSince"], r["Size"]]
             for r in rows]  # fmt: skip
     flags.echo(table([header, *body]), nl=False)
-
-
-def _parents(store: ImageStore) -> set[str]:
-    return {r["parent"] for r in store.images() if r["parent"]}
 
 
 def inspect_image(store: ImageStore, image_id: str) -> dict[str, Any]:
@@ -370,31 +325,13 @@ def prune_cmd(ctx: flags.Context, all_: bool, force: bool, filters: tuple[str, .
             f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
         ):
             return
-    lines, freed = prune_images(store, all_, filters)
+    from dockyard.engine.images import prune as prune_images
+    from dockyard.filters import Filters
+
+    lines, freed = prune_images(store, all_, Filters.parse(filters))
     if lines:
         flags.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
     flags.echo(f"Total reclaimed space: {human_size(freed)}")
-
-
-def prune_images(
-    store: ImageStore, all_: bool, filters: tuple[str, ...] = ()
-) -> tuple[list[str], int]:
-    """Remove dangling images (all unused ones with ``all_``): Docker's untagged/deleted lines,
-    and the bytes freed on disk."""
-    before = store.disk_usage()
-    lines = []
-    in_use = {r[0] for r in store.db.query("SELECT DISTINCT image_id FROM containers")}
-    targets = [r["id"] for r in store.images()] if all_ else store.dangling()
-    for image_id in [t for t in targets if t not in in_use]:  # an image a container has stays
-        if filters and not _matches(
-            list(filters), store, {"id": image_id}, store.tags_of(image_id)
-        ):
-            continue
-        for t in store.tags_of(image_id) + store.digests_of(image_id):
-            lines.append(f"untagged: {store.untag(t)}")
-        store.delete_image(image_id)
-        lines.append(f"deleted: {image_id}")
-    return lines, max(before - store.disk_usage(), 0)
 
 
 @flags.group("system")
@@ -494,6 +431,8 @@ def system_prune_cmd(ctx: flags.Context, all_: bool, volumes: bool, force: bool)
         freed += size
     removed, size = prune_build_cache(engine)  # before the images: the cache holds some
     freed += size
+    from dockyard.engine.images import prune as prune_images
+
     lines, size = prune_images(engine.images, all_)
     sections += [("Deleted Images", lines), ("Deleted build cache objects", removed)]
     freed += size

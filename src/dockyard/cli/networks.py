@@ -46,26 +46,10 @@ def network_ls_cmd(
     ctx: flags.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str | None
 ) -> None:
     """List networks."""
-    nets = _engine(ctx).networks.list()
-    for flt in filters:
-        key, _, value = flt.partition("=")
-        if key == "name":
-            nets = [n for n in nets if value in n["name"]]
-        elif key == "driver":
-            nets = [n for n in nets if n["driver"] == value]
-        elif key == "id":
-            nets = [n for n in nets if n["id"].startswith(value)]
-        elif key == "label":
-            lkey, eq, lval = value.partition("=")
-            nets = [
-                n for n in nets if lkey in n["labels"] and (not eq or n["labels"][lkey] == lval)
-            ]
-        elif key == "type":
-            custom = value == "custom"
-            nets = [n for n in nets if (n["name"] not in ("bridge", "host", "none")) == custom]
-        else:
-            raise DockyardError(f"invalid filter '{key}'")
-    nets.sort(key=lambda n: n["name"])
+    from dockyard.engine import listing
+    from dockyard.filters import Filters
+
+    nets = listing.networks(_engine(ctx), Filters.parse(filters))
     if quiet:
         for n in nets:
             flags.echo(n["id"] if no_trunc else n["id"][:12])

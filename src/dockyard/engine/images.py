@@ -16,14 +16,18 @@ The result is Docker's list of ``{"Untagged": ref}`` and ``{"Deleted": id}``.
 from __future__ import annotations
 
 from dockyard.errors import Conflict
+from dockyard.filters import Filters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from dockyard.engine.containers import Engine
+    from dockyard.image.store import ImageStore
 
-__all__ = ["is_id_reference", "remove"]
+__all__ = ["is_id_reference", "prune", "remove"]
+
+_PRUNE_FILTERS = ("label", "label!")
 
 
 def is_id_reference(name: str) -> bool:
@@ -93,3 +97,23 @@ def remove(engine: Engine, name: str, force: bool = False) -> list[dict[str, str
     store.delete_image(image_id)
     out.append({"Deleted": image_id})
     return out
+
+
+def prune(store: ImageStore, all_: bool, filters: Filters | None = None) -> tuple[list[str], int]:
+    """Remove dangling images (all unused ones with ``all_``): Docker's untagged/deleted lines,
+    and the bytes freed on disk."""
+    from dockyard.engine import listing
+
+    before = store.disk_usage()
+    lines = []
+    flt = (filters or Filters()).check(_PRUNE_FILTERS)
+    in_use = {r[0] for r in store.db.query("SELECT DISTINCT image_id FROM containers")}
+    targets = [r["id"] for r in store.images()] if all_ else store.dangling()
+    for image_id in [t for t in targets if t not in in_use]:  # an image a container has stays
+        if flt and not listing.images(store, flt, ids=[image_id]):
+            continue
+        for t in store.tags_of(image_id) + store.digests_of(image_id):
+            lines.append(f"untagged: {store.untag(t)}")
+        store.delete_image(image_id)
+        lines.append(f"deleted: {image_id}")
+    return lines, max(before - store.disk_usage(), 0)

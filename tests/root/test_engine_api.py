@@ -1,0 +1,172 @@
+"""The engine's Python API, called directly as the API server and compose will call it:
+the CLI is one face of these functions, not where their rules live."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dockyard.engine import listing
+from dockyard.engine.containers import Engine
+from dockyard.engine.events import stream
+from dockyard.engine.images import prune
+from dockyard.errors import InvalidArgument
+from dockyard.filters import Filters
+from dockyard.image import reference
+
+from .conftest import Dy, engine_for_module
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def dy(tmp_path_factory):  # type: ignore[no-untyped-def]
+    yield from engine_for_module(tmp_path_factory, "engine-api")
+
+
+def _short(tags: list[str]) -> list[str]:
+    return sorted(reference.parse(t).familiar() for t in tags)
+
+
+def _names(recs: list[dict]) -> list[str]:
+    return sorted(r["name"] for r in recs)
+
+
+def test_container_lifecycle_and_filters_through_the_engine(dy: Dy) -> None:
+    engine = Engine(dy.root)
+    since = time.time() - 1
+    ids = {}
+    for name, cmd, labels in (("api-ok", "true", {"tier": "front"}), ("api-bad", "exit 3", {"tier": "back"}),
+                              ("api-idle", "true", {"tier": "front", "x": "1"})):  # fmt: skip
+        ids[name] = engine.create(
+            "busybox", {"Cmd": ["sh", "-c", cmd], "Labels": labels}, {}, name=name
+        )
+    ids["api-up"] = engine.create("busybox", {"Cmd": ["sleep", "60"]}, {}, name="api-up")
+    try:
+        for name in ("api-ok", "api-bad", "api-up"):
+            engine.start(ids[name])
+        assert engine.wait(ids["api-ok"]) == 0 and engine.wait(ids["api-bad"]) == 3
+
+        def select(*flt: str, all_: bool = False) -> list[str]:
+            recs = listing.containers(engine, all_, Filters.parse(flt))
+            return [n for n in _names(recs) if n.startswith("api-")]
+
+        # running only, unless -a or a status filter: moby's rule
+        assert select() == ["api-up"]
+        assert select("name=api-") == ["api-up"]
+        # the same key twice is OR; different keys AND
+        assert select("status=exited", "status=created") == ["api-bad", "api-idle", "api-ok"]
+        assert select("status=exited", "label=tier=front") == ["api-ok"]
+        # labels: all of them must hold
+        assert select("label=tier=front", "label=x", all_=True) == ["api-idle"]
+        assert select("label!=x", "label=tier", all_=True) == ["api-bad", "api-ok"]
+        assert select("exited=3", all_=True) == ["api-bad"]
+        assert select("name=^api-(ok|bad)$", all_=True) == ["api-bad", "api-ok"]
+        assert select("ancestor=busybox", all_=True) == ["api-bad", "api-idle", "api-ok", "api-up"]
+        assert select("id=" + ids["api-up"][:10], all_=True) == ["api-up"]
+        assert select("before=api-idle", all_=True) == ["api-bad", "api-ok"]
+        assert select("since=api-bad", all_=True) == ["api-idle", "api-up"]
+        with pytest.raises(InvalidArgument, match=r"^invalid filter 'bogus'$"):
+            select("bogus=1")
+        with pytest.raises(InvalidArgument, match=r"^invalid filter 'status=sleeping'$"):
+            select("status=sleeping")
+
+        # the CLI shows the same selection
+        out = dy(
+            "ps", "-f", "status=exited", "-f", "status=created", "--format", "{{.Names}}"
+        ).stdout
+        assert sorted(n for n in out.split() if n.startswith("api-")) == [
+            "api-bad",
+            "api-idle",
+            "api-ok",
+        ]
+
+        # events: the past from ``since``, Docker's message with the legacy fields too
+        msgs = list(
+            stream(engine.db, since, time.time() + 0.2, Filters.parse(["container=api-bad"]))
+        )
+        assert [m["Action"] for m in msgs] == ["create", "start", "die"]
+        die = msgs[-1]
+        assert die["status"] == "die" and die["id"] == ids["api-bad"] and die["from"] == "busybox"
+        assert (
+            die["Actor"]["Attributes"]["exitCode"] == "3"
+            and die["Actor"]["Attributes"]["tier"] == "back"
+        )
+        assert die["Type"] == "container" and die["scope"] == "local"
+        assert die["time"] == die["timeNano"] // 1_000_000_000
+        both = list(stream(engine.db, since, time.time() + 0.2,
+                           Filters.parse(["container=api-ok", "container=api-bad", "event=die"])))  # fmt: skip
+        assert sorted(m["Actor"]["Attributes"]["name"] for m in both) == ["api-bad", "api-ok"]
+        with pytest.raises(InvalidArgument, match="invalid filter 'colour'"):
+            next(stream(engine.db, since, time.time(), Filters.parse(["colour=red"])))
+    finally:
+        for cid in ids.values():
+            engine.remove(cid, force=True)
+    assert select("name=api-", all_=True) == []
+
+
+def test_images_volumes_and_networks_through_the_engine(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(dy.root)
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL keep=no\nRUN echo one > /one\n")
+    dy("build", "-q", "-t", "api-img:1", str(tmp_path))
+    dy("tag", "api-img:1", "api-img:2")
+    dy("tag", "api-img:1", "other/api:1")
+    rows = listing.images(engine.images, Filters.parse(["reference=api-img"]))
+    assert [_short(tags) for _, tags in rows] == [["api-img:1", "api-img:2"]]
+    rows = listing.images(
+        engine.images, Filters.parse(["reference=other/*", "reference=api-img:2"])
+    )
+    assert [_short(tags) for _, tags in rows] == [["api-img:2", "other/api:1"]]
+    assert listing.images(engine.images, Filters.parse(["label=keep=no", "dangling=true"])) == []
+    dy("rmi", "api-img:1", "api-img:2", "other/api:1")
+
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL keep=no\nRUN echo two > /two\n")
+    dy("build", "-q", "-t", "api-dangle:1", str(tmp_path))
+    dy("build", "-q", "-t", "api-dangle:1", "--build-arg", "X=1", "--no-cache", str(tmp_path))
+    dangling = listing.images(engine.images, Filters.parse(["dangling=true", "label=keep=no"]))
+    assert len(dangling) == 1 and dangling[0][1] == []
+    assert prune(engine.images, False, Filters.parse(["label=keep=yes"]))[0] == []
+    lines, _ = prune(engine.images, False, Filters.parse(["label=keep=no"]))
+    assert lines == [f"deleted: {dangling[0][0]['id']}"]
+    with pytest.raises(InvalidArgument, match="invalid filter 'reference'"):
+        prune(engine.images, False, Filters.parse(["reference=x"]))
+    dy("rmi", "api-dangle:1")
+
+    engine.volumes.create("api-vol-a", {"k": "1"})
+    engine.volumes.create("api-vol-b", {})
+    cid = engine.create(
+        "busybox", {"Cmd": ["true"]}, {"Binds": ["api-vol-a:/data"]}, name="api-vol-user"
+    )
+    try:
+        vols = [v["name"] for v in listing.volumes(engine, Filters.parse(["name=api-vol"]))]
+        assert vols == ["api-vol-a", "api-vol-b"]
+        assert [
+            v["name"]
+            for v in listing.volumes(engine, Filters.parse(["name=api-vol", "dangling=true"]))
+        ] == ["api-vol-b"]
+        assert [v["name"] for v in listing.volumes(engine, Filters.parse(["label=k=1"]))] == [
+            "api-vol-a"
+        ]
+        assert _names(listing.containers(engine, True, Filters.parse(["volume=api-vol-a"]))) == [
+            "api-vol-user"
+        ]
+    finally:
+        engine.remove(cid)
+        engine.volumes.remove("api-vol-a")
+        engine.volumes.remove("api-vol-b")
+
+    dy("network", "create", "api-net")
+    try:
+        custom = [n["name"] for n in listing.networks(engine, Filters.parse(["type=custom"]))]
+        assert custom == ["api-net"]
+        builtin = [
+            n["name"]
+            for n in listing.networks(engine, Filters.parse(["type=builtin", "driver=bridge"]))
+        ]
+        assert builtin == ["bridge"]
+        assert [n["name"] for n in listing.networks(engine, Filters.parse(["dangling=true"]))] == [
+            "api-net"
+        ]
+    finally:
+        dy("network", "rm", "api-net")
