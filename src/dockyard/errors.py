@@ -11,11 +11,18 @@ __all__ = [
     "CommandNotExecutable",
     "CommandNotFound",
     "Conflict",
+    "ContainerNotFound",
     "DockyardError",
+    "ImageNotFound",
     "InvalidArgument",
+    "NameInUse",
+    "NetworkNotFound",
     "NotFound",
+    "NotModified",
+    "NotRunning",
     "PermissionDenied",
     "Unavailable",
+    "VolumeNotFound",
 ]
 
 
@@ -30,8 +37,38 @@ class NotFound(DockyardError):
     http_status = 404
 
 
+class ContainerNotFound(NotFound):
+    pass
+
+
+class ImageNotFound(NotFound):
+    pass
+
+
+class NetworkNotFound(NotFound):
+    pass
+
+
+class VolumeNotFound(NotFound):
+    pass
+
+
 class Conflict(DockyardError):
     http_status = 409
+
+
+class NameInUse(Conflict):
+    """A container, network or volume name another object holds."""
+
+
+class NotRunning(Conflict):
+    """An action that needs a running container, on one that is not."""
+
+
+class NotModified(DockyardError):
+    """Nothing to do: already started, already stopped (HTTP 304; the CLI says nothing)."""
+
+    http_status = 304
 
 
 class InvalidArgument(DockyardError):

@@ -12,7 +12,13 @@ from dockyard.cli._context import change_option
 from dockyard.cli.format import human_duration, parse_time, table
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
-from dockyard.errors import CommandNotExecutable, CommandNotFound, DockyardError, InvalidArgument
+from dockyard.errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    DockyardError,
+    ImageNotFound,
+    InvalidArgument,
+)
 
 __all__ = ["register"]
 
@@ -370,8 +376,6 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
     """``engine.create``, pulling the image first as ``--pull`` says (progress on stderr, as Docker)."""
     import sys
 
-    from dockyard.errors import NotFound
-
     def fetch() -> None:
         from dockyard.registry.transfer import pull
 
@@ -385,8 +389,8 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
         fetch()
     try:
         cid = engine.create(image, config, host, name, networking)
-    except NotFound as err:
-        if kw.get("pull") != "missing" or not str(err).startswith("Unable to find image"):
+    except ImageNotFound as err:
+        if kw.get("pull") != "missing":
             raise
         sys.stderr.write(f"{err}\n")
         sys.stderr.flush()
@@ -1373,9 +1377,7 @@ def events_cmd(ctx: flags.Context, since: str | None, until: str | None, filters
 
 def _print_event(message: dict[str, Any], fmt: str | None) -> None:
     if fmt == "json":
-        flags.echo(
-            json.dumps({k: v for k, v in message.items() if k[0].isupper() or k.startswith("time")})
-        )
+        flags.echo(json.dumps(message))
         return
     if fmt:  # a Go template over Docker's events message (``{{.Actor.Attributes.name}}``)
         from dockyard.cli.format import templated

@@ -9,11 +9,19 @@ never leaves ``ps`` lying.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 from dockyard import _json as json
 from dockyard.busy import changing
-from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.errors import (
+    Conflict,
+    ContainerNotFound,
+    ImageNotFound,
+    InvalidArgument,
+    NotFound,
+    NotRunning,
+)
 from dockyard.fsutil import remove_tree
 from dockyard.image import reference
 from dockyard.image.store import ImageStore, now_rfc3339
@@ -124,7 +132,7 @@ class Engine:
             if len(rows) > 1:
                 raise Conflict(f"multiple containers found with provided prefix: {ref}")
         if not rows:
-            raise NotFound(f"No such container: {ref}")
+            raise ContainerNotFound(f"No such container: {ref}")
         return rows[0]["id"]
 
     def record(self, cid: str) -> dict[str, Any]:
@@ -133,7 +141,7 @@ class Engine:
             (cid,),
         )
         if not rows:
-            raise NotFound(f"No such container: {cid}")
+            raise ContainerNotFound(f"No such container: {cid}")
         rec = dict(rows[0])
         rec["config"] = json.loads(rec["config"])
         rec["host_config"] = json.loads(rec["host_config"])
@@ -172,7 +180,7 @@ class Engine:
             image_id = self.images.resolve(image)
         except NotFound:
             shown = reference.parse(image).familiar() if not image.startswith("sha256:") else image
-            raise NotFound(f"Unable to find image '{shown}' locally") from None
+            raise ImageNotFound(f"Unable to find image '{shown}' locally") from None
         img_cfg = self.images.config(image_id).get("config") or {}
         merged = dict(config)
         env = {e.partition("=")[0]: e for e in img_cfg.get("Env") or []}
@@ -246,8 +254,9 @@ class Engine:
                 try:
                     self._insert((cid, name, image_id, image, merged, host, endpoint_cfg))
                     break
-                except Exception as err:
-                    if "UNIQUE" not in str(err) or "name" not in str(err):
+                except sqlite3.IntegrityError:
+                    # the name is the only unique column a new random ID can collide on
+                    if not self.db.query("SELECT 1 FROM containers WHERE name = ?", (name,)):
                         raise
                     if generated and attempt < 19:
                         # a parallel create took the generated name since it was checked
@@ -414,9 +423,8 @@ class Engine:
             self.set_state(cid, stopped_by_user=1)
         try:
             self.runtime(cid).kill(cid, sig)
-        except Exception as err:
-            if "not running" not in str(err) and "does not exist" not in str(err):
-                raise
+        except NotRunning:
+            pass  # it exited since the status was read: the signal has nothing left to reach
 
     def stop(self, cid: str, timeout: int | None = None) -> str:
         """Stop signal, then SIGKILL after ``timeout`` seconds; returns a note if it had to escalate."""

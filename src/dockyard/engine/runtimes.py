@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from dockyard import _json as json
-from dockyard.errors import DockyardError, InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument, NotRunning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,9 +44,17 @@ class InProcessRuntime:
         start(self.opts, cid)
 
     def kill(self, cid: str, sig: int) -> None:
-        from dockyard.runtime.lifecycle import kill
+        from dockyard.runtime.lifecycle import ContainerError, kill
+        from dockyard.runtime.state import ContainerNotFound
 
-        kill(self.opts, cid, sig)
+        try:
+            kill(self.opts, cid, sig)
+        except ContainerNotFound:
+            raise NotRunning(f"container {cid[:12]} is not running") from None
+        except ContainerError as err:
+            if err.kind != "not-running":
+                raise
+            raise NotRunning(str(err)) from None
 
     def delete(self, cid: str) -> None:
         from dockyard.runtime.lifecycle import delete
@@ -143,7 +151,22 @@ class ExternalRuntime:
         self._run("start", cid)
 
     def kill(self, cid: str, sig: int) -> None:
-        self._run("kill", cid, str(sig))
+        try:
+            self._run("kill", cid, str(sig))
+        except DockyardError:
+            # runc says why only in text: ask its state instead, which is what matters
+            if self._status(cid) in ("stopped", None):
+                raise NotRunning(f"container {cid[:12]} is not running") from None
+            raise
+
+    def _status(self, cid: str) -> str | None:
+        """The runtime's status of ``cid``; None when it does not know the container."""
+        import subprocess
+
+        proc = subprocess.run([self.binary, "--root", self.root, "state", cid], capture_output=True)
+        if proc.returncode != 0:
+            return None
+        return json.loads(proc.stdout).get("status")
 
     def delete(self, cid: str) -> None:
         self._run("delete", "--force", cid)

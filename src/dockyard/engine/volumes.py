@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from dockyard import _json as json
-from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.errors import Conflict, InvalidArgument, VolumeNotFound
 from dockyard.fsutil import remove_tree
 from dockyard.image.store import now_rfc3339
 from dockyard.metadata import Database
@@ -49,7 +49,7 @@ class VolumeStore:
     def get(self, name: str) -> dict[str, Any]:
         rows = self.db.query("SELECT * FROM volumes WHERE name = ?", (name,))
         if not rows:
-            raise NotFound(f"get {name}: no such volume")
+            raise VolumeNotFound(f"get {name}: no such volume")
         return dict(rows[0])
 
     def users(self, name: str) -> list[str]:

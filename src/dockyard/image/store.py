@@ -16,7 +16,7 @@ from collections import namedtuple
 from dockyard import _json as json
 from dockyard.busy import changing
 from dockyard.content import ContentStore, check_digest
-from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.errors import Conflict, ImageNotFound, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.metadata import Database
 from dockyard.snapshot.apply import decompressed
@@ -305,7 +305,7 @@ class ImageStore:
     def _image_row(self, image_id: str) -> Any:
         rows = self.db.query("SELECT * FROM images WHERE id = ?", (image_id,))
         if not rows:
-            raise NotFound(f"no such image: {image_id}")
+            raise ImageNotFound(f"no such image: {image_id}")
         return rows[0]
 
     def images(self) -> Iterator[Any]:
@@ -347,7 +347,7 @@ class ImageStore:
             check_digest(candidate)
             if self.db.query("SELECT 1 FROM images WHERE id = ?", (candidate,)):
                 return candidate
-            raise NotFound(f"no such image: {name}")
+            raise ImageNotFound(f"no such image: {name}")
         try:
             parsed = reference.parse(name)
         except InvalidArgument:
@@ -364,7 +364,7 @@ class ImageStore:
                 return rows[0]["id"]
             if len(rows) > 1:
                 raise Conflict(f"image id prefix {name} is ambiguous")
-        raise NotFound(f"no such image: {name}")
+        raise ImageNotFound(f"no such image: {name}")
 
     def untag(self, ref: str) -> str:
         parsed = reference.parse(ref)
@@ -377,7 +377,7 @@ class ImageStore:
             else:
                 cur = c.execute("DELETE FROM tags WHERE reference = ?", (str(parsed),))
             if cur.rowcount == 0:
-                raise NotFound(f"no such image: {ref}")
+                raise ImageNotFound(f"no such image: {ref}")
         self.db.emit("image", "untag", parsed.familiar(), name=parsed.familiar())
         return parsed.familiar()
 

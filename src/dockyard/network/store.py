@@ -13,7 +13,7 @@ import os
 
 from dockyard import _json as json
 from dockyard.busy import changing
-from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.errors import Conflict, InvalidArgument, NetworkNotFound
 from dockyard.network import ipam
 
 TYPE_CHECKING = False
@@ -82,7 +82,7 @@ class NetworkStore:
                     f"network {ref} is ambiguous ({len(rows)} matches found based on ID prefix)"
                 )
         if not rows:
-            raise NotFound(f"network {ref} not found")
+            raise NetworkNotFound(f"network {ref} not found")
         row = dict(rows[0])
         row["labels"] = json.loads(row["labels"])
         return row

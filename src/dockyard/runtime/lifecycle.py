@@ -179,7 +179,7 @@ def kill(opts: Options, cid: str, sig: int, all_processes: bool = False) -> None
     state = st.load(opts.root, cid)
     status = st.status(opts.root, state)
     if status == "stopped":
-        raise ContainerError(f"container not running: {cid}")
+        raise ContainerError(f"container not running: {cid}", "not-running")
     if all_processes:
         cg = cgroups.from_state(state.get("cgroup") or {})
         if cg.version:
@@ -188,14 +188,14 @@ def kill(opts: Options, cid: str, sig: int, all_processes: bool = False) -> None
     try:
         os.kill(state["pid"], sig)
     except ProcessLookupError:
-        raise ContainerError(f"container not running: {cid}") from None
+        raise ContainerError(f"container not running: {cid}", "not-running") from None
 
 
 def pause(opts: Options, cid: str) -> None:
     state = st.load(opts.root, cid)
     status = st.status(opts.root, state)
     if status != "running":
-        raise ContainerError(f"container not running: {cid}")
+        raise ContainerError(f"container not running: {cid}", "not-running")
     try:
         cgroups.from_state(state.get("cgroup") or {}).freeze()
     except OSError as err:
