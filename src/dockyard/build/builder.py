@@ -30,8 +30,8 @@ from dockyard.build import dockerfile as df
 from dockyard.build.context import BuildContext
 from dockyard.build.expand import process_word, process_words
 from dockyard.busy import changing
+from dockyard.clock import now_rfc3339
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
-from dockyard.image.store import now_rfc3339
 from dockyard.units import duration_ns
 
 TYPE_CHECKING = False

@@ -9,7 +9,8 @@ import time
 from dockyard import _json as json
 from dockyard.cli import flags
 from dockyard.cli._context import change_option
-from dockyard.cli.format import human_duration, parse_time, table
+from dockyard.cli.format import human_duration, table
+from dockyard.clock import parse_time, time_bound
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
 from dockyard.errors import (
@@ -772,7 +773,7 @@ def logs_cmd(ctx: flags.Context, follow: bool, tail: str, timestamps: bool, sinc
     if (engine.record(cid)["host_config"].get("LogConfig") or {}).get("Type") == "none":
         flags.echo("dockyard: configured logging driver does not support reading", err=True)
         ctx.exit(1)  # as docker logs: a daemon's error, status 1
-    lo, hi = _time_bound(since), _time_bound(until)
+    lo, hi = time_bound(since), time_bound(until)
     records = []
     for path in _log_files(engine, cid):
         try:
@@ -801,20 +802,6 @@ def logs_cmd(ctx: flags.Context, follow: bool, tail: str, timestamps: bool, sinc
         if engine.refresh(cid)["status"] not in ("running", "restarting", "paused", "created"):
             break
         time.sleep(0.05)
-
-
-def _time_bound(text: str | None) -> float | None:
-    if not text:
-        return None
-    if text[-1] in "smhd" and text[:-1].isdigit():
-        return time.time() - int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
-    value = parse_time(text)
-    if not value:
-        try:
-            return float(text)
-        except ValueError:
-            raise InvalidArgument(f"invalid time: {text}") from None
-    return value
 
 
 def _print_record(r: dict[str, Any], timestamps: bool) -> None:
@@ -1371,7 +1358,7 @@ def events_cmd(ctx: flags.Context, since: str | None, until: str | None, filters
 
     engine = _engine(ctx)
     flt = Filters.parse(filters)
-    for msg in stream(engine.db, _time_bound(since), _time_bound(until), flt):
+    for msg in stream(engine.db, time_bound(since), time_bound(until), flt):
         _print_event(msg, fmt)
 
 

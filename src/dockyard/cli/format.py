@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from dockyard.clock import parse_time
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -48,24 +50,6 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{hours // 24 // 365} years"
-
-
-def parse_time(rfc3339: str) -> float:
-    """Seconds since the epoch of an RFC 3339 time (nanoseconds allowed); 0 if unparsable."""
-    if not rfc3339:
-        return 0.0
-    text = rfc3339.replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        frac = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(frac) :]
-        text = f"{head}.{frac[:6]}{tz}"
-    try:
-        from datetime import datetime
-
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def since(rfc3339: str) -> str:

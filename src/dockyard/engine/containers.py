@@ -14,6 +14,7 @@ import time
 
 from dockyard import _json as json
 from dockyard.busy import changing
+from dockyard.clock import now_rfc3339
 from dockyard.errors import (
     Conflict,
     ContainerNotFound,
@@ -24,7 +25,7 @@ from dockyard.errors import (
 )
 from dockyard.fsutil import remove_tree
 from dockyard.image import reference
-from dockyard.image.store import ImageStore, now_rfc3339
+from dockyard.image.store import ImageStore
 from dockyard.runtime import lifecycle
 
 TYPE_CHECKING = False
@@ -157,10 +158,18 @@ class Engine:
         rec = self.record(cid)
         live = rec["status"] in ("running", "paused", "restarting")
         if live and not _alive(rec["monitor_pid"]) and not _alive(rec["pid"]):
-            # Monitor and container both gone: nobody recorded the exit, so say so.
-            self.set_state(cid, status="exited", exit_code=rec["exit_code"] or 255,
-                           error="the container's monitor died", finished_at=now_rfc3339())  # fmt: skip
-            self.cleanup_runtime(cid)
+            # Monitor and container both gone: nobody recorded the exit, so say so. Only if
+            # the record is still the one read: a monitor that recorded the exit and ended
+            # between that read and the liveness check said it already.
+            with self.db.tx() as c:
+                changed = c.execute(
+                    "UPDATE container_state SET status = 'exited', exit_code = ?, error = ?, finished_at = ?"
+                    " WHERE id = ? AND status = ? AND monitor_pid = ? AND pid = ?",
+                    (rec["exit_code"] or 255, "the container's monitor died", now_rfc3339(), cid,
+                     rec["status"], rec["monitor_pid"], rec["pid"]),
+                ).rowcount  # fmt: skip
+            if changed:
+                self.cleanup_runtime(cid)
             rec = self.record(cid)
         return rec
 

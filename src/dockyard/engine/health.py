@@ -15,8 +15,8 @@ import sys
 import time
 
 from dockyard import _json as json
+from dockyard.clock import now_rfc3339
 from dockyard.engine.containers import Engine
-from dockyard.image.store import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def check_once(engine: Engine, cid: str) -> dict[str, Any]:
 
 
 def _seconds(rfc3339: str) -> float:
-    from dockyard.cli.format import parse_time
+    from dockyard.clock import parse_time
 
     return parse_time(rfc3339)
 

@@ -33,6 +33,7 @@ STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED = 0, 1, 2, 3, 4, 5, 6
 
 
 def now():
+    # dockyard.clock's now_rfc3339, written out: this module loads nothing but C modules
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 

@@ -24,10 +24,10 @@ import sys
 import time
 
 from dockyard import _json as json
+from dockyard.clock import now_rfc3339
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
 from dockyard.errors import DockyardError
-from dockyard.image.store import now_rfc3339
 from dockyard.linux import syscalls as sc
 
 TYPE_CHECKING = False

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from dockyard import _json as json
+from dockyard.clock import now_rfc3339
 from dockyard.errors import Conflict, InvalidArgument, VolumeNotFound
 from dockyard.fsutil import remove_tree
-from dockyard.image.store import now_rfc3339
 from dockyard.metadata import Database
 
 TYPE_CHECKING = False

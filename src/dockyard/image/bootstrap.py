@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import platform
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -16,12 +17,37 @@ import time
 
 from dockyard.busy import changing
 from dockyard.image.store import ImageStore
-from dockyard.testing.busybox import BUSYBOX, make_rootfs
 
-__all__ = ["bootstrap_busybox", "deterministic_tar"]
+__all__ = ["BUSYBOX", "bootstrap_busybox", "deterministic_tar", "make_rootfs"]
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
          "riscv64": "riscv64"}  # fmt: skip
+
+
+BUSYBOX = "/bin/busybox"
+
+
+def make_rootfs(path: str, busybox: str = BUSYBOX) -> str:
+    """Lay out a minimal busybox root at ``path``: /bin with every applet, /etc, /tmp."""
+    if not os.path.exists(busybox):
+        raise FileNotFoundError(f"{busybox} is missing: apt-get install busybox-static")
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "home"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    os.chmod(os.path.join(path, "tmp"), 0o1777)
+    target = os.path.join(path, "bin", "busybox")
+    shutil.copy2(busybox, target)
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+    for name in applets.stdout.split():
+        link = os.path.join(path, "bin", name)
+        if name != "busybox" and not os.path.lexists(link):
+            os.symlink("busybox", link)
+    with open(os.path.join(path, "etc", "passwd"), "w") as f:
+        f.write(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        )
+    with open(os.path.join(path, "etc", "group"), "w") as f:
+        f.write("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
+    return path
 
 
 def deterministic_tar(root: str, mtime: int) -> bytes:

@@ -9,8 +9,9 @@ import tempfile
 from typing import BinaryIO
 
 from dockyard.busy import changing
+from dockyard.clock import now_rfc3339
 from dockyard.image.changes import apply_changes
-from dockyard.image.store import ImageStore, now_rfc3339
+from dockyard.image.store import ImageStore
 from dockyard.snapshot.diff import changes, changes_compare, write_layer
 
 __all__ = ["commit_snapshot", "diff_snapshot", "export_snapshot", "import_rootfs"]

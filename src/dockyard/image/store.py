@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, BinaryIO
 
-__all__ = ["ImageStore", "Layer", "chain_ids", "du", "now_rfc3339"]
+__all__ = ["ImageStore", "Layer", "chain_ids", "du"]
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -47,11 +47,6 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         else:
             out.append("sha256:" + sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
-
-
-def now_rfc3339() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 class Layer(namedtuple("Layer", "chain_id diff_id size blob_digest blob_size media_type")):

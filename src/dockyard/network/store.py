@@ -13,6 +13,7 @@ import os
 
 from dockyard import _json as json
 from dockyard.busy import changing
+from dockyard.clock import now_rfc3339
 from dockyard.errors import Conflict, InvalidArgument, NetworkNotFound
 from dockyard.network import ipam
 
@@ -27,12 +28,6 @@ __all__ = ["PREDEFINED", "NetworkStore"]
 PREDEFINED = ("bridge", "host", "none")
 _DEFAULT_SUBNET = "172.30.0.0/16"
 _USER_POOL = "172.31.0.0/16"
-
-
-def _now() -> str:
-    from dockyard.image.store import now_rfc3339
-
-    return now_rfc3339()
 
 
 class NetworkStore:
@@ -69,7 +64,7 @@ class NetworkStore:
                     ("none", "null", "", "", "")]  # fmt: skip
             for name, driver, br, sub, gw in rows:
                 c.execute("INSERT OR IGNORE INTO networks (id, name, driver, bridge, subnet, gateway, created) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (os.urandom(32).hex(), name, driver, br, sub, gw, _now()))  # fmt: skip
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (os.urandom(32).hex(), name, driver, br, sub, gw, now_rfc3339()))  # fmt: skip
 
     def get(self, ref: str) -> dict[str, Any]:
         """A network by name, full ID or unique ID prefix."""
@@ -148,7 +143,7 @@ class NetworkStore:
         with self.db.tx() as c:
             c.execute("INSERT INTO networks (id, name, driver, bridge, subnet, gateway, internal, labels, created) "
                       "VALUES (?, ?, 'bridge', ?, ?, ?, ?, ?, ?)",
-                      (nid, name, bridge, str(net), gw, int(internal), json.dumps(labels or {}), _now()))  # fmt: skip
+                      (nid, name, bridge, str(net), gw, int(internal), json.dumps(labels or {}), now_rfc3339()))  # fmt: skip
         try:
             self.bring_up(self.get(nid))
         except BaseException:
