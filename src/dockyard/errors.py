@@ -23,6 +23,8 @@ __all__ = [
     "PermissionDenied",
     "Unavailable",
     "VolumeNotFound",
+    "exit_code_for_kind",
+    "start_error",
 ]
 
 
@@ -93,3 +95,21 @@ class CommandNotFound(DockyardError):
     """The container's command does not exist (Docker: 127)."""
 
     exit_code = 127
+
+
+# what a failed start's ``kind`` (set by the runtime, from errno or a lookup) exits with
+_KIND_EXIT_CODES = {"not-found": 127, "not-executable": 126}
+
+
+def exit_code_for_kind(kind: str) -> int:
+    """Docker's exit status for a container command that could not start."""
+    return _KIND_EXIT_CODES.get(kind, 125)
+
+
+def start_error(message: str, exit_code: int) -> DockyardError:
+    """The error to raise for a start that failed with ``exit_code`` (127, 126 or other)."""
+    if exit_code == 127:
+        return CommandNotFound(message)
+    if exit_code == 126:
+        return CommandNotExecutable(message)
+    return DockyardError(message)

@@ -41,6 +41,17 @@ def test_run_passes_output_and_exit_status(dy: Dy) -> None:
     assert proc.stdout == "/bin\n"
 
 
+@pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")
+def test_runc_start_errors_exit_as_docker(dy: Dy) -> None:
+    """runc tells why only in text; the kind comes from the bundle (the command looked up in
+    the image's root as execvp would), so the exit status is Docker's."""
+    for cmd, code, said in (("no-such-cmd", 127, "executable file not found"), ("/etc/passwd", 126, "permission denied"),
+                            ("/bin", 126, "permission denied"), ("/no/such", 127, "no such file")):  # fmt: skip
+        proc = dy("run", "--rm", "--runtime", "runc", "busybox", cmd, ok=False)
+        assert proc.returncode == code and said in proc.stderr, (cmd, proc.stderr)
+    assert dy("run", "--rm", "--runtime", "runc", "busybox", "true").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

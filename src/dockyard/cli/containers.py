@@ -14,11 +14,11 @@ from dockyard.clock import parse_time, time_bound
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
 from dockyard.errors import (
-    CommandNotExecutable,
-    CommandNotFound,
     DockyardError,
     ImageNotFound,
     InvalidArgument,
+    exit_code_for_kind,
+    start_error,
 )
 
 __all__ = ["register"]
@@ -495,7 +495,7 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
                     elif kind == stream.EXIT:
                         info = json.loads(payload)
                         if info.get("Error"):
-                            _raise_start_error(info["Error"], info.get("ExitCode", 125))
+                            raise start_error(info["Error"], info.get("ExitCode", 125))
                         code = int(info.get("ExitCode", 0))
                         if info.get("ClientFinish"):
                             from dockyard.engine.monitor import finish_by_client
@@ -520,14 +520,6 @@ def _finish_removal(engine: Engine, cid: str) -> None:
         pass
     if engine.record(cid)["host_config"].get("AutoRemove"):
         engine.remove(cid, force=True)
-
-
-def _raise_start_error(message: str, code: int) -> None:
-    if code == 127:
-        raise CommandNotFound(message)
-    if code == 126:
-        raise CommandNotExecutable(message)
-    raise DockyardError(message)
 
 
 @flags.command("start")
@@ -984,7 +976,7 @@ def exec_cmd(ctx: flags.Context, detach: bool, interactive: bool, tty: bool, env
     try:
         code = engine.runtime(cid).exec(cid, proc, detach)
     except ContainerError as err:
-        _raise_start_error(str(err), {"not-found": 127, "not-executable": 126}.get(err.kind, 125))
+        raise start_error(str(err), exit_code_for_kind(err.kind)) from None
     ctx.exit(code)
 
 

@@ -18,6 +18,7 @@ from dockyard.clock import now_rfc3339
 from dockyard.errors import (
     Conflict,
     ContainerNotFound,
+    DockyardError,
     ImageNotFound,
     InvalidArgument,
     NotFound,
@@ -411,15 +412,12 @@ class Engine:
             delay = min(delay * 2, 0.02)
 
     def _raise_start_error(self, cid: str) -> None:
-        from dockyard.errors import CommandNotExecutable, CommandNotFound, DockyardError
+        from dockyard.errors import start_error
 
         rec = self.record(cid)
-        message = rec["error"] or "the container's monitor exited before starting it"
-        if "executable file not found" in message or "no such file or directory" in message:
-            raise CommandNotFound(message)
-        if "permission denied" in message:
-            raise CommandNotExecutable(message)
-        raise DockyardError(message)
+        if not rec["error"]:
+            raise DockyardError("the container's monitor exited before starting it")
+        raise start_error(rec["error"], rec["exit_code"] or 125)
 
     # -- signals
     def kill(self, cid: str, signal: str = "KILL") -> None:
@@ -446,14 +444,14 @@ class Engine:
         wait = timeout if timeout is not None else rec["config"].get("StopTimeout") or 10
         try:
             self.runtime(cid).kill(cid, lifecycle.parse_signal(stop_signal))
-        except Exception:
+        except Exception:  # a signal that cannot be sent is followed by SIGKILL
             pass
         if self._wait_exit(cid, wait):
             return ""
         try:
             self.runtime(cid).kill(cid, 9)
-        except Exception:
-            pass
+        except NotRunning:
+            pass  # it exited on its own after the wait ended
         self._wait_exit(cid, 30)
         if wait == 0:
             return ""  # a kill was asked for: nothing to explain
@@ -516,7 +514,7 @@ class Engine:
         idempotent."""
         try:
             self.runtime(cid).delete(cid)
-        except Exception:
+        except Exception:  # idempotent: the runtime may have deleted it already
             pass
         from dockyard.network.endpoints import release
 
@@ -544,8 +542,8 @@ class Engine:
             self.set_state(cid, stopped_by_user=1)
             try:
                 self.runtime(cid).kill(cid, 9)
-            except Exception:
-                pass
+            except NotRunning:
+                pass  # it exited since the status was read: nothing left to kill
             self._wait_exit(cid, 30)
         if _alive(rec["monitor_pid"]):
             deadline = time.monotonic() + 10

@@ -27,7 +27,7 @@ from dockyard import _json as json
 from dockyard.clock import now_rfc3339
 from dockyard.engine import stream
 from dockyard.engine.containers import Engine
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, exit_code_for_kind
 from dockyard.linux import syscalls as sc
 
 TYPE_CHECKING = False
@@ -77,11 +77,6 @@ def _restart_wanted(policy: dict[str, Any], code: int, restarts: int, stopped: b
         limit = policy.get("MaximumRetryCount") or 0
         return code != 0 and (limit == 0 or restarts < limit)
     return False
-
-
-def _code_for(err: Exception) -> int:
-    kind = getattr(err, "kind", "")
-    return {"not-found": 127, "not-executable": 126}.get(kind, 125)
 
 
 def _log_path(host: dict[str, Any], cdir: str, cid: str) -> str:
@@ -151,7 +146,9 @@ def launch(
             pid = runtime.create(cid, cdir, console_fd=theirs)
             endpoints.plumb(engine, cid, pid, eps)
         except (ContainerError, DockyardError, OSError) as err:
-            engine.set_state(cid, error=str(err), exit_code=_code_for(err))
+            engine.set_state(
+                cid, error=str(err), exit_code=exit_code_for_kind(getattr(err, "kind", ""))
+            )
             raise
     finally:
         for fd, target in zip(saved, (0, 1, 2), strict=True):
@@ -211,11 +208,11 @@ def finish(engine: Engine, cid: str, code: int) -> None:
     try:
         stats = runtime.cgroup(cid).stats()
         oom = bool((stats.get("memory") or {}).get("oom_kill"))
-    except Exception:
+    except Exception:  # no cgroup left to read: the exit is recorded without OOM
         pass
     try:
         runtime.delete(cid)
-    except Exception:
+    except Exception:  # the exit must be recorded even where the runtime fails
         pass
     from dockyard.network.endpoints import release
 

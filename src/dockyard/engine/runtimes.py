@@ -18,9 +18,62 @@ if TYPE_CHECKING:
     import subprocess
     from typing import Any
 
-__all__ = ["ExternalRuntime", "InProcessRuntime", "runtime_for"]
+__all__ = ["ExternalRuntime", "InProcessRuntime", "RuntimeFailed", "command_kind", "runtime_for"]
 
 _BUILTIN = ("dockyard-runtime", "dockyard", "")
+
+
+class RuntimeFailed(DockyardError):
+    """runc or crun failed; ``kind`` says why where dockyard could tell (``not-found``,
+    ``not-executable``), as dockyard-runtime's own errors carry it."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def command_kind(bundle: str) -> str:
+    """Why the bundle's command cannot run, found in its root the way execvp would look
+    (not read from the runtime's words): ``not-found``, ``not-executable``, or "" when it
+    can run and the failure is something else."""
+    import stat
+
+    from dockyard.inroot import Root
+    from dockyard.runtime.process import env_path
+
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    proc = spec.get("process") or {}
+    args = proc.get("args") or []
+    if not args:
+        return ""
+    name = args[0]
+    if "/" in name:
+        candidates = [name if name.startswith("/") else os.path.join(proc.get("cwd") or "/", name)]
+    else:
+        candidates = [
+            os.path.join(d or ".", name) for d in env_path(proc.get("env") or []).split(":")
+        ]
+    root_path = (spec.get("root") or {}).get("path") or "rootfs"
+    denied = False
+    with Root(os.path.join(bundle, root_path)) as root:
+        for path in candidates:
+            try:
+                st = root.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                return ""
+            denied = True
+    return "not-executable" if denied else "not-found"
+
+
+def _classified(err: DockyardError, bundle: str) -> DockyardError:
+    try:
+        kind = command_kind(bundle)
+    except (OSError, ValueError):  # an unreadable bundle: the runtime's own error says more
+        return err
+    return RuntimeFailed(str(err), kind) if kind else err
 
 
 class InProcessRuntime:
@@ -134,7 +187,7 @@ class ExternalRuntime:
                 _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
                 conn.close()
                 if proc.wait() != 0:
-                    raise DockyardError(f"{self.name} create failed")
+                    raise _classified(DockyardError(f"{self.name} create failed"), bundle)
                 from dockyard.runtime.console import send_master
 
                 send_master(console_fd, fds[0], "/dev/ptmx")
@@ -143,7 +196,10 @@ class ExternalRuntime:
                 listener.close()
                 shutil.rmtree(tmpdir, ignore_errors=True)
         else:
-            self._run(*args, cid)
+            try:
+                self._run(*args, cid)
+            except DockyardError as err:
+                raise _classified(err, bundle) from None
         with open(pid_file) as f:
             return int(f.read())
 
