@@ -1129,3 +1129,40 @@ def test_client_certificates_from_certs_d(dy: Dy, other: Dy, tmp_path, off_loopb
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_pull_and_push_report_dockers_json_messages(dy: Dy, registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Through the library, as the API server will stream them: nothing written to stdio."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from dockyard.image.store import ImageStore
+    from dockyard.jsonmessage import TextRenderer
+    from dockyard.registry.transfer import pull, push
+
+    host = registry["host"]
+    _login(dy, host)
+    ref = f"{host}/team/messages:1"
+    dy("tag", "busybox", ref)
+    pushed: list[dict] = []
+    pulled: list[dict] = []
+    quiet_out, quiet_err = io.StringIO(), io.StringIO()
+    with redirect_stdout(quiet_out), redirect_stderr(quiet_err):
+        digest = push(ImageStore(dy.root), ref, pushed.append)
+        pull(ImageStore(str(tmp_path / "fresh")), ref, progress=pulled.append)
+    assert quiet_out.getvalue() == quiet_err.getvalue() == ""
+    assert pushed[0] == {"status": f"The push refers to repository [{host}/team/messages]"}
+    assert pushed[-1]["status"].startswith(f"1: digest: {digest} size: ")
+    assert all(m.get("id") and len(m["id"]) == 12 for m in pushed[1:-1])
+    layer = next(m["id"] for m in pulled if m.get("status") == "Pulling fs layer")
+    moves = [m for m in pulled if m.get("id") == layer and m["status"] == "Downloading"]
+    assert moves and moves[-1]["progressDetail"]["current"] == moves[-1]["progressDetail"]["total"]
+    assert {"status": "Pull complete", "id": layer} in pulled
+    assert pulled[-2] == {"status": f"Status: Downloaded newer image for {ref}"}
+    # the CLI's text face of the same messages: events as lines, bar moves not
+    out = io.StringIO()
+    renderer = TextRenderer(out)
+    for message in pulled:
+        renderer(message)
+    lines = out.getvalue().splitlines()
+    assert f"{layer}: Pull complete" in lines and not any("Downloading" in line for line in lines)

@@ -286,12 +286,16 @@ class Builder:
                 return self.store.resolve(base)
             except NotFound:
                 pass
+        from dockyard.jsonmessage import TextRenderer
         from dockyard.registry.transfer import pull  # 45 ms of imports: only when pulling
 
+        renderer = TextRenderer(_Prefixed(self, f"#{self.step_no} "))  # type: ignore[arg-type]
         try:
-            return pull(self.store, base, out=_Prefixed(self, f"#{self.step_no} "), implicit=True)
+            return pull(self.store, base, progress=renderer, implicit=True)
         except (DockyardError, OSError) as err:
             raise BuildError(f"FROM {base}: {err}") from None
+        finally:
+            renderer.close()
 
     def _onbuild(self, state: _State) -> list[Any]:
         triggers = state.config.get("OnBuild") or []

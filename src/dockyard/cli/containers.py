@@ -378,9 +378,14 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
     import sys
 
     def fetch() -> None:
+        from dockyard.jsonmessage import TextRenderer
         from dockyard.registry.transfer import pull
 
-        pull(engine.images, image, kw.get("platform"), sys.stderr, implicit=True)
+        renderer = TextRenderer(sys.stderr)
+        try:
+            pull(engine.images, image, kw.get("platform"), renderer, implicit=True)
+        finally:
+            renderer.close()
 
     cidfile = kw.get("cidfile")
     if cidfile and os.path.exists(cidfile):

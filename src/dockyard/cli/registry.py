@@ -23,17 +23,20 @@ def pull_cmd(
     ctx: flags.Context, platform: str | None, all_tags: bool, quiet: bool, name: str
 ) -> None:
     """Download an image from a registry."""
-    import io
-
+    from dockyard.jsonmessage import TextRenderer, discard
     from dockyard.registry.transfer import pull
 
-    out = io.StringIO() if quiet else sys.stdout
-    if all_tags:
-        from dockyard.registry.transfer import pull_all
+    progress = discard if quiet else TextRenderer(sys.stdout)
+    try:
+        if all_tags:
+            from dockyard.registry.transfer import pull_all
 
-        pull_all(_engine(ctx).images, name, platform, out)
-        return
-    pull(_engine(ctx).images, name, platform, out)
+            pull_all(_engine(ctx).images, name, platform, progress)
+            return
+        pull(_engine(ctx).images, name, platform, progress)
+    finally:
+        if isinstance(progress, TextRenderer):
+            progress.close()
     if quiet:
         from dockyard.image.reference import parse
 
@@ -52,11 +55,17 @@ def pull_cmd(
 @flags.pass_context
 def push_cmd(ctx: flags.Context, quiet: bool, compression: str, name: str) -> None:
     """Upload an image to a registry."""
-    import io
-
+    from dockyard.jsonmessage import TextRenderer, discard
     from dockyard.registry.transfer import push
 
-    push(_engine(ctx).images, name, io.StringIO() if quiet else sys.stdout, compression)
+    if quiet:
+        push(_engine(ctx).images, name, discard, compression)
+        return
+    renderer = TextRenderer(sys.stdout)
+    try:
+        push(_engine(ctx).images, name, renderer, compression)
+    finally:
+        renderer.close()
 
 
 @flags.command("login")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import platform as _platform
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,14 +29,16 @@ from dockyard.content import Descriptor
 from dockyard.content.store import BlobLocks
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
+from dockyard.jsonmessage import discard
 from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
 from dockyard.registry.streaming import Pipe, StreamedLayer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any
 
     from dockyard.image.store import ImageStore
+    from dockyard.jsonmessage import Progress
 
 __all__ = ["pull", "pull_all", "push"]
 
@@ -73,55 +74,37 @@ def _pick(index: dict[str, Any], wanted: str) -> str:
 
 
 class _Report:
-    """Pull progress: a line per event, or on a terminal a live bar per blob (rich)."""
+    """A pull's progress as Docker's JSON messages to ``progress``; also where a failed or
+    interrupted pull tells its downloads to stop."""
 
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress or discard
         self.cancelled = threading.Event()  # set when the pull fails or is interrupted
-        self.lock = threading.Lock()
-        self.bars: Any = None
-        self.tasks: dict[str, Any] = {}
         self.silent: set[str] = set()  # the config blob: Docker lists layers only
-        if getattr(out, "isatty", lambda: False)():
-            from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TextColumn("{task.fields[status]}"), console=Console(file=out), transient=False)  # fmt: skip
-            self.bars.start()
+        self.sizes: dict[str, int | None] = {}
+        self.done: dict[str, int] = {}
 
     def say(self, text: str) -> None:
-        with self.lock:
-            if self.bars is not None:
-                self.bars.console.print(text, highlight=False)
-            else:
-                self.out.write(text + "\n")
-                self.out.flush()
+        self.progress({"status": text})
 
     def begin(self, digest: str, size: int | None) -> None:
-        if self.bars is not None and digest not in self.silent:
-            self.tasks[digest] = self.bars.add_task(digest[7:19], total=size, status="Downloading")
+        if digest not in self.silent:
+            self.sizes[digest], self.done[digest] = size, 0
+            self.progress({"status": "Pulling fs layer", "id": digest[7:19], "progressDetail": {}})
 
     def advance(self, digest: str, n: int) -> None:
         if self.cancelled.is_set():  # called for every chunk: a download stops here
             raise _Cancelled("pull abandoned")
-        if self.bars is not None and digest in self.tasks:
-            self.bars.update(self.tasks[digest], advance=n)
+        if digest in self.done:
+            self.done[digest] += n
+            detail = {"current": self.done[digest]}
+            if self.sizes[digest]:
+                detail["total"] = self.sizes[digest]
+            self.progress({"status": "Downloading", "id": digest[7:19], "progressDetail": detail})
 
     def event(self, digest: str, text: str) -> None:
-        if digest in self.silent:
-            return
-        if self.bars is not None and digest in self.tasks:
-            self.bars.update(self.tasks[digest], status=text)
-        elif self.bars is not None:
-            self.bars.console.print(f"{digest[7:19]}: {text}", highlight=False)
-        else:
-            self.say(f"{digest[7:19]}: {text}")
-
-    def close(self) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-            self.bars = None
+        if digest not in self.silent:
+            self.progress({"status": text, "id": digest[7:19]})
 
 
 class _Cancelled(Exception):
@@ -204,16 +187,13 @@ def pull(
     store: ImageStore,
     ref_text: str,
     wanted_platform: str | None = None,
-    out: TextIO | None = None,
+    progress: Progress | None = None,
     implicit: bool = False,
 ) -> str:
-    """Pull ``ref_text`` into ``store``; the image ID. ``implicit``: for run, create or build,
-    which print no "Using default tag" (they said "Unable to find image" already)."""
-    report = _Report(out or sys.stdout)
-    try:
-        return _pull(store, ref_text, wanted_platform, report, implicit)
-    finally:
-        report.close()
+    """Pull ``ref_text`` into ``store``; the image ID. Progress goes to ``progress`` as
+    Docker's JSON messages. ``implicit``: for run, create or build, which say no "Using
+    default tag" (they said "Unable to find image" already)."""
+    return _pull(store, ref_text, wanted_platform, _Report(progress), implicit)
 
 
 def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report: _Report,
@@ -346,26 +326,26 @@ def _push_plan(
 
 
 def _push_blob(reg: Registry, store: ImageStore, repo: str, digest: str, size: int, sources: dict[str, bool],
-               out: TextIO) -> None:  # fmt: skip
+               progress: Progress) -> None:  # fmt: skip
     short = digest[7:19]
     if reg.has_blob(repo, digest):
-        out.write(f"{short}: Layer already exists\n")
+        progress({"status": "Layer already exists", "id": short})
     elif any(reg.mount_blob(repo, digest, src) for src in sources):
-        out.write(f"{short}: Mounted from {next(iter(sources))}\n")
+        progress({"status": f"Mounted from {next(iter(sources))}", "id": short})
     else:
         with store.content.open(digest) as f:
             reg.upload_blob(repo, digest, f, size, chunk=_CHUNK)
-        out.write(f"{short}: Pushed\n")
-    out.flush()
+        progress({"status": "Pushed", "id": short})
 
 
 @changing(lambda store, *_: store.root)
 def push(
-    store: ImageStore, ref_text: str, out: TextIO | None = None, compression: str = "gzip"
+    store: ImageStore, ref_text: str, progress: Progress | None = None, compression: str = "gzip"
 ) -> str:
-    """Push the image ``ref_text`` names; the manifest digest. ``compression`` (gzip or
-    zstd) is how layers stored as plain tars travel."""
-    out = out or sys.stdout
+    """Push the image ``ref_text`` names; the manifest digest. Progress goes to ``progress``
+    as Docker's JSON messages. ``compression`` (gzip or zstd) is how layers stored as plain
+    tars travel."""
+    out = progress or discard
     ref = reference.parse(ref_text)
     if ref.digest:
         raise InvalidArgument("cannot push a digest reference")
@@ -377,8 +357,7 @@ def push(
         ) from None
     reg = Registry(ref.domain)
     repo = ref.path
-    out.write(f"The push refers to repository [{ref.name}]\n")
-    out.flush()
+    out({"status": f"The push refers to repository [{ref.name}]"})
     manifest, plan, media = _push_plan(store, image_id, compression)
     sources = {}
     for row in store.db.query("SELECT reference FROM repo_digests"):
@@ -412,18 +391,20 @@ def push(
         c.execute(
             "INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (f"{ref.name}@{digest}", image_id)
         )
-    out.write(f"{ref.tag or 'latest'}: digest: {digest} size: {len(manifest_raw)}\n")
-    out.flush()
+    out({"status": f"{ref.tag or 'latest'}: digest: {digest} size: {len(manifest_raw)}"})
     return digest
 
 
 @changing(lambda store, *_: store.root)
 def pull_all(
-    store: ImageStore, ref_text: str, wanted_platform: str | None = None, out: TextIO | None = None
+    store: ImageStore,
+    ref_text: str,
+    wanted_platform: str | None = None,
+    progress: Progress | None = None,
 ) -> list[str]:
     """``pull -a``: every tag of the repository; the image IDs."""
     ref = reference.parse(ref_text, default_tag=None)
     if ref.tag or ref.digest:
         raise InvalidArgument("tag can't be used with --all-tags/-a")
     tags = Registry(ref.domain).tags(ref.path)
-    return [pull(store, f"{ref.name}:{tag}", wanted_platform, out) for tag in tags]
+    return [pull(store, f"{ref.name}:{tag}", wanted_platform, progress) for tag in tags]
