@@ -170,3 +170,48 @@ def test_images_volumes_and_networks_through_the_engine(dy: Dy, tmp_path) -> Non
         ]
     finally:
         dy("network", "rm", "api-net")
+
+
+def test_logs_are_records_with_tail_since_and_follow(dy: Dy) -> None:
+    from dockyard.engine.logs import records
+
+    engine = Engine(dy.root)
+    script = "for i in 1 2 3; do echo out$i; echo err$i >&2; done; sleep 0.5; echo late; sleep 0.3"
+    cid = engine.create("busybox", {"Cmd": ["sh", "-c", script]}, {}, name="api-logs")
+    try:
+        engine.start(cid)
+        deadline = time.monotonic() + 10
+        while len(list(records(engine, cid))) < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        early = list(records(engine, cid))
+        # each stream in its order (the two pipes interleave as they are read)
+        assert [r["log"] for r in early if r["stream"] == "stdout"][:3] == [
+            "out1\n",
+            "out2\n",
+            "out3\n",
+        ]
+        assert [r["log"] for r in early if r["stream"] == "stderr"] == [
+            "err1\n",
+            "err2\n",
+            "err3\n",
+        ]
+        one = list(records(engine, cid, tail=1))
+        assert (
+            len(one) == 1 and one[0] in list(records(engine, cid))[-2:]
+        )  # "late" may come between
+        assert list(records(engine, cid, tail=0)) == []
+        # follow: what is there, then what comes, and it ends when the container does
+        followed = [r["log"] for r in records(engine, cid, follow=True)]
+        assert followed[-1] == "late\n" and len(followed) == 7
+        assert engine.wait(cid) == 0
+        last = records(engine, cid)
+        stamps = [r["time"] for r in last]
+        assert list(records(engine, cid, until=0.0)) == []
+        from dockyard.clock import parse_time
+
+        assert [r["log"] for r in records(engine, cid, since=parse_time(stamps[-1]))] == ["late\n"]
+        with pytest.raises(InvalidArgument):
+            next(records(engine, cid, tail=-2))
+    finally:
+        engine.remove(cid, force=True)

@@ -745,13 +745,6 @@ def _human(n: int) -> str:
     return human_size(n)
 
 
-def _log_files(engine: Engine, cid: str) -> list[str]:
-    base = os.path.join(engine.cdir(cid), f"{cid}-json.log")
-    rotated = sorted((p for p in os.listdir(engine.cdir(cid)) if p.startswith(f"{cid}-json.log.")),
-                     key=lambda p: -int(p.rsplit(".", 1)[1]))  # fmt: skip
-    return [os.path.join(engine.cdir(cid), p) for p in rotated] + [base]
-
-
 @flags.command("logs")
 @flags.option("-f", "--follow", is_flag=True, help="Follow log output")
 @flags.option(
@@ -765,40 +758,15 @@ def _log_files(engine: Engine, cid: str) -> list[str]:
 def logs_cmd(ctx: flags.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
              until: str | None, container: str) -> None:  # fmt: skip
     """Fetch the logs of a container."""
+    from dockyard.engine.logs import records
+
     engine = _engine(ctx)
     cid = engine.lookup(container)
-    if (engine.record(cid)["host_config"].get("LogConfig") or {}).get("Type") == "none":
-        flags.echo("dockyard: configured logging driver does not support reading", err=True)
-        ctx.exit(1)  # as docker logs: a daemon's error, status 1
-    lo, hi = time_bound(since), time_bound(until)
-    records = []
-    for path in _log_files(engine, cid):
-        try:
-            with open(path, "rb") as f:
-                records += [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            pass
-    records = [r for r in records if (lo is None or parse_time(r["time"]) >= lo)
-               and (hi is None or parse_time(r["time"]) < hi)]  # fmt: skip
-    if tail != "all":
-        records = records[-int(tail) :] if int(tail) > 0 else []
-    for r in records:
+    if tail != "all" and not tail.lstrip("-").isdigit():
+        raise InvalidArgument(f"invalid value for tail: {tail}")
+    lines = None if tail == "all" or int(tail) < 0 else int(tail)
+    for r in records(engine, cid, time_bound(since), time_bound(until), lines, follow):
         _print_record(r, timestamps)
-    if not follow:
-        return
-    path = _log_files(engine, cid)[-1]
-    pos = os.path.getsize(path) if os.path.exists(path) else 0
-    while True:
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                f.seek(pos)
-                for line in f:
-                    if line.endswith(b"\n"):
-                        _print_record(json.loads(line), timestamps)
-                        pos += len(line)
-        if engine.refresh(cid)["status"] not in ("running", "restarting", "paused", "created"):
-            break
-        time.sleep(0.05)
 
 
 def _print_record(r: dict[str, Any], timestamps: bool) -> None:
