@@ -215,3 +215,30 @@ def test_logs_are_records_with_tail_since_and_follow(dy: Dy) -> None:
             next(records(engine, cid, tail=-2))
     finally:
         engine.remove(cid, force=True)
+
+
+def test_containers_start_from_a_threaded_process(dy: Dy) -> None:
+    """As an API server will: several threads start containers at once, and the monitors
+    are spawned (a fork of a threaded process may inherit a held lock and hang)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run_one(i: int) -> tuple[int, str]:
+        engine = Engine(dy.root)
+        cid = engine.create(
+            "busybox", {"Cmd": ["sh", "-c", f"echo hi{i}; exit {i}"]}, {}, name=f"api-thread-{i}"
+        )
+        try:
+            monitor = engine.start(cid)
+            assert monitor._popen is not None  # spawned, not forked: threads are running
+            code = engine.wait(cid)
+            from dockyard.engine.logs import records
+
+            return code, "".join(r["log"] for r in records(engine, cid))
+        finally:
+            engine.remove(cid, force=True)
+
+    assert threading.active_count() == 1
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run_one, range(6)))
+    assert results == [(i, f"hi{i}\n") for i in range(6)]

@@ -41,23 +41,50 @@ _NEVER = "0001-01-01T00:00:00Z"
 class MonitorProcess:
     """The monitor as a child of this process (until this process exits and it is adopted)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, popen: Any = None) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self.attach: Any = None  # with start(attach=True): our end of the attach socket
+        self._popen = popen  # a spawned monitor is reaped by its Popen, never by waitpid here
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done == self.pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            if self._popen is not None:
+                self.returncode = self._popen.poll()
+            else:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+                if done == self.pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def wait(self) -> int:
         if self.returncode is None:
-            _pid, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
+            if self._popen is not None:
+                self.returncode = self._popen.wait()
+            else:
+                _pid, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+
+def _start_monitor(
+    args: list[str], keep: tuple[int, ...] = (), close_in_child: tuple[int, ...] = ()
+) -> MonitorProcess:
+    """A monitor for ``args``: forked where this process has one thread (the CLI: no new
+    interpreter to start), spawned as a new interpreter where it has more (a server:
+    forking a threaded process can copy a lock another thread holds, and the child would
+    wait on it for ever). ``keep``: descriptors the monitor gets, at the same numbers."""
+    import sys
+
+    threading = sys.modules.get("threading")  # not imported: no thread was started from Python
+    if threading is None or threading.active_count() == 1:
+        return _fork_monitor(args, close_in_child)
+    import subprocess
+
+    popen = subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", *args], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=keep,
+                             start_new_session=True)  # fmt: skip
+    return MonitorProcess(popen.pid, popen)
 
 
 def _fork_monitor(args: list[str], close_in_child: tuple[int, ...] = ()) -> MonitorProcess:
@@ -388,12 +415,13 @@ class Engine:
             import _socket
 
             ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            monitor = _fork_monitor([*args, "--client-fd", str(theirs.fileno())], (ours.fileno(),))
+            monitor = _start_monitor([*args, "--client-fd", str(theirs.fileno())], (theirs.fileno(),),
+                                     (ours.fileno(),))  # fmt: skip
             theirs.close()
             monitor.attach = ours
             return monitor
         started_before = rec["started_at"]
-        monitor = _fork_monitor(args)
+        monitor = _start_monitor(args)
         deadline = time.monotonic() + 60
         delay = 0.001
         while True:
