@@ -3,6 +3,7 @@ the CLI is one face of these functions, not where their rules live."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -242,3 +243,32 @@ def test_containers_start_from_a_threaded_process(dy: Dy) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run_one, range(6)))
     assert results == [(i, f"hi{i}\n") for i in range(6)]
+
+
+def test_stats_are_dockers_stats_json(dy: Dy) -> None:
+    from dockyard.engine import stats
+
+    engine = Engine(dy.root)
+    cid = engine.create("busybox", {"Cmd": ["sh", "-c", "while :; do :; done"]},
+                        {"NetworkMode": "none", "Memory": 64 << 20}, name="api-stats")  # fmt: skip
+    try:
+        engine.start(cid)
+        (reading,) = list(stats.stream(engine, cid, interval=0.5, follow=False))
+        assert reading["id"] == cid and reading["name"] == "/api-stats"
+        assert reading["preread"] != "0001-01-01T00:00:00Z" and reading["read"] > reading["preread"]
+        assert reading["memory_stats"]["limit"] == 64 << 20
+        assert 0 < stats.memory_used(reading) <= reading["memory_stats"]["usage"]
+        assert reading["pids_stats"]["current"] >= 1
+        assert reading["cpu_stats"]["online_cpus"] == os.cpu_count()
+        # a spinning shell: most of one CPU, never more than all of them
+        assert 30 < stats.cpu_percent(reading) <= 100 * os.cpu_count() + 1
+        assert stats.cpu_percent({**reading, "precpu_stats": {}}) == 0.0
+        engine.kill(cid)
+        engine.wait(cid)
+        stopped = stats.sample(engine, cid)
+        assert (
+            stopped["pids_stats"]["current"] == 0
+            and stopped["cpu_stats"]["cpu_usage"]["total_usage"] == 0
+        )
+    finally:
+        engine.remove(cid, force=True)

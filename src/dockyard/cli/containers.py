@@ -987,8 +987,10 @@ def stats_cmd(
     engine = _engine(ctx)
     ids = [engine.lookup(c) for c in containers] or [r["id"] for r in engine.list(all_)]
 
-    def sample() -> dict[str, tuple[float, dict[str, Any]]]:
-        return {cid: (time.monotonic(), engine.stats(cid)) for cid in ids}
+    from dockyard.engine import stats as docker_stats
+
+    def sample() -> dict[str, dict[str, Any]]:
+        return {cid: docker_stats.sample(engine, cid) for cid in ids}
 
     before = sample()
     while True:
@@ -1007,27 +1009,21 @@ def stats_cmd(
             ]
         ]
         for cid in ids:
-            t0, s0 = before[cid]
-            t1, s1 = after[cid]
-            cpu0 = ((s0.get("cpu") or {}).get("usage") or {}).get("total", 0)
-            cpu1 = ((s1.get("cpu") or {}).get("usage") or {}).get("total", 0)
-            cpu_pct = (cpu1 - cpu0) / max((t1 - t0) * 1e9, 1) * 100
-            mem = (s1.get("memory") or {}).get("usage") or {}
-            usage, limit = mem.get("usage", 0), mem.get("limit", 0)
-            host_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-            limit = limit if 0 < limit < host_mem else host_mem
+            # Docker's stats JSON, shown as the docker CLI shows it
+            s1 = {**after[cid], "precpu_stats": before[cid]["cpu_stats"]}
+            usage, limit = docker_stats.memory_used(s1), s1["memory_stats"]["limit"]
             nets = (s1.get("networks") or {}).values()
             rx, tx = (
                 sum(n.get("rx_bytes", 0) for n in nets),
                 sum(n.get("tx_bytes", 0) for n in nets),
             )
-            io = (s1.get("blkio") or {}).get("io_service_bytes") or []
+            io = s1["blkio_stats"]["io_service_bytes_recursive"] or []
             read = sum(e["value"] for e in io if e["op"].lower() == "read")
             written = sum(e["value"] for e in io if e["op"].lower() == "write")
-            rows.append([cid[:12], engine.record(cid)["name"], f"{cpu_pct:.2f}%",
+            rows.append([cid[:12], s1["name"][1:], f"{docker_stats.cpu_percent(s1):.2f}%",
                          f"{human_size(usage)} / {human_size(limit)}", f"{usage / limit * 100:.2f}%",
                          f"{human_size(rx)} / {human_size(tx)}", f"{human_size(read)} / {human_size(written)}",
-                         str((s1.get("pids") or {}).get("current", 0))])  # fmt: skip
+                         str(s1["pids_stats"]["current"])])  # fmt: skip
         if not no_stream:
             flags.echo("\033[2J\033[H", nl=False)
         if fmt:
