@@ -272,3 +272,39 @@ def test_stats_are_dockers_stats_json(dy: Dy) -> None:
         )
     finally:
         engine.remove(cid, force=True)
+
+
+def test_image_inspect_history_and_info_through_the_engine(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dockyard.engine.images import history, inspect
+    from dockyard.engine.system import info
+
+    engine = Engine(dy.root)
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox\nRUN echo made > /made\nCMD ["cat", "/made"]\n'
+    )
+    dy("build", "-q", "-t", "api-hist:1", str(tmp_path))
+    try:
+        image_id = engine.images.resolve("api-hist:1")
+        shown = inspect(engine.images, image_id)
+        assert shown["Id"] == image_id and shown["RepoTags"] == ["api-hist:1"]
+        assert shown["Config"]["Cmd"] == ["cat", "/made"] and shown["Os"] == "linux"
+        assert len(shown["RootFS"]["Layers"]) == 2
+        items = history(engine.images, image_id)
+        assert items[0]["Id"] == image_id and items[0]["Tags"] == ["api-hist:1"]
+        assert all(i["Id"] == "<missing>" and i["Tags"] is None for i in items[1:])
+        assert items[0]["CreatedBy"].startswith("CMD") and "/made" in items[0]["CreatedBy"]
+        run = next(i for i in items if "echo made" in i["CreatedBy"])
+        assert (
+            run["Size"] > 0 and isinstance(run["Created"], int) and run["Created"] > 1_600_000_000
+        )
+        assert items[0]["Size"] == 0  # CMD makes no layer
+        # the CLI shows the same entries
+        ids = dy("history", "-q", "api-hist:1").stdout.split()
+        assert ids[0] == image_id[7:19] and set(ids[1:]) == {"<missing>"} and len(ids) == len(items)
+        facts = info(engine)
+        assert (
+            facts["Images"] == sum(1 for _ in engine.images.images()) and facts["OSType"] == "linux"
+        )
+        assert facts["NCPU"] == os.cpu_count() and facts["DockerRootDir"] == dy.root
+    finally:
+        dy("rmi", "api-hist:1")

@@ -817,7 +817,7 @@ def inspect_objects(
     ctx: flags.Context, names: tuple[str, ...], kind: str | None, fmt: str | None = None
 ) -> None:
     """Print ContainerJSON/ImageInspect for each name; exit 1 naming the first one not found."""
-    from dockyard.cli.images import inspect_image
+    from dockyard.engine.images import inspect as inspect_image
     from dockyard.errors import NotFound
 
     engine = _engine(ctx)

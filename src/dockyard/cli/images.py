@@ -98,39 +98,6 @@ def images_cmd(ctx: flags.Context, repository: str | None, show_all: bool, quiet
     flags.echo(table([header, *body]), nl=False)
 
 
-def inspect_image(store: ImageStore, image_id: str) -> dict[str, Any]:
-    """Docker's ImageInspect object for an image."""
-    cfg = store.config(image_id)
-    row = store.db.query("SELECT * FROM images WHERE id = ?", (image_id,))[0]
-    tags = store.tags_of(image_id)
-    layers = store.layers(image_id)
-    return {
-        "Id": image_id,
-        "RepoTags": [reference.parse(t).familiar() for t in tags],
-        "RepoDigests": [reference.parse(d).familiar() for d in store.digests_of(image_id)],
-        "Parent": row["parent"] or "",
-        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or [])), ""),
-        "Created": cfg.get("created", ""),
-        "DockerVersion": cfg.get("docker_version", ""),
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config") or {},
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant", ""),
-        "Os": cfg.get("os", ""),
-        "Size": row["size"],
-        "GraphDriver": {
-            "Name": store.snapshotter_name,
-            "Data": {
-                "LowerDir": ":".join(
-                    store.snapshots.fs(layer.chain_id) for layer in reversed(layers)
-                )
-            },
-        },
-        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
-        "Metadata": {"LastTagTime": ""},
-    }
-
-
 @flags.command("inspect")
 @flags.argument("names", nargs=-1, required=True)
 @flags.option(
@@ -188,51 +155,42 @@ def history_cmd(
     ctx: flags.Context, name: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | None
 ) -> None:
     """Show the history of an image (one row per history entry, newest first)."""
+    from dockyard.clock import rfc3339
+    from dockyard.engine.images import history
+
     store = _store(ctx)
     image_id = store.resolve(name)
-    cfg = store.config(image_id)
-    layers = store.layers(image_id)
-    rows = []
-    layer_i = 0
-    for entry in cfg.get("history") or []:
-        size = 0
-        if not entry.get("empty_layer"):
-            size = layers[layer_i].size if layer_i < len(layers) else 0
-            layer_i += 1
-        rows.append((entry, size))
-    rows.reverse()
+    items = history(store, image_id)
     if fmt and not quiet:
         from dockyard.cli.format import templated
 
-        records = [{"ID": (image_id if no_trunc else _short(image_id)) if i == 0 else "<missing>",
-                    "CreatedSince": since(entry.get("created", "")), "CreatedAt": entry.get("created", ""),
-                    "CreatedBy": entry.get("created_by", ""), "Size": human_size(size) if human else str(size),
-                    "Comment": entry.get("comment", "")} for i, (entry, size) in enumerate(rows)]  # fmt: skip
+        records = [{"ID": _history_id(item, no_trunc), "CreatedSince": since(rfc3339(item["Created"])),
+                    "CreatedAt": rfc3339(item["Created"]).split(".")[0] + "Z", "CreatedBy": item["CreatedBy"],
+                    "Size": human_size(item["Size"]) if human else str(item["Size"]),
+                    "Comment": item["Comment"]} for item in items]  # fmt: skip
         headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
                    "Size": "SIZE", "Comment": "COMMENT"}  # fmt: skip
         flags.echo(templated(records, fmt, headers), nl=False)
         return
     out = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
-    for i, (entry, size) in enumerate(rows):
-        ident = (image_id if no_trunc else _short(image_id)) if i == 0 else "<missing>"
+    for item in items:
+        ident = _history_id(item, no_trunc)
         if quiet:
             flags.echo(ident)
             continue
-        created_by = entry.get("created_by", "")
+        created_by = item["CreatedBy"]
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        created = since(entry.get("created", "")) if human else entry.get("created", "")
-        out.append(
-            [
-                ident,
-                created,
-                created_by,
-                human_size(size) if human else str(size),
-                entry.get("comment", ""),
-            ]
-        )
+        stamp = rfc3339(item["Created"])
+        created = since(stamp) if human else stamp.split(".")[0] + "Z"
+        out.append([ident, created, created_by, human_size(item["Size"]) if human else str(item["Size"]),
+                    item["Comment"]])  # fmt: skip
     if not quiet:
         flags.echo(table(out), nl=False)
+
+
+def _history_id(item: dict[str, Any], no_trunc: bool) -> str:
+    return item["Id"] if no_trunc or item["Id"] == "<missing>" else _short(item["Id"])
 
 
 @flags.command("save")
@@ -346,37 +304,15 @@ def system_group() -> None:
 @flags.pass_context
 def info_cmd(ctx: flags.Context, fmt: str | None) -> None:
     """Display system-wide information."""
-    import os
-    import platform
-
     from dockyard import __version__
     from dockyard.cli._context import engine as _engine
+    from dockyard.engine.system import info as system_info
     from dockyard.runtime import cgroups
 
     engine = _engine(ctx)
-    states = [r["status"] for r in engine.list(all_=True)]
+    info = system_info(engine)
     host = cgroups.detect()
-    with open("/proc/meminfo") as f:
-        total_kib = int(f.readline().split()[1])
-    try:
-        with open("/etc/os-release") as f:
-            pretty = next((line.split("=", 1)[1].strip().strip('"') for line in f
-                           if line.startswith("PRETTY_NAME=")), "Linux")  # fmt: skip
-    except OSError:
-        pretty = "Linux"
-    info = {
-        "Containers": len(states), "ContainersRunning": states.count("running"),
-        "ContainersPaused": states.count("paused"),
-        "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
-        "Images": sum(1 for _ in engine.images.images()), "ServerVersion": __version__,
-        "Driver": engine.images.snapshotter_name, "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "2" if host == "v2" else "1", "KernelVersion": platform.release(),
-        "OperatingSystem": pretty, "OSType": "linux", "Architecture": platform.machine(),
-        "NCPU": os.cpu_count() or 1, "MemTotal": total_kib * 1024, "Name": platform.node(),
-        "DockerRootDir": engine.root, "DefaultRuntime": "dockyard-runtime",
-        "Runtimes": {"dockyard-runtime": {}, "runc": {"path": "runc"}, "crun": {"path": "crun"}},
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
-    }  # fmt: skip
+    pretty = info["OperatingSystem"]
     if fmt:
         from dockyard.cli.containers import print_inspected
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dockyard.errors import Conflict
 from dockyard.filters import Filters
+from dockyard.image import reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import Engine
     from dockyard.image.store import ImageStore
 
-__all__ = ["is_id_reference", "prune", "remove"]
+__all__ = ["history", "inspect", "is_id_reference", "prune", "remove"]
 
 _PRUNE_FILTERS = ("label", "label!")
 
@@ -117,3 +118,60 @@ def prune(store: ImageStore, all_: bool, filters: Filters | None = None) -> tupl
         store.delete_image(image_id)
         lines.append(f"deleted: {image_id}")
     return lines, max(before - store.disk_usage(), 0)
+
+
+def inspect(store: ImageStore, image_id: str) -> dict[str, Any]:
+    """Docker's ImageInspect object for an image."""
+    cfg = store.config(image_id)
+    row = store.db.query("SELECT * FROM images WHERE id = ?", (image_id,))[0]
+    tags = store.tags_of(image_id)
+    layers = store.layers(image_id)
+    return {
+        "Id": image_id,
+        "RepoTags": [reference.parse(t).familiar() for t in tags],
+        "RepoDigests": [reference.parse(d).familiar() for d in store.digests_of(image_id)],
+        "Parent": row["parent"] or "",
+        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or [])), ""),
+        "Created": cfg.get("created", ""),
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        "Variant": cfg.get("variant", ""),
+        "Os": cfg.get("os", ""),
+        "Size": row["size"],
+        "GraphDriver": {
+            "Name": store.snapshotter_name,
+            "Data": {
+                "LowerDir": ":".join(
+                    store.snapshots.fs(layer.chain_id) for layer in reversed(layers)
+                )
+            },
+        },
+        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
+        "Metadata": {"LastTagTime": ""},
+    }
+
+
+def history(store: ImageStore, image_id: str) -> list[dict[str, Any]]:
+    """Docker's image history (``GET /images/{name}/history``), newest first: the image's
+    own ID on the top entry, ``<missing>`` below (layers made elsewhere have no image)."""
+    from dockyard.clock import parse_time
+
+    cfg = store.config(image_id)
+    layers = store.layers(image_id)
+    tags = [reference.parse(t).familiar() for t in store.tags_of(image_id)]
+    items = []
+    layer_i = 0
+    for entry in cfg.get("history") or []:
+        size = 0
+        if not entry.get("empty_layer"):
+            size = layers[layer_i].size if layer_i < len(layers) else 0
+            layer_i += 1
+        items.append({"Id": "<missing>", "Created": int(parse_time(entry.get("created", ""))),
+                      "CreatedBy": entry.get("created_by", ""), "Tags": None, "Size": size,
+                      "Comment": entry.get("comment", "")})  # fmt: skip
+    items.reverse()
+    if items:
+        items[0].update({"Id": image_id, "Tags": tags or None})
+    return items
