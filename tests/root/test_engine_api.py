@@ -308,3 +308,47 @@ def test_image_inspect_history_and_info_through_the_engine(dy: Dy, tmp_path) -> 
         assert facts["NCPU"] == os.cpu_count() and facts["DockerRootDir"] == dy.root
     finally:
         dy("rmi", "api-hist:1")
+
+
+def test_builder_runs_parallel_stages_as_library_calls_in_a_threaded_process(
+    dy: Dy, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """From a thread (as a server would call it), the stages build in threads of their own:
+    they can only both finish by running at once (each waits for the other's mark)."""
+    import io
+    import threading
+
+    from dockyard.build.builder import Builder, BuildError, BuildOptions
+    from dockyard.build.context import BuildContext
+
+    wait = ("touch /sync/{me}; i=0; while [ ! -e /sync/{other} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 9; "
+            "sleep 0.1; done; echo {me} > /{me}")  # fmt: skip
+    mount = "--mount=type=cache,id=api-rendezvous,target=/sync"
+    text = (f"FROM busybox AS left\nRUN {mount} {wait.format(me='left', other='right')}\n"
+            f"FROM busybox AS right\nRUN {mount} {wait.format(me='right', other='left')}\n"
+            "FROM busybox\nCOPY --from=left /left /\nCOPY --from=right /right /\n")  # fmt: skip
+    bad = "FROM busybox AS one\nRUN exit 7\nFROM busybox AS two\nRUN true\nFROM busybox\nCOPY --from=one / /x\nCOPY --from=two / /y\n"
+    results: dict[str, object] = {}
+
+    def build(key: str, dockerfile: str, tag: str) -> None:
+        engine = Engine(dy.root)
+        out = io.StringIO()
+        try:
+            results[key] = Builder(
+                engine, BuildContext(str(tmp_path), engine.db), BuildOptions(tags=[tag]), out=out
+            ).build(dockerfile)
+        except BuildError as err:
+            results[key] = err
+        results[key + "-out"] = out.getvalue()
+
+    threads = [threading.Thread(target=build, args=("good", text, "api-par:1")),
+               threading.Thread(target=build, args=("bad", bad, "api-bad:1"))]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert isinstance(results["good"], str), results
+    assert "building in parallel" in str(results["good-out"])
+    assert dy("run", "--rm", "api-par:1", "cat", "/left", "/right").stdout == "left\nright\n"
+    assert isinstance(results["bad"], BuildError) and "7" in str(results["bad"]), results["bad"]
+    dy("rmi", "api-par:1")

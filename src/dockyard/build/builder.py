@@ -23,7 +23,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dockyard import _json as json
 from dockyard.build import dockerfile as df
@@ -98,6 +98,80 @@ class _State:
             key, _, value = item.partition("=")
             out[key] = value
         return out
+
+
+class _StageBuild:
+    """One stage built beside the others by this module's own ``Builder`` (a library call,
+    not a CLI process): in a forked child where this process runs one thread (two cores
+    build at once, as before), in a thread where others already run (a server: forking
+    there is unsafe). Each has its own engine object, so its own database connection."""
+
+    def __init__(self, engine: Engine, context_root: str, options: BuildOptions, text: str) -> None:
+        args = (engine.root, engine.snapshotter, context_root, options, text)
+        threading_mod = sys.modules.get("threading")
+        self._error: str | None = None
+        self._pid = 0
+        self._thread = None
+        if threading_mod is None or threading_mod.active_count() == 1:
+            self._read, write = os.pipe()
+            self._pid = os.fork()
+            if self._pid == 0:
+                os.close(self._read)
+                code = 1
+                try:
+                    error = _build_stage(*args)
+                    os.write(write, (error or "").encode())
+                    code = 0 if error is None else 1
+                finally:
+                    os._exit(code)
+            os.close(write)
+        else:
+            import threading
+
+            def run() -> None:
+                self._error = _build_stage(*args)
+
+            self._thread = threading.Thread(target=run, daemon=True)
+            self._thread.start()
+
+    def result(self) -> str | None:
+        """None once built; else the one-line error."""
+        if self._thread is not None:
+            self._thread.join()
+            return self._error
+        chunks = []
+        while chunk := os.read(self._read, 65536):
+            chunks.append(chunk)
+        os.close(self._read)
+        _pid, status = os.waitpid(self._pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            return None
+        return (
+            b"".join(chunks).decode(errors="replace")
+            or f"exit status {os.waitstatus_to_exitcode(status)}"
+        )
+
+
+def _build_stage(
+    root: str, snapshotter: str, context_root: str, options: BuildOptions, text: str
+) -> str | None:
+    """Build ``options.target``; None, or why it failed in one line."""
+    from dockyard.engine.containers import Engine as EngineImpl
+
+    try:
+        engine = EngineImpl(root, snapshotter)
+        Builder(engine, BuildContext(context_root, engine.db), options, out=_Discard()).build(text)
+        return None
+    except (DockyardError, OSError) as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class Builder:
@@ -189,46 +263,29 @@ class Builder:
                   if i != target.index and not self._stage_deps(parsed, parsed.stages[i])]  # fmt: skip
         if len(leaves) < 2:
             return
-        import subprocess
-
-        with tempfile.NamedTemporaryFile(
-            "w", dir=self.engine.root, prefix="Dockerfile-", delete=False
-        ) as f:
-            f.write(text)
-        try:
-            base = [sys.executable, "-m", "dockyard.cli.main", "--root", self.engine.root,
-                    "--snapshotter", self.store.snapshotter_name, "build", "-q", "-f", f.name]  # fmt: skip
-            base += [f"--build-arg={k}={v}" for k, v in self.opts.build_args.items()]
-            base += ["--no-cache"] if self.opts.no_cache else []
-            base += [f"--network={self.opts.network}"]
-            procs = []
-            for stage in leaves:
-                self.step_no += 1
-                self._say(
-                    f"#{self.step_no} [{stage.name or f'stage-{stage.index}'}] building in parallel"
-                )
-                ref = stage.name or str(stage.index)
-                procs.append((stage, self.step_no, subprocess.Popen([*base, "--target", ref, self.context.root],
-                                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                                    text=True)))  # fmt: skip
-            failed = None
-            for stage, no, proc in procs:
-                _out, err = proc.communicate()
-                if proc.returncode != 0 and failed is None:
-                    failed = (
-                        err.strip().splitlines()[-1]
-                        if err.strip()
-                        else f"exit status {proc.returncode}"
-                    )
-                    failed = failed.removeprefix("dockyard: ")
-                self._say(
-                    f"#{no} [{stage.name or f'stage-{stage.index}'}] "
-                    + ("DONE" if proc.returncode == 0 else "ERROR")
-                )
-            if failed:
-                raise BuildError(failed)
-        finally:
-            os.unlink(f.name)
+        jobs = []
+        for stage in leaves:
+            self.step_no += 1
+            self._say(
+                f"#{self.step_no} [{stage.name or f'stage-{stage.index}'}] building in parallel"
+            )
+            options = replace(
+                self.opts, target=stage.name or str(stage.index), quiet=True, tags=[], labels={}
+            )
+            jobs.append(
+                (stage, self.step_no, _StageBuild(self.engine, self.context.root, options, text))
+            )
+        failed = None
+        for stage, no, job in jobs:
+            error = job.result()
+            if error is not None and failed is None:
+                failed = error
+            self._say(
+                f"#{no} [{stage.name or f'stage-{stage.index}'}] "
+                + ("DONE" if error is None else "ERROR")
+            )
+        if failed:
+            raise BuildError(failed)
 
     def _needed(self, parsed: df.Dockerfile, target: df.Stage) -> set[int]:
         """The target and every stage it takes from (FROM a stage, COPY --from a stage)."""
