@@ -857,7 +857,9 @@ def register(cli: flags.Group) -> None:
     for cmd in commands:
         cli.add_command(cmd)
     cli.add_command(inspect_cmd)
-    cli.add_command(events_cmd)
+    from dockyard.cli import events, stats, volumes
+
+    cli.add_command(events.events_cmd)
 
     @flags.group("container")
     def container_group() -> None:
@@ -872,7 +874,9 @@ def register(cli: flags.Group) -> None:
     from dockyard.cli import networks
 
     networks.register(cli, container_group)
-    cli.add_command(volume_group)
+    cli.add_command(stats.stats_cmd)
+    container_group.add_command(stats.stats_cmd)
+    cli.add_command(volumes.volume_group)
     cli.add_command(container_group)
 
 
@@ -968,84 +972,6 @@ def top_cmd(ctx: flags.Context, container: str, ps_args: tuple[str, ...]) -> Non
     print_ps(engine.runtime(cid).cgroup(cid).pids(), list(ps_args))
 
 
-@flags.command("stats")
-@flags.option(
-    "-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)"
-)
-@flags.option(
-    "--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result"
-)
-@flags.option("--format", "fmt", default=None, help="Format the output using the given Go template")
-@flags.argument("containers", nargs=-1)
-@flags.pass_context
-def stats_cmd(
-    ctx: flags.Context, all_: bool, no_stream: bool, fmt: str | None, containers: tuple[str, ...]
-) -> None:
-    """Display a live stream of container(s) resource usage statistics."""
-    from dockyard.cli.format import human_size
-
-    engine = _engine(ctx)
-    ids = [engine.lookup(c) for c in containers] or [r["id"] for r in engine.list(all_)]
-
-    from dockyard.engine import stats as docker_stats
-
-    def sample() -> dict[str, dict[str, Any]]:
-        return {cid: docker_stats.sample(engine, cid) for cid in ids}
-
-    before = sample()
-    while True:
-        time.sleep(0.5)
-        after = sample()
-        rows = [
-            [
-                "CONTAINER ID",
-                "NAME",
-                "CPU %",
-                "MEM USAGE / LIMIT",
-                "MEM %",
-                "NET I/O",
-                "BLOCK I/O",
-                "PIDS",
-            ]
-        ]
-        for cid in ids:
-            # Docker's stats JSON, shown as the docker CLI shows it
-            s1 = {**after[cid], "precpu_stats": before[cid]["cpu_stats"]}
-            usage, limit = docker_stats.memory_used(s1), s1["memory_stats"]["limit"]
-            nets = (s1.get("networks") or {}).values()
-            rx, tx = (
-                sum(n.get("rx_bytes", 0) for n in nets),
-                sum(n.get("tx_bytes", 0) for n in nets),
-            )
-            io = s1["blkio_stats"]["io_service_bytes_recursive"] or []
-            read = sum(e["value"] for e in io if e["op"].lower() == "read")
-            written = sum(e["value"] for e in io if e["op"].lower() == "write")
-            rows.append([cid[:12], s1["name"][1:], f"{docker_stats.cpu_percent(s1):.2f}%",
-                         f"{human_size(usage)} / {human_size(limit)}", f"{usage / limit * 100:.2f}%",
-                         f"{human_size(rx)} / {human_size(tx)}", f"{human_size(read)} / {human_size(written)}",
-                         str(s1["pids_stats"]["current"])])  # fmt: skip
-        if not no_stream:
-            flags.echo("\033[2J\033[H", nl=False)
-        if fmt:
-            from dockyard.cli.format import templated
-
-            keys = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"]
-            records = [
-                {**dict(zip(keys, row, strict=True)), "Container": row[0]} for row in rows[1:]
-            ]
-            headers = {
-                **dict(zip(keys, rows[0], strict=True)),
-                "Container": "CONTAINER",
-                "Name": "NAME",
-            }
-            flags.echo(templated(records, fmt, headers), nl=False)
-        else:
-            flags.echo(table(rows), nl=False)
-        if no_stream:
-            return
-        before = after
-
-
 @flags.command("cp")
 @flags.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
 @flags.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
@@ -1112,124 +1038,6 @@ def container_prune_cmd(ctx: flags.Context, force: bool) -> None:
     if gone:
         flags.echo("Deleted Containers:\n" + "\n".join(gone) + "\n")
     flags.echo("Total reclaimed space: 0B")
-
-
-@flags.group("volume")
-def volume_group() -> None:
-    """Manage volumes."""
-
-
-@volume_group.command("create")
-@flags.argument("name", required=False)
-@flags.option("--label", multiple=True, help="Set metadata for a volume")
-@flags.option("-d", "--driver", default="local", help="Specify volume driver name")
-@flags.pass_context
-def volume_create_cmd(
-    ctx: flags.Context, name: str | None, label: tuple[str, ...], driver: str
-) -> None:
-    """Create a volume."""
-    if driver != "local":
-        raise InvalidArgument(f"volume driver {driver} is not supported (local only)")
-    labels = dict(item.partition("=")[::2] for item in label)
-    flags.echo(_engine(ctx).volumes.create(name, labels))
-
-
-@volume_group.command("ls")
-@flags.option("-q", "--quiet", is_flag=True, help="Only display volume names")
-@flags.option(
-    "-f",
-    "--filter",
-    "filters",
-    multiple=True,
-    help="Provide filter values (dangling=, name=, label=)",
-)
-@flags.option("--format", "fmt", default=None, help="Format the output using the given Go template")
-@flags.pass_context
-def volume_ls_cmd(
-    ctx: flags.Context, quiet: bool, filters: tuple[str, ...], fmt: str | None
-) -> None:
-    """List volumes."""
-    vols = _engine(ctx).volumes
-    from dockyard.engine import listing
-    from dockyard.filters import Filters
-
-    rows = listing.volumes(_engine(ctx), Filters.parse(filters))
-    if quiet:
-        for r in rows:
-            flags.echo(r["name"])
-        return
-    if fmt:
-        from dockyard.cli.format import templated
-
-        records = [{"Name": r["name"], "Driver": r["driver"], "Scope": "local",
-                    "Mountpoint": vols.inspect(r["name"])["Mountpoint"],
-                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(json.loads(r["labels"]).items()))}
-                   for r in rows]  # fmt: skip
-        headers = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
-                   "Labels": "LABELS"}  # fmt: skip
-        flags.echo(templated(records, fmt, headers), nl=False)
-        return
-    flags.echo(
-        table([["DRIVER", "VOLUME NAME"], *[[r["driver"], r["name"]] for r in rows]]), nl=False
-    )
-
-
-@volume_group.command("inspect")
-@flags.argument("names", nargs=-1, required=True)
-@flags.option(
-    "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
-)
-@flags.pass_context
-def volume_inspect_cmd(ctx: flags.Context, names: tuple[str, ...], fmt: str | None) -> None:
-    """Display detailed information on one or more volumes."""
-    vols = _engine(ctx).volumes
-    print_inspected([vols.inspect(n) for n in names], fmt)
-
-
-@volume_group.command("rm")
-@flags.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
-@flags.argument("names", nargs=-1, required=True)
-@flags.pass_context
-def volume_rm_cmd(ctx: flags.Context, force: bool, names: tuple[str, ...]) -> None:
-    """Remove one or more volumes."""
-    vols = _engine(ctx).volumes
-    for name in names:
-        vols.remove(name, force)
-        flags.echo(name)
-
-
-@volume_group.command("prune")
-@flags.option(
-    "-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones"
-)
-@flags.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@flags.pass_context
-def volume_prune_cmd(ctx: flags.Context, all_: bool, force: bool) -> None:
-    """Remove unused local volumes (anonymous ones, or all with -a)."""
-    from dockyard.cli.format import human_size
-
-    if not force and not flags.confirm("WARNING! This will remove anonymous local volumes not used by at least one "
-                                       "container.\nAre you sure you want to continue?"):  # fmt: skip
-        return
-    gone, freed = prune_volumes(_engine(ctx), all_)
-    if gone:
-        flags.echo("Deleted Volumes:\n" + "\n".join(gone) + "\n")
-    flags.echo(f"Total reclaimed space: {human_size(freed)}")
-
-
-def prune_volumes(engine: Engine, all_: bool) -> tuple[list[str], int]:
-    """Remove volumes no container uses (anonymous ones only, unless ``all_``); (names, bytes)."""
-    from dockyard.image.store import du
-
-    vols = engine.volumes
-    gone, freed = [], 0
-    for r in vols.list():
-        if vols.users(r["name"]) or not (all_ or r["anonymous"]):
-            continue
-        freed += du(os.path.dirname(vols.path(r["name"])))
-        vols.remove(r["name"])
-        gone.append(r["name"])
-    return gone, freed
 
 
 @flags.command("diff")
@@ -1299,50 +1107,6 @@ def export_cmd(ctx: flags.Context, output: str | None, container: str) -> None:
     write_archive(output, lambda out: export_snapshot(engine.images, cid, out))
 
 
-@flags.command("events")
-@flags.option(
-    "--since",
-    help="Show all events created since timestamp (RFC 3339, unix time, or relative: 10m)",
-)
-@flags.option("--until", help="Stream events until this timestamp")
-@flags.option("-f", "--filter", "filters", multiple=True,
-              help="Filter output (type=, event=, container=, image=, volume=, label=)")  # fmt: skip
-@flags.option(
-    "--format", "fmt", default=None, help="'json' for one JSON object per line, or a Go template"
-)
-@flags.pass_context
-def events_cmd(ctx: flags.Context, since: str | None, until: str | None, filters: tuple[str, ...],
-               fmt: str | None) -> None:  # fmt: skip
-    """Get real time events from dockyard (past ones too with --since)."""
-    from dockyard.engine.events import stream
-    from dockyard.filters import Filters
-
-    engine = _engine(ctx)
-    flt = Filters.parse(filters)
-    for msg in stream(engine.db, time_bound(since), time_bound(until), flt):
-        _print_event(msg, fmt)
-
-
-def _print_event(message: dict[str, Any], fmt: str | None) -> None:
-    if fmt == "json":
-        flags.echo(json.dumps(message))
-        return
-    if fmt:  # a Go template over Docker's events message (``{{.Actor.Attributes.name}}``)
-        from dockyard.cli.format import templated
-
-        # the Go struct's field names, which templates use: .Status, .ID, .From, .Scope, .TimeNano
-        fields = {"Status": message.get("status", ""), "ID": message.get("id", ""), "From": message.get("from", ""),
-                  "Scope": message["scope"], "Time": message["time"], "TimeNano": message["timeNano"]}  # fmt: skip
-        flags.echo(templated([{**message, **fields}], fmt, {}), nl=False)
-        return
-    seconds, nanos = divmod(message["timeNano"], 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
-    attrs = message["Actor"]["Attributes"]
-    inner = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
-    head = f"{stamp} {message['Type']} {message['Action']} {message['Actor']['ID']}"
-    flags.echo(head + (f" ({inner})" if inner else ""))
-
-
 @flags.command("attach")
 @flags.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
 @flags.option(
@@ -1384,7 +1148,6 @@ def register_more(cli: flags.Group, group: flags.Group) -> None:
         rename_cmd,
         exec_cmd,
         top_cmd,
-        stats_cmd,
         cp_cmd,
         update_cmd,
         diff_cmd,

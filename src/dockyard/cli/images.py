@@ -345,7 +345,6 @@ def system_prune_cmd(ctx: flags.Context, all_: bool, volumes: bool, force: bool)
     build cache, and with --volumes anonymous volumes."""
     from dockyard.build.cache import prune as prune_build_cache
     from dockyard.cli._context import engine as _engine
-    from dockyard.cli.containers import prune_volumes
 
     if not force:
         what = ["all stopped containers", "all networks not used by at least one container"]
@@ -362,7 +361,7 @@ def system_prune_cmd(ctx: flags.Context, all_: bool, volumes: bool, force: bool)
     ]
     freed = 0
     if volumes:
-        gone, size = prune_volumes(engine, False)
+        gone, size = engine.volumes.prune(False)
         sections.append(("Deleted Volumes", gone))
         freed += size
     removed, size = prune_build_cache(engine)  # before the images: the cache holds some

@@ -68,6 +68,20 @@ class VolumeStore:
         return {"CreatedAt": v["created"], "Driver": v["driver"], "Labels": json.loads(v["labels"]) or None,
                 "Mountpoint": self.path(name), "Name": name, "Options": None, "Scope": "local"}  # fmt: skip
 
+    def prune(self, all_: bool = False) -> tuple[list[str], int]:
+        """Remove volumes no container uses (anonymous ones only, unless ``all_``); the names
+        removed and the bytes freed, as ``docker volume prune``."""
+        from dockyard.image.store import du
+
+        gone, freed = [], 0
+        for r in self.list():
+            if self.users(r["name"]) or not (all_ or r["anonymous"]):
+                continue
+            freed += du(os.path.dirname(self.path(r["name"])))
+            self.remove(r["name"])
+            gone.append(r["name"])
+        return gone, freed
+
     def remove(self, name: str, force: bool = False) -> None:
         self.get(name)
         users = self.users(name)
