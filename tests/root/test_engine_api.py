@@ -352,3 +352,80 @@ def test_builder_runs_parallel_stages_as_library_calls_in_a_threaded_process(
     assert dy("run", "--rm", "api-par:1", "cat", "/left", "/right").stdout == "left\nright\n"
     assert isinstance(results["bad"], BuildError) and "7" in str(results["bad"]), results["bad"]
     dy("rmi", "api-par:1")
+
+
+def test_exec_is_an_engine_object_with_an_id(dy: Dy) -> None:
+    from dockyard.engine import execs
+    from dockyard.errors import CommandNotFound, Conflict, NotFound
+
+    engine = Engine(dy.root)
+    cid = engine.create(
+        "busybox", {"Cmd": ["sleep", "60"]}, {"NetworkMode": "none"}, name="api-exec"
+    )
+    try:
+        with pytest.raises(Conflict, match="is not running"):
+            execs.create(engine, "api-exec", {"Cmd": ["true"]})
+        engine.start(cid)
+        exec_id = execs.create(
+            engine, "api-exec", {"Cmd": ["sh", "-c", "sleep 0.5; exit 3"], "User": "nobody"}
+        )
+        before = execs.inspect(engine, exec_id)
+        assert (before["Running"], before["ExitCode"], before["ContainerID"]) == (False, None, cid)
+        assert before["ProcessConfig"] == {"entrypoint": "sh", "arguments": ["-c", "sleep 0.5; exit 3"],
+                                           "tty": False, "user": "nobody", "privileged": False}  # fmt: skip
+        assert execs.start(engine, exec_id, detach=True) is None
+        running = execs.inspect(engine, exec_id)
+        assert running["Running"] is True and running["Pid"] > 0
+        with pytest.raises(Conflict, match="already running"):
+            execs.start(engine, exec_id, detach=True)
+        deadline = time.monotonic() + 10
+        while execs.inspect(engine, exec_id)["Running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        done = execs.inspect(engine, exec_id)
+        assert (done["Running"], done["ExitCode"]) == (False, 3)
+        with pytest.raises(Conflict, match="has already run"):
+            execs.start(engine, exec_id)
+        # an attached exec returns its status; a missing command is Docker's 127
+        assert execs.start(engine, execs.create(engine, cid, {"Cmd": ["true"]})) == 0
+        missing = execs.create(engine, cid, {"Cmd": ["no-such-cmd"]})
+        with pytest.raises(CommandNotFound):
+            execs.start(engine, missing)
+        assert execs.inspect(engine, missing)["ExitCode"] == 127
+        with pytest.raises(NotFound, match="No such exec instance"):
+            execs.inspect(engine, "0" * 64)
+    finally:
+        engine.remove(cid, force=True)
+
+
+def test_detached_exec_from_a_threaded_process(dy: Dy) -> None:
+    import threading
+
+    from dockyard.engine import execs
+
+    engine = Engine(dy.root)
+    cid = engine.create(
+        "busybox", {"Cmd": ["sleep", "60"]}, {"NetworkMode": "none"}, name="api-exec-t"
+    )
+    try:
+        engine.start(cid)
+        results: dict[str, object] = {}
+
+        def run() -> None:
+            own = Engine(dy.root)
+            exec_id = execs.create(own, cid, {"Cmd": ["sh", "-c", "exit 5"]})
+            results["start"] = execs.start(own, exec_id, detach=True)
+            results["id"] = exec_id
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(30)
+        deadline = time.monotonic() + 10
+        while execs.inspect(engine, str(results["id"]))["Running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert (
+            results["start"] is None and execs.inspect(engine, str(results["id"]))["ExitCode"] == 5
+        )
+    finally:
+        engine.remove(cid, force=True)

@@ -17,7 +17,6 @@ from dockyard.errors import (
     DockyardError,
     ImageNotFound,
     InvalidArgument,
-    exit_code_for_kind,
     start_error,
 )
 
@@ -925,36 +924,19 @@ def rename_cmd(ctx: flags.Context, container: str, new_name: str) -> None:
 def exec_cmd(ctx: flags.Context, detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
              user: str | None, workdir: str | None, container: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Execute a command in a running container."""
-    from dockyard.engine.spec import resolve_user
-    from dockyard.runtime.lifecycle import ContainerError
+    from dockyard.engine import execs
 
     engine = _engine(ctx)
-    cid = engine.lookup(container)
-    rec = engine.refresh(cid)
-    if rec["status"] == "paused":
-        raise InvalidArgument(f"Container {cid} is paused, unpause the container before exec")
-    if rec["status"] != "running":
-        raise InvalidArgument(f"Container {cid} is not running")
-    with open(os.path.join(engine.cdir(cid), "config.json")) as f:
-        proc = dict(json.load(f)["process"])
-    proc["args"] = list(command)
-    proc["terminal"] = tty
-    proc["env"] = list(proc.get("env") or []) + [
-        e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env
-    ]
-    if workdir:
-        proc["cwd"] = workdir
-    if user:
-        proc["user"] = resolve_user(os.path.join(engine.cdir(cid), "rootfs"), user)
+    config = {"Cmd": list(command), "Tty": tty, "AttachStdin": interactive, "AttachStdout": not detach,
+              "AttachStderr": not detach, "User": user or "", "WorkingDir": workdir or "",
+              "Env": [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]}  # fmt: skip
+    exec_id = execs.create(engine, container, config)
     if not interactive and not detach:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-    try:
-        code = engine.runtime(cid).exec(cid, proc, detach)
-    except ContainerError as err:
-        raise start_error(str(err), exit_code_for_kind(err.kind)) from None
-    ctx.exit(code)
+    code = execs.start(engine, exec_id, detach)
+    ctx.exit(code or 0)
 
 
 @flags.command("top", context_settings={"allow_interspersed_args": False})

@@ -130,10 +130,12 @@ class InProcessRuntime:
 
         return cgroups.from_state(st.load(self.opts.root, cid).get("cgroup") or {})
 
-    def exec(self, cid: str, proc: dict[str, Any], detach: bool) -> int:
+    def exec(
+        self, cid: str, proc: dict[str, Any], detach: bool, pid_file: str | None = None
+    ) -> int:
         from dockyard.runtime.exec import exec_process
 
-        return exec_process(self.opts, cid, proc, detach=detach)
+        return exec_process(self.opts, cid, proc, detach=detach, pid_file=pid_file)
 
 
 class ExternalRuntime:
@@ -238,7 +240,9 @@ class ExternalRuntime:
 
         return cgroups.manager_for("auto", f"/dockyard/{cid}")
 
-    def exec(self, cid: str, proc: dict[str, Any], detach: bool) -> int:
+    def exec(
+        self, cid: str, proc: dict[str, Any], detach: bool, pid_file: str | None = None
+    ) -> int:
         import subprocess
         import tempfile
 
@@ -247,6 +251,7 @@ class ExternalRuntime:
             f.flush()
             args = [self.binary, "--root", self.root, "exec", "--process", f.name]
             args += ["--detach"] if detach else []
+            args += ["--pid-file", pid_file] if pid_file else []
             return subprocess.run([*args, cid]).returncode
 
 

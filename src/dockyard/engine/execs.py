@@ -1,0 +1,209 @@
+"""Exec instances as Docker has them: created with an ID, started attached or detached,
+inspected (``Running``, ``ExitCode``, ``Pid``) by any face while and after they run.
+
+An exec's record is a JSON file in its container's directory (``execs/<id>.json``),
+replaced whole on each change, so the CLI, the API server and a test see the same state
+from different processes with no daemon. A detached exec is run by a small waiter
+process of its own (forked, or spawned where threads run, as the monitor is), which
+records the exit status when the command ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from dockyard import _json as json
+from dockyard.errors import Conflict, InvalidArgument, NotFound, exit_code_for_kind, start_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.engine.containers import Engine
+
+__all__ = ["create", "inspect", "start"]
+
+_KEEP_SECONDS = 300
+
+
+def _dir(engine: Engine, cid: str) -> str:
+    return os.path.join(engine.cdir(cid), "execs")
+
+
+def _find(engine: Engine, exec_id: str) -> tuple[str, dict[str, Any]]:
+    """(path of the record, the record) of ``exec_id``, in whichever container holds it."""
+    if not exec_id or not all(c in "0123456789abcdef" for c in exec_id):
+        raise NotFound(f"No such exec instance: {exec_id}")
+    for row in engine.db.query("SELECT id FROM containers"):
+        path = os.path.join(_dir(engine, row["id"]), f"{exec_id}.json")
+        try:
+            with open(path) as f:
+                return path, json.load(f)
+        except FileNotFoundError:
+            continue
+    raise NotFound(f"No such exec instance: {exec_id}")
+
+
+def _save(path: str, record: dict[str, Any]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.rename(tmp, path)
+
+
+def create(engine: Engine, container: str, config: dict[str, Any]) -> str:
+    """A new exec in running container ``container`` from Docker's ExecConfig (``Cmd``,
+    ``Env``, ``User``, ``WorkingDir``, ``Tty``, ``AttachStdin``...); its ID."""
+    from dockyard.engine.spec import resolve_user
+
+    cid = engine.lookup(container)
+    rec = engine.refresh(cid)
+    if rec["status"] == "paused":
+        raise Conflict(f"Container {cid} is paused, unpause the container before exec")
+    if rec["status"] != "running":
+        raise Conflict(f"Container {cid} is not running")
+    cmd = config.get("Cmd") or []
+    if not cmd:
+        raise InvalidArgument("No exec command specified")
+    with open(os.path.join(engine.cdir(cid), "config.json")) as f:
+        proc = dict(json.load(f)["process"])
+    proc["args"] = list(cmd)
+    proc["terminal"] = bool(config.get("Tty"))
+    proc["env"] = list(proc.get("env") or []) + list(config.get("Env") or [])
+    if config.get("WorkingDir"):
+        proc["cwd"] = config["WorkingDir"]
+    if config.get("User"):
+        proc["user"] = resolve_user(os.path.join(engine.cdir(cid), "rootfs"), config["User"])
+    exec_id = os.urandom(32).hex()
+    os.makedirs(_dir(engine, cid), exist_ok=True)
+    _forget_finished(_dir(engine, cid))
+    _save(os.path.join(_dir(engine, cid), f"{exec_id}.json"), {
+        "ID": exec_id, "ContainerID": cid, "Config": config, "Process": proc,
+        "Running": False, "Started": False, "ExitCode": None, "Pid": 0,
+    })  # fmt: skip
+    return exec_id
+
+
+def _forget_finished(directory: str) -> None:
+    """Drop the records of execs that ended over five minutes ago (dockerd forgets them too)."""
+    horizon = time.time() - _KEEP_SECONDS
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        try:
+            if os.stat(path).st_mtime > horizon:
+                continue
+            if name.endswith(".json"):
+                with open(path) as f:
+                    if json.load(f).get("Running"):
+                        continue
+            os.unlink(path)
+        except (OSError, ValueError):
+            continue  # another process replaced or removed it meanwhile
+
+
+def inspect(engine: Engine, exec_id: str) -> dict[str, Any]:
+    """Docker's ExecInspect."""
+    path, rec = _find(engine, exec_id)
+    pid = rec["Pid"]
+    if rec["Running"] and not pid:
+        try:
+            with open(path[: -len(".json")] + ".pid") as f:
+                pid = int(f.read() or 0)
+        except (FileNotFoundError, ValueError):
+            pid = 0
+    cfg = rec["Config"]
+    cmd = cfg.get("Cmd") or []
+    return {
+        "ID": rec["ID"], "ContainerID": rec["ContainerID"], "Running": rec["Running"],
+        "ExitCode": rec["ExitCode"], "Pid": pid, "CanRemove": False, "DetachKeys": "",
+        "OpenStdin": bool(cfg.get("AttachStdin")), "OpenStdout": bool(cfg.get("AttachStdout")),
+        "OpenStderr": bool(cfg.get("AttachStderr")),
+        "ProcessConfig": {"entrypoint": cmd[0] if cmd else "", "arguments": list(cmd[1:]),
+                          "tty": bool(cfg.get("Tty")), "user": cfg.get("User") or "",
+                          "privileged": bool(cfg.get("Privileged"))},
+    }  # fmt: skip
+
+
+def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
+    """Run the exec: attached, on this process's stdio, returning its exit status; or
+    detached, returning once it runs (its status goes to the record)."""
+    path, rec = _find(engine, exec_id)
+    if rec["Started"]:
+        raise Conflict(f"Error: Exec command {exec_id} is already running" if rec["Running"]
+                       else f"Error: Exec command {exec_id} has already run")  # fmt: skip
+    rec.update(Started=True, Running=True)
+    _save(path, rec)
+    if not detach:
+        return _run(engine, path, rec)
+    pid_path = path[: -len(".json")] + ".pid"
+    threading = sys.modules.get("threading")
+    if threading is None or threading.active_count() == 1:
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                from dockyard.engine.containers import Engine as EngineImpl
+
+                _run(EngineImpl(engine.root, engine.snapshotter), path, rec, quiet=True)
+                code = 0
+            finally:
+                os._exit(code)
+        waiter: Any = None
+    else:
+        import subprocess
+
+        waiter = subprocess.Popen([sys.executable, "-m", "dockyard.engine.execs", engine.root, engine.snapshotter, path],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)  # fmt: skip
+        child = waiter.pid
+    deadline = time.monotonic() + 30
+    while not os.path.exists(pid_path):
+        done = (
+            waiter.poll() is not None
+            if waiter is not None
+            else os.waitpid(child, os.WNOHANG)[0] == child
+        )
+        if done or time.monotonic() > deadline:
+            break  # it ended (or failed) before a pid was written: the record says how
+        time.sleep(0.005)
+    return None
+
+
+def _run(engine: Engine, path: str, rec: dict[str, Any], quiet: bool = False) -> int:
+    from dockyard.runtime.lifecycle import ContainerError
+
+    cid = rec["ContainerID"]
+    pid_path = path[: -len(".json")] + ".pid"
+    try:
+        code = engine.runtime(cid).exec(cid, rec["Process"], False, pid_file=pid_path)
+    except ContainerError as err:
+        code = exit_code_for_kind(err.kind)
+        rec.update(Running=False, ExitCode=code)
+        _save(path, rec)
+        if quiet:
+            return code
+        raise start_error(str(err), code) from None
+    try:
+        with open(pid_path) as f:
+            rec["Pid"] = int(f.read() or 0)
+    except (FileNotFoundError, ValueError):
+        pass
+    rec.update(Running=False, ExitCode=code)
+    _save(path, rec)
+    return code
+
+
+if __name__ == "__main__":
+    root, snapshotter, record_path = sys.argv[1:4]
+    from dockyard.engine.containers import Engine as EngineImpl
+
+    with open(record_path) as f:
+        record = json.load(f)
+    _run(EngineImpl(root, snapshotter), record_path, record, quiet=True)
+    os._exit(0)
