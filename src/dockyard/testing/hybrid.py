@@ -52,7 +52,9 @@ def undo_crun_cgroup_fix(mounted: list[str]) -> list[str]:
     stuck = []
     for ctrl in mounted:
         path = f"/sys/fs/cgroup/{ctrl}"
-        for _try in range(3):
+        # a hierarchy goes only once the kernel has let go of its last dying cgroup; each
+        # remount and unmount gives it another chance (three were sometimes not enough)
+        for _try in range(10):
             if subprocess.run(["mountpoint", "-q", path]).returncode != 0:
                 os.makedirs(path, exist_ok=True)
                 subprocess.run(["mount", "-t", "cgroup", "-o", ctrl, "cgroup", path], check=False)
