@@ -15,7 +15,14 @@ import sys
 import time
 
 from dockyard import _json as json
-from dockyard.errors import Conflict, InvalidArgument, NotFound, exit_code_for_kind, start_error
+from dockyard.errors import (
+    Conflict,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    exit_code_for_kind,
+    start_error,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,60 +142,88 @@ def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
                        else f"Error: Exec command {exec_id} has already run")  # fmt: skip
     rec.update(Started=True, Running=True)
     _save(path, rec)
+    # the runtime's exec makes its caller the subreaper of what it starts: it runs in a
+    # child of its own, never in the caller (a server would collect every orphan as a zombie)
+    waiter = _waiter(engine, path, rec, detach)
     if not detach:
-        return _run(engine, path, rec)
+        waiter.wait()
+        _path, done = _find(engine, exec_id)
+        if done.get("Error"):
+            raise start_error(done["Error"], done["ExitCode"])
+        return int(done["ExitCode"] if done["ExitCode"] is not None else 125)
     pid_path = path[: -len(".json")] + ".pid"
+    deadline = time.monotonic() + 30
+    while not os.path.exists(pid_path):
+        if waiter.poll() is not None or time.monotonic() > deadline:
+            break  # it ended (or failed) before a pid was written: the record says how
+        time.sleep(0.005)
+    return None
+
+
+class _Child:
+    """A forked waiter, reaped here."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.code = pid, None
+
+    def poll(self) -> int | None:
+        if self.code is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done == self.pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+    def wait(self) -> int:
+        if self.code is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+
+def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any:
+    """The process that runs the exec and records its end: forked where one thread runs,
+    spawned where more do. Attached, it keeps the caller's stdio; detached, it has none."""
     threading = sys.modules.get("threading")
     if threading is None or threading.active_count() == 1:
         child = os.fork()
         if child == 0:
             code = 1
             try:
-                os.setsid()
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
+                if detach:
+                    os.setsid()
+                    null = os.open(os.devnull, os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(null, fd)
                 from dockyard.engine.containers import Engine as EngineImpl
 
-                _run(EngineImpl(engine.root, engine.snapshotter), path, rec, quiet=True)
-                code = 0
+                code = _run(EngineImpl(engine.root, engine.snapshotter), path, rec)
             finally:
-                os._exit(code)
-        waiter: Any = None
-    else:
-        import subprocess
+                os._exit(code & 0xFF)
+        return _Child(child)
+    import subprocess
 
-        waiter = subprocess.Popen([sys.executable, "-m", "dockyard.engine.execs", engine.root, engine.snapshotter, path],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)  # fmt: skip
-        child = waiter.pid
-    deadline = time.monotonic() + 30
-    while not os.path.exists(pid_path):
-        done = (
-            waiter.poll() is not None
-            if waiter is not None
-            else os.waitpid(child, os.WNOHANG)[0] == child
-        )
-        if done or time.monotonic() > deadline:
-            break  # it ended (or failed) before a pid was written: the record says how
-        time.sleep(0.005)
-    return None
+    quiet = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+    }
+    return subprocess.Popen([sys.executable, "-m", "dockyard.engine.execs", engine.root, engine.snapshotter, path],
+                            start_new_session=detach, **(quiet if detach else {}))  # type: ignore[call-overload]  # fmt: skip
 
 
-def _run(engine: Engine, path: str, rec: dict[str, Any], quiet: bool = False) -> int:
+def _run(engine: Engine, path: str, rec: dict[str, Any]) -> int:
+    """Run the exec here and record how it ended; its exit status."""
     from dockyard.runtime.lifecycle import ContainerError
 
     cid = rec["ContainerID"]
     pid_path = path[: -len(".json")] + ".pid"
     try:
         code = engine.runtime(cid).exec(cid, rec["Process"], False, pid_file=pid_path)
-    except ContainerError as err:
-        code = exit_code_for_kind(err.kind)
-        rec.update(Running=False, ExitCode=code)
+    except (ContainerError, DockyardError) as err:
+        code = exit_code_for_kind(getattr(err, "kind", ""))
+        rec.update(Running=False, ExitCode=code, Error=str(err))
         _save(path, rec)
-        if quiet:
-            return code
-        raise start_error(str(err), code) from None
+        return code
     try:
         with open(pid_path) as f:
             rec["Pid"] = int(f.read() or 0)
@@ -205,5 +240,4 @@ if __name__ == "__main__":
 
     with open(record_path) as f:
         record = json.load(f)
-    _run(EngineImpl(root, snapshotter), record_path, record, quiet=True)
-    os._exit(0)
+    os._exit(_run(EngineImpl(root, snapshotter), record_path, record) & 0xFF)

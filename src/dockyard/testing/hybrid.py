@@ -25,6 +25,16 @@ def _v2_controllers() -> list[str]:
         return []
 
 
+def _cgroups_in(ctrl: str) -> int:
+    """How many cgroups the kernel still counts in ``ctrl``'s v1 hierarchy (dying ones too)."""
+    with open("/proc/cgroups") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] == ctrl:
+                return int(fields[2])
+    return 0
+
+
 def crun_cgroup_fix() -> list[str]:
     """Mount every cgroup2-owned controller as v1; return the ones mounted (to undo)."""
     mounted = []
@@ -52,9 +62,7 @@ def undo_crun_cgroup_fix(mounted: list[str]) -> list[str]:
     stuck = []
     for ctrl in mounted:
         path = f"/sys/fs/cgroup/{ctrl}"
-        # a hierarchy goes only once the kernel has let go of its last dying cgroup; each
-        # remount and unmount gives it another chance (three were sometimes not enough)
-        for _try in range(10):
+        for _try in range(3):
             if subprocess.run(["mountpoint", "-q", path]).returncode != 0:
                 os.makedirs(path, exist_ok=True)
                 subprocess.run(["mount", "-t", "cgroup", "-o", ctrl, "cgroup", path], check=False)
@@ -64,6 +72,11 @@ def undo_crun_cgroup_fix(mounted: list[str]) -> list[str]:
                         os.rmdir(os.path.join(base, d))
                     except OSError:
                         pass
+            # removed cgroups die when the kernel is done with them (seconds, after many
+            # short-lived containers): unmounting before that leaves the hierarchy stuck
+            deadline = time.monotonic() + 20
+            while _cgroups_in(ctrl) > 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
             subprocess.run(["umount", path], check=False)
             try:
                 os.rmdir(path)
