@@ -160,26 +160,6 @@ def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
     return None
 
 
-class _Child:
-    """A forked waiter, reaped here."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.code = pid, None
-
-    def poll(self) -> int | None:
-        if self.code is None:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done == self.pid:
-                self.code = os.waitstatus_to_exitcode(status)
-        return self.code
-
-    def wait(self) -> int:
-        if self.code is None:
-            _pid, status = os.waitpid(self.pid, 0)
-            self.code = os.waitstatus_to_exitcode(status)
-        return self.code
-
-
 def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any:
     """The process that runs the exec and records its end: forked where one thread runs,
     spawned where more do. Attached, it keeps the caller's stdio; detached, it has none."""
@@ -199,7 +179,9 @@ def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any
                 code = _run(EngineImpl(engine.root, engine.snapshotter), path, rec)
             finally:
                 os._exit(code & 0xFF)
-        return _Child(child)
+        from dockyard.engine.containers import MonitorProcess  # a child reaped by its parent
+
+        return MonitorProcess(child)
     import subprocess
 
     quiet = {
