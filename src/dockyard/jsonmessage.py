@@ -69,6 +69,12 @@ class TextRenderer:
             fields["total"] = detail["total"]
         self.bars.update(self.tasks[ident], **fields)
 
+    def __enter__(self) -> TextRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.bars is not None:
             self.bars.stop()

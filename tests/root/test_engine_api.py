@@ -402,6 +402,7 @@ def test_detached_exec_from_a_threaded_process(dy: Dy) -> None:
     import threading
 
     from dockyard.engine import execs
+    from dockyard.errors import Conflict
 
     engine = Engine(dy.root)
     cid = engine.create(
@@ -427,5 +428,22 @@ def test_detached_exec_from_a_threaded_process(dy: Dy) -> None:
         assert (
             results["start"] is None and execs.inspect(engine, str(results["id"]))["ExitCode"] == 5
         )
+        # two starts of one exec at once: exactly one runs it
+        racing = execs.create(engine, cid, {"Cmd": ["true"]})
+        outcomes: list[str] = []
+
+        def race() -> None:
+            try:
+                execs.start(Engine(dy.root), racing, detach=True)
+                outcomes.append("started")
+            except Conflict:
+                outcomes.append("refused")
+
+        racers = [threading.Thread(target=race) for _ in range(4)]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join(30)
+        assert sorted(outcomes) == ["refused", "refused", "refused", "started"]
     finally:
         engine.remove(cid, force=True)

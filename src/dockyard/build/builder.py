@@ -346,13 +346,11 @@ class Builder:
         from dockyard.jsonmessage import TextRenderer
         from dockyard.registry.transfer import pull  # 45 ms of imports: only when pulling
 
-        renderer = TextRenderer(_Prefixed(self, f"#{self.step_no} "))  # type: ignore[arg-type]
         try:
-            return pull(self.store, base, progress=renderer, implicit=True)
+            with TextRenderer(_Prefixed(self, f"#{self.step_no} ")) as progress:  # type: ignore[arg-type]
+                return pull(self.store, base, progress=progress, implicit=True)
         except (DockyardError, OSError) as err:
             raise BuildError(f"FROM {base}: {err}") from None
-        finally:
-            renderer.close()
 
     def _onbuild(self, state: _State) -> list[Any]:
         triggers = state.config.get("OnBuild") or []

@@ -380,11 +380,8 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
         from dockyard.jsonmessage import TextRenderer
         from dockyard.registry.transfer import pull
 
-        renderer = TextRenderer(sys.stderr)
-        try:
-            pull(engine.images, image, kw.get("platform"), renderer, implicit=True)
-        finally:
-            renderer.close()
+        with TextRenderer(sys.stderr) as progress:
+            pull(engine.images, image, kw.get("platform"), progress, implicit=True)
 
     cidfile = kw.get("cidfile")
     if cidfile and os.path.exists(cidfile):

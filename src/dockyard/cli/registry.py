@@ -23,20 +23,16 @@ def pull_cmd(
     ctx: flags.Context, platform: str | None, all_tags: bool, quiet: bool, name: str
 ) -> None:
     """Download an image from a registry."""
+    from contextlib import nullcontext
+
     from dockyard.jsonmessage import TextRenderer, discard
-    from dockyard.registry.transfer import pull
+    from dockyard.registry.transfer import pull, pull_all
 
-    progress = discard if quiet else TextRenderer(sys.stdout)
-    try:
+    with nullcontext(discard) if quiet else TextRenderer(sys.stdout) as progress:
         if all_tags:
-            from dockyard.registry.transfer import pull_all
-
             pull_all(_engine(ctx).images, name, platform, progress)
             return
         pull(_engine(ctx).images, name, platform, progress)
-    finally:
-        if isinstance(progress, TextRenderer):
-            progress.close()
     if quiet:
         from dockyard.image.reference import parse
 
@@ -55,17 +51,13 @@ def pull_cmd(
 @flags.pass_context
 def push_cmd(ctx: flags.Context, quiet: bool, compression: str, name: str) -> None:
     """Upload an image to a registry."""
+    from contextlib import nullcontext
+
     from dockyard.jsonmessage import TextRenderer, discard
     from dockyard.registry.transfer import push
 
-    if quiet:
-        push(_engine(ctx).images, name, discard, compression)
-        return
-    renderer = TextRenderer(sys.stdout)
-    try:
-        push(_engine(ctx).images, name, renderer, compression)
-    finally:
-        renderer.close()
+    with nullcontext(discard) if quiet else TextRenderer(sys.stdout) as progress:
+        push(_engine(ctx).images, name, progress, compression)
 
 
 @flags.command("login")

@@ -53,6 +53,10 @@ def _find(engine: Engine, exec_id: str) -> tuple[str, dict[str, Any]]:
     raise NotFound(f"No such exec instance: {exec_id}")
 
 
+def _pid_path(path: str) -> str:
+    return path.removesuffix(".json") + ".pid"
+
+
 def _save(path: str, record: dict[str, Any]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
@@ -116,7 +120,7 @@ def inspect(engine: Engine, exec_id: str) -> dict[str, Any]:
     pid = rec["Pid"]
     if rec["Running"] and not pid:
         try:
-            with open(path[: -len(".json")] + ".pid") as f:
+            with open(_pid_path(path)) as f:
                 pid = int(f.read() or 0)
         except (FileNotFoundError, ValueError):
             pid = 0
@@ -137,9 +141,16 @@ def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
     """Run the exec: attached, on this process's stdio, returning its exit status; or
     detached, returning once it runs (its status goes to the record)."""
     path, rec = _find(engine, exec_id)
-    if rec["Started"]:
-        raise Conflict(f"Error: Exec command {exec_id} is already running" if rec["Running"]
-                       else f"Error: Exec command {exec_id} has already run")  # fmt: skip
+    try:  # the claim: of two concurrent starts, exactly one creates it
+        os.close(
+            os.open(
+                path.removesuffix(".json") + ".started", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+            )
+        )
+    except FileExistsError:
+        rec = _find(engine, exec_id)[1]
+        raise Conflict(f"Error: Exec command {exec_id} is already running" if rec["Running"] or not rec["Started"]
+                       else f"Error: Exec command {exec_id} has already run") from None  # fmt: skip
     rec.update(Started=True, Running=True)
     _save(path, rec)
     # the runtime's exec makes its caller the subreaper of what it starts: it runs in a
@@ -151,7 +162,7 @@ def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
         if done.get("Error"):
             raise start_error(done["Error"], done["ExitCode"])
         return int(done["ExitCode"] if done["ExitCode"] is not None else 125)
-    pid_path = path[: -len(".json")] + ".pid"
+    pid_path = _pid_path(path)
     deadline = time.monotonic() + 30
     while not os.path.exists(pid_path):
         if waiter.poll() is not None or time.monotonic() > deadline:
@@ -198,7 +209,7 @@ def _run(engine: Engine, path: str, rec: dict[str, Any]) -> int:
     from dockyard.runtime.lifecycle import ContainerError
 
     cid = rec["ContainerID"]
-    pid_path = path[: -len(".json")] + ".pid"
+    pid_path = _pid_path(path)
     try:
         code = engine.runtime(cid).exec(cid, rec["Process"], False, pid_file=pid_path)
     except (ContainerError, DockyardError) as err:

@@ -52,6 +52,9 @@ def containers(engine: Engine, all_: bool = False, filters: Filters | None = Non
     for value in flt.get("exited"):
         if not value.lstrip("-").isdigit():
             raise InvalidArgument(f"invalid filter 'exited={value}'")
+    ancestors = {
+        v: _image_id(engine, v) for v in flt.get("ancestor")
+    }  # resolved once, not per container
     everything = engine.list(True)
     bounds = {key: _container_bound(engine, flt.get(key)) for key in ("before", "since")}
     show_all = all_ or limit > 0 or "status" in flt or any(bounds.values())
@@ -63,7 +66,7 @@ def containers(engine: Engine, all_: bool = False, filters: Filters | None = Non
             continue
         if bounds["since"] and not rec["created"] > bounds["since"]["created"]:
             continue
-        if _container_matches(engine, flt, rec):
+        if _container_matches(engine, flt, rec, ancestors):
             out.append(rec)
     return out[:limit] if limit > 0 else out
 
@@ -74,7 +77,9 @@ def _container_bound(engine: Engine, refs: list[str]) -> dict[str, Any] | None:
     return engine.record(engine.lookup(refs[-1]))
 
 
-def _container_matches(engine: Engine, flt: Filters, rec: dict[str, Any]) -> bool:
+def _container_matches(
+    engine: Engine, flt: Filters, rec: dict[str, Any], ancestors: dict[str, str | None]
+) -> bool:
     if not flt:
         return True
     cid, name = rec["id"], rec["name"]
@@ -87,21 +92,23 @@ def _container_matches(engine: Engine, flt: Filters, rec: dict[str, Any]) -> boo
         and flt.match("status", lambda v: rec["status"] == v)
         and flt.match("exited", lambda v: rec["status"] == "exited" and rec["exit_code"] == int(v))
         and flt.match("health", lambda v: health == v)
-        and flt.match("ancestor", lambda v: _ancestor(engine, rec, v))
+        and flt.match("ancestor", lambda v: _ancestor(rec, v, ancestors[v]))
         and flt.match("network", lambda v: _on_network(engine, cid, v))
         and flt.match("volume", lambda v: _uses_volume(engine, rec, v))
     )
 
 
-def _ancestor(engine: Engine, rec: dict[str, Any], value: str) -> bool:
-    if rec["image_ref"] == value or rec["image_id"].startswith(value):
-        return True
-    if rec["image_id"].removeprefix("sha256:").startswith(value):
-        return True
-    try:  # a name (``busybox``, ``busybox:latest``) means the image it names now
-        return engine.images.resolve(value) == rec["image_id"]
+def _image_id(engine: Engine, name: str) -> str | None:
+    """The image a name (``busybox``, ``busybox:latest``, an ID prefix) means now."""
+    try:
+        return engine.images.resolve(name)
     except DockyardError:  # not a reference, or no such image: nothing descends from it
-        return False
+        return None
+
+
+def _ancestor(rec: dict[str, Any], value: str, image_id: str | None) -> bool:
+    return (rec["image_ref"] == value or rec["image_id"] == image_id or rec["image_id"].startswith(value)
+            or rec["image_id"].removeprefix("sha256:").startswith(value))  # fmt: skip
 
 
 def _on_network(engine: Engine, cid: str, value: str) -> bool:
