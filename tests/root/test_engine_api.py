@@ -447,3 +447,59 @@ def test_detached_exec_from_a_threaded_process(dy: Dy) -> None:
         assert sorted(outcomes) == ["refused", "refused", "refused", "started"]
     finally:
         engine.remove(cid, force=True)
+
+
+def test_attach_is_an_engine_session(dy: Dy) -> None:
+    """The run path without a terminal: the session gets the monitor's socket, sends stdin,
+    reads stdout and stderr apart, and finishes the container (--rm) before it returns."""
+    from dockyard.engine.attach import AttachSession, DetachKeys, parse_detach_keys
+    from dockyard.engine.stream import STDERR, STDOUT
+    from dockyard.errors import CommandNotFound, ContainerNotFound
+
+    engine = Engine(dy.root)
+    cid = engine.create(
+        "busybox",
+        {"Cmd": ["sh", "-c", "read line; echo got $line; echo oops >&2; exit 4"],
+         "OpenStdin": True, "StdinOnce": True},
+        {"AutoRemove": True},
+    )  # fmt: skip
+    monitor = engine.start(cid, attach=True)
+    seen: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+    with AttachSession(engine, cid, monitor.attach) as session:
+        session.send(b"hello\n")
+        session.close_stdin()
+        code = session.pump(lambda kind, data: seen.__setitem__(kind, seen[kind] + data))
+    monitor.wait()
+    assert (code, seen[STDOUT], seen[STDERR]) == (4, b"got hello\n", b"oops\n")
+    with pytest.raises(ContainerNotFound):
+        engine.record(cid)  # AutoRemove: gone when the session ended
+
+    # a second client on a running container: connects to its socket, sees the exit
+    cid = engine.create("busybox", {"Cmd": ["sh", "-c", "sleep 0.5; echo late; exit 2"]}, {})
+    try:
+        engine.start(cid)
+        with AttachSession(engine, cid) as session:
+            out: list[bytes] = []
+            assert session.pump(lambda _k, data: out.append(data)) == 2
+        assert b"".join(out) == b"late\n"
+        assert engine.record(cid)["status"] == "exited"
+    finally:
+        engine.remove(cid, force=True)
+
+    # a start error comes back as its class, not as text
+    cid = engine.create("busybox", {"Cmd": ["no-such-command"]}, {})
+    try:
+        monitor = engine.start(cid, attach=True)
+        with pytest.raises(CommandNotFound), AttachSession(engine, cid, monitor.attach) as session:
+            session.pump(lambda _k, _d: None)
+        monitor.wait()
+    finally:
+        engine.remove(cid, force=True)
+
+    # detach keys: Docker's grammar, a split sequence still seen, what came before passed on
+    keys = DetachKeys(parse_detach_keys("ctrl-p,ctrl-q"))
+    assert keys.feed(b"ab\x10") == (b"ab", False)
+    assert keys.feed(b"\x11rest") == (b"", True)
+    assert DetachKeys(parse_detach_keys("ctrl-x")).feed(b"a\x10b") == (b"a\x10b", False)
+    with pytest.raises(InvalidArgument, match=r"^invalid detach keys \(ctrl-\) provided$"):
+        parse_detach_keys("ctrl-")

@@ -864,51 +864,32 @@ class Builder:
 
     def _attached(self, cid: str) -> tuple[int, list[str]]:
         """Start the RUN container, print its output as progress; (exit code, last lines)."""
-        import json as _stdjson
-        import select
-
-        from dockyard.engine import stream
+        from dockyard.engine.attach import AttachSession
 
         monitor = self.engine.start(cid, attach=True)
-        sock = monitor.attach
-        reader = stream.FrameReader()
         t0 = time.monotonic()
         tail: list[str] = []
         partial = b""
-        code = 1
-        try:
-            while True:
-                select.select([sock], [], [])
-                data = sock.recv(65536)
-                if not data:
-                    code = self.engine.wait(cid)
-                    break
-                for kind, payload in reader.feed(data):
-                    if kind in (stream.STDOUT, stream.STDERR):
-                        partial += payload
-                        *lines, partial = partial.split(b"\n")
-                        for line in lines:
-                            text = line.decode(errors="replace")
-                            tail.append(text)
-                            self._say(f"#{self.step_no} {time.monotonic() - t0:.3f} {text}")
-                    elif kind == stream.EXIT:
-                        info = _stdjson.loads(payload)
-                        if info.get("Error"):
-                            raise BuildError(info["Error"])
-                        code = int(info.get("ExitCode", 0))
-                        if info.get("ClientFinish"):
-                            from dockyard.engine.monitor import finish_by_client
 
-                            finish_by_client(self.engine, cid, code)
-                            sock.sendall(stream.frame(stream.FINISHED, b""))
-                        if partial:
-                            tail.append(partial.decode(errors="replace"))
-                            self._say(f"#{self.step_no} {time.monotonic() - t0:.3f} {tail[-1]}")
-                        monitor.wait()
-                        return code, tail
+        def show(text: str) -> None:
+            tail.append(text)
+            self._say(f"#{self.step_no} {time.monotonic() - t0:.3f} {text}")
+
+        def output(_kind: int, payload: bytes) -> None:
+            nonlocal partial
+            *lines, partial = (partial + payload).split(b"\n")
+            for line in lines:
+                show(line.decode(errors="replace"))
+
+        try:
+            with AttachSession(self.engine, cid, monitor.attach) as session:
+                code = session.pump(output)
+        except DockyardError as err:
+            raise BuildError(str(err)) from None
         finally:
-            sock.close()
-        monitor.wait()
+            monitor.wait()
+        if partial:
+            show(partial.decode(errors="replace"))
         return code, tail
 
 

@@ -143,7 +143,7 @@ def builder_group() -> None:
 @flags.pass_context
 def builder_prune_cmd(ctx: flags.Context, all_: bool, force: bool) -> None:
     """Remove build cache."""
-    from dockyard.build.cache import prune
+    from dockyard.engine.system import prune_build_cache as prune
 
     if not force and not flags.confirm(
         "WARNING! This will remove all dangling build cache.\nAre you sure you want to continue?"

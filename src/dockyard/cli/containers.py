@@ -12,12 +12,12 @@ from dockyard.cli._context import change_option
 from dockyard.cli.format import human_duration, table
 from dockyard.clock import parse_time, time_bound
 from dockyard.engine import stream
+from dockyard.engine.attach import parse_detach_keys
 from dockyard.engine.containers import Engine
 from dockyard.errors import (
     DockyardError,
     ImageNotFound,
     InvalidArgument,
-    start_error,
 )
 
 __all__ = ["register"]
@@ -360,7 +360,7 @@ def run_cmd(ctx: flags.Context, detach: bool, sig_proxy: bool, detach_keys: str,
     monitor = engine.start(cid, attach=True)
     try:
         code = _attach(engine, cid, config["OpenStdin"], config["Tty"], sig_proxy,
-                       _detach_keys(detach_keys), monitor.attach)  # fmt: skip
+                       parse_detach_keys(detach_keys), monitor.attach)  # fmt: skip
     except DockyardError:
         monitor.wait()  # a start error: with --rm the monitor removes the container first, as Docker
         raise
@@ -404,32 +404,14 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
     return cid
 
 
-def _detach_keys(spec: str) -> bytes:
-    """Docker's --detach-keys: "ctrl-p,ctrl-q" -> b"\x10\x11"."""
-    out = bytearray()
-    for key in spec.split(","):
-        key = key.strip()
-        if key.startswith("ctrl-") and len(key) == 6:
-            out.append((ord(key[5].lower()) - ord("a") + 1) & 0x1F)
-        elif len(key) == 1:
-            out += key.encode()
-        else:
-            raise InvalidArgument(f"invalid detach keys ({spec}) provided")
-    return bytes(out)
-
-
 def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
             detach_keys: bytes = b"\x10\x11", sock: Any = None) -> int | None:  # fmt: skip
     """Stream the container's output here (and our input there) until it exits; its exit code,
     or None when the user detached with the key sequence. ``sock`` is the socket a monitor
     started for us hands over; without it we connect to the running container's."""
-    if sock is None:
-        import _socket
+    from dockyard.engine.attach import AttachSession, DetachKeys
 
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        with stream.ShortPath(os.path.join(engine.cdir(cid), "attach.sock")) as short:
-            sock.connect(short)
-    reader = stream.FrameReader()
+    session = AttachSession(engine, cid, sock)
     saved_tty = None
     if tty and stdin and os.isatty(0):
         import termios
@@ -441,7 +423,7 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
 
         def resize(*_args: Any) -> None:
             cols, rows = os.get_terminal_size(0)
-            sock.sendall(stream.frame(stream.RESIZE, json.dumps({"h": rows, "w": cols}).encode()))
+            session.resize(rows, cols)
 
         resize()
         signal_mod.signal(signal_mod.SIGWINCH, resize)
@@ -456,71 +438,34 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, forward)
-    watch: list[Any] = [sock] + ([0] if stdin else [])
-    pending = b""
+    watch: list[Any] = [session] + ([0] if stdin else [])
+    keys = DetachKeys(detach_keys if tty else b"")
     try:
-        while True:
+        while not session.done:
             try:
                 ready, _, _ = select.select(watch, [], [])
             except InterruptedError:
                 continue
             if 0 in ready:
                 data = os.read(0, 65536)
-                if data and tty and detach_keys:
-                    pending += data
-                    if detach_keys in pending:
-                        before = pending.split(detach_keys, 1)[0]
-                        if before:
-                            sock.sendall(stream.frame(stream.STDIN, before))
-                        return None
-                    # hold back a possible start of the sequence, send the rest
-                    keep = next((n for n in range(len(detach_keys) - 1, 0, -1)
-                                 if pending.endswith(detach_keys[:n])), 0)  # fmt: skip
-                    data, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                    if data:
-                        sock.sendall(stream.frame(stream.STDIN, data))
-                elif data:
-                    sock.sendall(stream.frame(stream.STDIN, data))
-                else:
-                    sock.sendall(stream.frame(stream.STDIN_CLOSE, b""))
-                    watch.remove(0)
-            if sock in ready:
-                data = sock.recv(65536)
                 if not data:
-                    return engine.wait(cid)
-                for kind, payload in reader.feed(data):
-                    if kind == stream.STDOUT:
-                        stream.send_all(1, payload)
-                    elif kind == stream.STDERR:
-                        stream.send_all(2, payload)
-                    elif kind == stream.EXIT:
-                        info = json.loads(payload)
-                        if info.get("Error"):
-                            raise start_error(info["Error"], info.get("ExitCode", 125))
-                        code = int(info.get("ExitCode", 0))
-                        if info.get("ClientFinish"):
-                            from dockyard.engine.monitor import finish_by_client
-
-                            finish_by_client(engine, cid, code)
-                            sock.sendall(stream.frame(stream.FINISHED, b""))
-                            _finish_removal(engine, cid)
-                        return code
+                    session.close_stdin()
+                    watch.remove(0)
+                else:
+                    data, detached = keys.feed(data)
+                    session.send(data)
+                    if detached:
+                        return None
+            if session in ready:
+                for kind, payload in session.read():
+                    stream.send_all(1 if kind == stream.STDOUT else 2, payload)
+        return session.exit_code
     finally:
         if saved_tty is not None:
             import termios
 
             termios.tcsetattr(0, termios.TCSADRAIN, saved_tty)
-        sock.close()
-
-
-def _finish_removal(engine: Engine, cid: str) -> None:
-    sock_path = os.path.join(engine.cdir(cid), "attach.sock")
-    try:
-        os.unlink(sock_path)
-    except FileNotFoundError:
-        pass
-    if engine.record(cid)["host_config"].get("AutoRemove"):
-        engine.remove(cid, force=True)
+        session.close()
 
 
 @flags.command("start")
@@ -1112,7 +1057,7 @@ def attach_cmd(
         bool(stdin),
         bool(rec["config"].get("Tty")),
         sig_proxy,
-        _detach_keys(detach_keys),
+        parse_detach_keys(detach_keys),
     )
     if code is None:
         flags.echo("read escape sequence", err=True)

@@ -343,7 +343,6 @@ def info_cmd(ctx: flags.Context, fmt: str | None) -> None:
 def system_prune_cmd(ctx: flags.Context, all_: bool, volumes: bool, force: bool) -> None:
     """Remove unused data: stopped containers, unused networks, dangling (or all unused) images,
     build cache, and with --volumes anonymous volumes."""
-    from dockyard.build.cache import prune as prune_build_cache
     from dockyard.cli._context import engine as _engine
 
     if not force:
@@ -354,23 +353,9 @@ def system_prune_cmd(ctx: flags.Context, all_: bool, volumes: bool, force: bool)
         if not flags.confirm("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
                              + "\nAre you sure you want to continue?"):  # fmt: skip
             return
-    engine = _engine(ctx)
-    sections = [
-        ("Deleted Containers", engine.prune()),
-        ("Deleted Networks", engine.networks.prune()),
-    ]
-    freed = 0
-    if volumes:
-        gone, size = engine.volumes.prune(False)
-        sections.append(("Deleted Volumes", gone))
-        freed += size
-    removed, size = prune_build_cache(engine)  # before the images: the cache holds some
-    freed += size
-    from dockyard.engine.images import prune as prune_images
+    from dockyard.engine.system import prune
 
-    lines, size = prune_images(engine.images, all_)
-    sections += [("Deleted Images", lines), ("Deleted build cache objects", removed)]
-    freed += size
+    sections, freed = prune(_engine(ctx), all_, volumes)
     for title, items in sections:
         if items:
             flags.echo(f"{title}:\n" + "\n".join(items) + "\n")

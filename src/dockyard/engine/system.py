@@ -1,9 +1,12 @@
-"""System-wide figures as Docker reports them: ``info`` (``GET /info``)."""
+"""System-wide calls as Docker offers them: ``info`` (``GET /info``), the build cache's
+prune, and ``system prune``'s sequence."""
 
 from __future__ import annotations
 
 import os
 import platform
+
+from dockyard.fsutil import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -11,7 +14,7 @@ if TYPE_CHECKING:
 
     from dockyard.engine.containers import Engine
 
-__all__ = ["info"]
+__all__ = ["info", "prune", "prune_build_cache"]
 
 
 def _os_name() -> str:
@@ -44,3 +47,58 @@ def info(engine: Engine) -> dict[str, Any]:
         "Runtimes": {"dockyard-runtime": {}, "runc": {"path": "runc"}, "crun": {"path": "crun"}},
         "SecurityOptions": ["name=seccomp,profile=builtin"],
     }  # fmt: skip
+
+
+def prune_build_cache(engine: Engine) -> tuple[list[str], int]:
+    """Forget every cached step, delete the images only the cache held (untagged, used by no
+    container and by no other image as parent), and empty the RUN cache mounts; (cache keys
+    removed, bytes freed)."""
+    store = engine.images
+    rows = engine.db.query("SELECT key, image_id FROM build_cache")
+    before = store.disk_usage()
+    cached = {r["image_id"] for r in rows}
+    with engine.db.tx() as c:
+        c.execute("DELETE FROM build_cache")
+    used = {r[0] for r in engine.db.query("SELECT image_id FROM containers")}
+    removed_any = True
+    while removed_any:  # children first: a parent is deletable once its children are gone
+        removed_any = False
+        parents = {
+            r[0] for r in engine.db.query("SELECT parent FROM images WHERE parent IS NOT NULL")
+        }
+        for image_id in sorted(cached):
+            if store.tags_of(image_id) or image_id in used or image_id in parents:
+                continue
+            try:
+                store.delete_image(image_id)
+            except Exception:  # one image that will not go must not keep the rest
+                continue
+            cached.discard(image_id)
+            removed_any = True
+    store.prune_layers()
+    mounts = os.path.join(engine.root, "build-cache")
+    if os.path.isdir(mounts):
+        remove_tree(mounts, ignore_errors=True)
+    return [r["key"][7:19] for r in rows], max(before - store.disk_usage(), 0)
+
+
+def prune(
+    engine: Engine, all_images: bool, volumes: bool
+) -> tuple[list[tuple[str, list[str]]], int]:
+    """``system prune``: stopped containers, unused networks, (anonymous volumes,) the build
+    cache, then dangling (or all unused) images; ([(section title, removed items)], bytes freed),
+    titled as the docker CLI prints them."""
+    from dockyard.engine.images import prune as prune_images
+
+    sections = [("Deleted Containers", engine.prune()),
+                ("Deleted Networks", engine.networks.prune())]  # fmt: skip
+    freed = 0
+    if volumes:
+        gone, size = engine.volumes.prune(False)
+        sections.append(("Deleted Volumes", gone))
+        freed += size
+    removed, size = prune_build_cache(engine)  # before the images: the cache holds some
+    freed += size
+    lines, size = prune_images(engine.images, all_images)
+    sections += [("Deleted Images", lines), ("Deleted build cache objects", removed)]
+    return sections, freed + size
