@@ -318,8 +318,8 @@ def test_builder_runs_parallel_stages_as_library_calls_in_a_threaded_process(
     import io
     import threading
 
-    from dockyard.build.builder import Builder, BuildError, BuildOptions
-    from dockyard.build.context import BuildContext
+    from dockyard.builder.context import BuildContext
+    from dockyard.builder.stages import Builder, BuildError, BuildOptions
 
     wait = ("touch /sync/{me}; i=0; while [ ! -e /sync/{other} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 9; "
             "sleep 0.1; done; echo {me} > /{me}")  # fmt: skip

@@ -14,12 +14,13 @@ SRC = os.path.dirname(dockyard.__file__)
 RANKS = {
     "errors": 0, "_json": 0, "__version__": 0,
     "clock": 1, "units": 1, "filters": 1, "jsonmessage": 1, "linux": 1, "fsutil": 1, "metadata": 1, "busy": 1,
+    "platforms": 1,
     "inroot": 2, "runtime.cgroups": 2, "content": 2,
     "runtime": 3, "snapshot": 3,
     "image": 4,
     "network": 5, "registry": 5, "testing": 5,
     "engine": 6,
-    "build": 7,
+    "builder": 7,
     "cli": 8,
 }  # fmt: skip
 

@@ -77,8 +77,8 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
               progress: str, iidfile: str | None, network: str, explain_cache: bool, platform: str,
               context: str) -> None:  # fmt: skip
     """Build an image from a Dockerfile."""
-    from dockyard.build.builder import Builder, BuildOptions
-    from dockyard.build.context import BuildContext
+    from dockyard.builder.context import BuildContext
+    from dockyard.builder.stages import Builder, BuildOptions
 
     engine = _engine(ctx)
     for tag in tags:
@@ -113,7 +113,7 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
                                dockerfile_name=os.path.basename(name), platform=platform)  # fmt: skip
         live = None
         if not quiet and (progress == "tty" or (progress == "auto" and sys.stderr.isatty())):
-            from dockyard.build.tty_progress import TtyProgress
+            from dockyard.builder.tty_progress import TtyProgress
 
             live = TtyProgress(sys.stderr)
         try:

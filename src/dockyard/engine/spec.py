@@ -114,15 +114,6 @@ def _lookup_uid(rootfs: str, uid: int) -> list[str] | None:
     return None
 
 
-_GO_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "i686": "386",
-}
 _SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
               "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64",
               "386": "SCMP_ARCH_X86"}  # fmt: skip
@@ -145,7 +136,9 @@ def seccomp_from_docker(profile: dict[str, Any], caps: list[str]) -> dict[str, A
     host's architecture (and its sub-architectures) from ``archMap``; a rule's
     ``includes``/``excludes`` on capabilities, architectures and ``minKernel`` are settled
     here against the container's capabilities and this host."""
-    arch = _GO_ARCH.get(os.uname().machine, os.uname().machine)
+    from dockyard.platforms import host_arch
+
+    arch = host_arch()
     archs = list(profile.get("architectures") or [])
     for entry in profile.get("archMap") or []:
         if entry["architecture"] == _SCMP_ARCH.get(arch):

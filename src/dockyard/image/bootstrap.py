@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import platform
 import shutil
 import subprocess
 import tarfile
@@ -17,11 +16,9 @@ import time
 
 from dockyard.busy import changing
 from dockyard.image.store import ImageStore
+from dockyard.platforms import host_arch
 
 __all__ = ["BUSYBOX", "bootstrap_busybox", "deterministic_tar", "make_rootfs"]
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-         "riscv64": "riscv64"}  # fmt: skip
 
 
 BUSYBOX = "/bin/busybox"
@@ -84,7 +81,7 @@ def bootstrap_busybox(
     banner = subprocess.run([busybox], capture_output=True, text=True).stdout.split("\n", 1)[0]
     version = banner.split(" ")[1] if banner.startswith("BusyBox ") else ""
     config = {
-        "architecture": _ARCH.get(platform.machine(), platform.machine()),
+        "architecture": host_arch(),
         "os": "linux",
         "created": created,
         "config": {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import platform
 import tempfile
 from typing import BinaryIO
 
@@ -12,11 +11,10 @@ from dockyard.busy import changing
 from dockyard.clock import now_rfc3339
 from dockyard.image.changes import apply_changes
 from dockyard.image.store import ImageStore
+from dockyard.platforms import host_arch
 from dockyard.snapshot.diff import changes, changes_compare, write_layer
 
 __all__ = ["commit_snapshot", "diff_snapshot", "export_snapshot", "import_rootfs"]
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
 def _layer_source(store: ImageStore, key: str, parent_chain: str | None, out: BinaryIO,
@@ -128,7 +126,7 @@ def import_rootfs(store: ImageStore, tarball: BinaryIO, *, ref: str | None = Non
     layer = store.add_layer(None, tarball)
     created = now_rfc3339()
     cfg = {
-        "architecture": _ARCH.get(platform.machine(), platform.machine()),
+        "architecture": host_arch(),
         "os": "linux",
         "created": created,
         "config": apply_changes({}, changes_ or []),

@@ -18,7 +18,6 @@ the config and the manifest.
 from __future__ import annotations
 
 import os
-import platform as _platform
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from dockyard.content.store import BlobLocks
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.jsonmessage import discard
+from dockyard.platforms import host_platform
 from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
 from dockyard.registry.streaming import Pipe, StreamedLayer
 
@@ -42,17 +42,12 @@ if TYPE_CHECKING:
 
 __all__ = ["pull", "pull_all", "push"]
 
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 _RETRIES = 4
 # blobs downloaded at once, as dockerd's max-concurrent-downloads: each is also hashed,
 # stored, inflated, hashed again and unpacked while it streams, so on few cores more at once
 # only contend (5 gzipped layers of 40 MiB on 2 cores: 3 at once ~610 ms, 8 ~700 ms)
 _PARALLEL = 3
 _CHUNK = int(os.environ.get("DOCKYARD_UPLOAD_CHUNK", 64 << 20))  # bigger blobs go up in PATCHes
-
-
-def host_platform() -> str:
-    return f"linux/{_ARCH.get(_platform.machine(), _platform.machine())}"
 
 
 def _pick(index: dict[str, Any], wanted: str) -> str:
