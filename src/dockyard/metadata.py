@@ -183,6 +183,16 @@ _MIGRATIONS = [
         PRIMARY KEY (source, compression)
     );
     """,
+    # 9: endpoints carry their own names (the endpoint's, and those its DNS answers to), so
+    # networking never reads the containers table; a published port names its holder
+    """
+    ALTER TABLE endpoints ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE endpoints ADD COLUMN dns_names TEXT NOT NULL DEFAULT '[]';
+    UPDATE endpoints SET name = (SELECT c.name FROM containers c WHERE c.id = endpoints.container_id);
+    UPDATE endpoints SET dns_names = json_array(name, substr(container_id, 1, 12));
+    ALTER TABLE published_ports ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    UPDATE published_ports SET name = (SELECT c.name FROM containers c WHERE c.id = published_ports.container_id);
+    """,
 ]
 
 

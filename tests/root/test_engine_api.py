@@ -503,3 +503,47 @@ def test_attach_is_an_engine_session(dy: Dy) -> None:
     assert DetachKeys(parse_detach_keys("ctrl-x")).feed(b"a\x10b") == (b"a\x10b", False)
     with pytest.raises(InvalidArgument, match=r"^invalid detach keys \(ctrl-\) provided$"):
         parse_detach_keys("ctrl-")
+
+
+def test_state_transitions_follow_one_table(dy: Dy) -> None:
+    """Verbs refused in a status say so in dockerd's words, with the class a client maps to a
+    status code; a move the table does not allow is refused at the record, naming the status."""
+    from dockyard.errors import Conflict, NotRunning
+
+    engine = Engine(dy.root)
+    cid = engine.create("busybox", {"Cmd": ["sleep", "60"]}, {}, name="api-states")
+    try:
+        with pytest.raises(NotRunning, match=f"^Container {cid} is not running$"):
+            engine.pause(cid)
+        with pytest.raises(NotRunning, match=f"^Container {cid} is not running$"):
+            engine.top(cid)
+        with pytest.raises(
+            NotRunning,
+            match=rf"^Cannot kill container: {cid[:12]}: Container {cid} is not running$",
+        ):
+            engine.kill(cid)
+        engine.start(cid)
+        top = engine.top(cid)
+        assert "PID" in top["Titles"] and any("sleep 60" in row[-1] for row in top["Processes"])
+        with pytest.raises(Conflict, match=f"^Container {cid} is not paused$"):
+            engine.unpause(cid)
+        engine.pause(cid)
+        assert engine.record(cid)["status"] == "paused"
+        with pytest.raises(Conflict, match=f"^Container {cid} is already paused$"):
+            engine.pause(cid)
+        with pytest.raises(
+            Conflict, match=rf"^You cannot remove a paused container {cid}\. Unpause"
+        ):
+            engine.remove(cid)
+        # paused -> created is no move at all: refused at the record, which stays as it was
+        with pytest.raises(
+            Conflict, match=f"^container {cid[:12]} cannot become created: it is paused$"
+        ):
+            engine.set_state(cid, status="created")
+        assert engine.record(cid)["status"] == "paused"
+        engine.unpause(cid)
+        engine.kill(cid)
+        assert engine.wait(cid) == 137
+        assert engine.record(cid)["status"] == "exited"
+    finally:
+        engine.remove(cid, force=True)

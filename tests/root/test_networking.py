@@ -194,8 +194,17 @@ def test_user_network_names_aliases_and_isolation(dy: Dy) -> None:
         assert next(iter(_bridge(dy, "backend")["Containers"].values()))["Name"] == "db"
         listing = dy("network", "ls").stdout
         assert "backend" in listing and "frontend" in listing and "NETWORK ID" in listing
+        # the names an endpoint answers to follow a rename (the engine records them)
+        dy("rename", "db", "store")
+        out = dy("run", "--rm", "--network", "backend", "busybox", "sh", "-c",
+                 "nslookup store; nslookup db || echo no-db").stdout  # fmt: skip
+        assert f"Address: {db_ip}" in out and "no-db" in out
+        rec = dy.record("store")
+        names = rec["NetworkSettings"]["Networks"]["backend"]["DNSNames"]
+        assert names == ["store", rec["Id"][:12], "database"]
+        assert next(iter(_bridge(dy, "backend")["Containers"].values()))["Name"] == "store"
     finally:
-        dy("rm", "-f", "db")
+        dy("rm", "-f", "db", "store", ok=False)
         dy("network", "rm", "backend", "frontend")
     assert "backend" not in dy("network", "ls").stdout
     assert not [p for p in _processes_with(dy.root) if "dockyard.network.dns" in p]

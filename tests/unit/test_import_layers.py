@@ -86,3 +86,18 @@ def test_imports_point_down_the_layers() -> None:
                 if RANKS[theirs] >= RANKS[own]:
                     upward.append(f"{rel}:{line}: {own} imports {target} ({theirs})")
     assert upward == []
+
+
+def test_networking_reads_no_container_records() -> None:
+    """network/ works on explicit values: no SQL of its touches the containers table."""
+    import re
+
+    found = []
+    for base, _dirs, names in os.walk(os.path.join(SRC, "network")):
+        for name in names:
+            if name.endswith(".py"):
+                with open(os.path.join(base, name)) as f:
+                    for n, line in enumerate(f, 1):
+                        if re.search(r"(FROM|JOIN|INTO|UPDATE)\s+containers\b", line):
+                            found.append(f"{name}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)

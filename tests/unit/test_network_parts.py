@@ -49,8 +49,9 @@ def _db() -> sqlite3.Connection:
     c = sqlite3.connect(":memory:")
     c.row_factory = sqlite3.Row
     c.execute("CREATE TABLE networks (id TEXT, subnet TEXT, gateway TEXT, next_ip INTEGER)")
-    c.execute("CREATE TABLE endpoints (network_id TEXT, ip TEXT, container_id TEXT)")
-    c.execute("CREATE TABLE containers (id TEXT, name TEXT)")
+    c.execute(
+        "CREATE TABLE endpoints (network_id TEXT, ip TEXT, container_id TEXT, name TEXT DEFAULT '')"
+    )
     c.execute("INSERT INTO networks VALUES ('n', '10.9.0.0/29', '10.9.0.1', 0)")
     return c
 
@@ -60,7 +61,7 @@ def test_allocation_moves_forward_and_skips_what_is_taken() -> None:
     got = []
     for i in range(5):
         ip = ipam.allocate(c, "n")
-        c.execute("INSERT INTO endpoints VALUES ('n', ?, ?)", (ip, f"c{i}"))
+        c.execute("INSERT INTO endpoints VALUES ('n', ?, ?, '')", (ip, f"c{i}"))
         got.append(ip)
     assert got == ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"]  # never the gateway
     with pytest.raises(Conflict, match="no available IPv4 addresses"):
@@ -71,8 +72,7 @@ def test_allocation_moves_forward_and_skips_what_is_taken() -> None:
 
 def test_asked_for_address_conflict_names_the_holder() -> None:
     c = _db()
-    c.execute("INSERT INTO containers VALUES ('c1', 'web')")
-    c.execute("INSERT INTO endpoints VALUES ('n', '10.9.0.4', 'c1')")
+    c.execute("INSERT INTO endpoints VALUES ('n', '10.9.0.4', 'c1', 'web')")
     with pytest.raises(Conflict, match=r"10\.9\.0\.4 is taken by container web"):
         ipam.allocate(c, "n", "10.9.0.4")
     with pytest.raises(InvalidArgument):

@@ -675,7 +675,7 @@ _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cr
 def _ports_text(engine: Engine, rec: dict[str, Any]) -> str:
     if not rec["config"].get("ExposedPorts") and not (rec["host_config"].get("PortBindings")):
         return ""
-    from dockyard.network.endpoints import ports_text
+    from dockyard.engine.networking import ports_text
 
     return ports_text(engine, rec["id"])
 
@@ -887,13 +887,9 @@ def exec_cmd(ctx: flags.Context, detach: bool, interactive: bool, tty: bool, env
 @flags.pass_context
 def top_cmd(ctx: flags.Context, container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
-    from dockyard.runtime.commands import print_ps
-
     engine = _engine(ctx)
-    cid = engine.lookup(container)
-    if engine.refresh(cid)["status"] not in ("running", "paused"):
-        raise InvalidArgument(f"Container {cid} is not running")
-    print_ps(engine.runtime(cid).cgroup(cid).pids(), list(ps_args))
+    body = engine.top(engine.lookup(container), list(ps_args))
+    flags.echo(table([body["Titles"], *body["Processes"]]), nl=False)
 
 
 @flags.command("cp")

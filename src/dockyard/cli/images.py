@@ -446,8 +446,8 @@ def system_check_cmd(ctx: flags.Context, repair: bool, verify: bool) -> None:
     records without files, missing bridges, DNS servers or firewall rules)."""
     from dockyard.busy import exclusive
     from dockyard.cli._context import engine
+    from dockyard.engine.networking import check as check_network
     from dockyard.image.check import Finding, check
-    from dockyard.network.endpoints import check as check_network
 
     with exclusive(engine(ctx).root, "system check" + (" --repair" if repair else "")):
         findings: list[Any] = list(check(_store(ctx), repair=repair, verify=verify))

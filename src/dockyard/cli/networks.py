@@ -134,7 +134,7 @@ def network_connect_cmd(
     ctx: flags.Context, alias: tuple[str, ...], ip: str, network: str, container: str
 ) -> None:
     """Connect a container to a network."""
-    from dockyard.network.endpoints import connect
+    from dockyard.engine.networking import connect
 
     connect(_engine(ctx), network, container, list(alias), ip)
 
@@ -148,7 +148,7 @@ def network_connect_cmd(
 @flags.pass_context
 def network_disconnect_cmd(ctx: flags.Context, force: bool, network: str, container: str) -> None:
     """Disconnect a container from a network."""
-    from dockyard.network.endpoints import disconnect
+    from dockyard.engine.networking import disconnect
 
     disconnect(_engine(ctx), network, container, force)
 

@@ -15,6 +15,7 @@ import time
 from dockyard import _json as json
 from dockyard.busy import changing
 from dockyard.clock import now_rfc3339
+from dockyard.engine import states
 from dockyard.errors import (
     Conflict,
     ContainerNotFound,
@@ -177,14 +178,34 @@ class Engine:
         return rec
 
     def set_state(self, cid: str, **fields: Any) -> None:
+        """Update the state record; a new ``status`` only by a move ``states.MOVES`` allows
+        from the status the record holds at that moment (else Conflict naming it)."""
         cols = ", ".join(f"{k} = ?" for k in fields)
+        if "status" not in fields:
+            with self.db.tx() as c:
+                c.execute(
+                    f"UPDATE container_state SET {cols} WHERE id = ?", (*fields.values(), cid)
+                )
+            return
+        froms = states.predecessors(fields["status"])
         with self.db.tx() as c:
-            c.execute(f"UPDATE container_state SET {cols} WHERE id = ?", (*fields.values(), cid))
+            moved = c.execute(
+                f"UPDATE container_state SET {cols} WHERE id = ? AND status IN ({', '.join('?' * len(froms))})",
+                (*fields.values(), cid, *froms),
+            ).rowcount
+            if not moved:
+                row = c.execute(
+                    "SELECT status FROM container_state WHERE id = ?", (cid,)
+                ).fetchone()
+        if not moved:
+            if row is None:
+                raise ContainerNotFound(f"No such container: {cid}")
+            raise Conflict(f"container {cid[:12]} cannot become {fields['status']}: it is {row[0]}")
 
     def refresh(self, cid: str) -> dict[str, Any]:
         """The record, corrected from the kernel when its monitor died without saying so."""
         rec = self.record(cid)
-        live = rec["status"] in ("running", "paused", "restarting")
+        live = rec["status"] in states.LIVE
         if live and not _alive(rec["monitor_pid"]) and not _alive(rec["pid"]):
             # Monitor and container both gone: nobody recorded the exit, so say so. Only if
             # the record is still the one read: a monitor that recorded the exit and ended
@@ -315,15 +336,14 @@ class Engine:
         return cid
 
     def _insert(self, args: tuple[Any, ...]) -> None:
-        from dockyard.network import endpoints
+        from dockyard.engine import networking
 
         cid, name, image_id, image, merged, host, endpoint_cfg = args
         with self.db.tx() as c:
             c.execute("INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (cid, name, image_id, image, now_rfc3339(), json.dumps(merged), json.dumps(host)))  # fmt: skip
             c.execute("INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,))
-            endpoints.record(c, self.networks, cid, host, list(endpoint_cfg.get("Aliases") or []),
-                             ((endpoint_cfg.get("IPAMConfig") or {}).get("IPv4Address") or ""))  # fmt: skip
+            networking.record(c, self, cid, name, host, endpoint_cfg)
             for m in host["Mounts"]:
                 if m["Type"] == "volume":
                     c.execute("INSERT INTO container_volumes VALUES (?, ?, ?, ?)",
@@ -400,10 +420,9 @@ class Engine:
         Without ``attach``, returns once the container runs (or raises its start error).
         """
         rec = self.refresh(cid)
-        if rec["status"] in ("running", "paused", "restarting"):
+        if rec["status"] in states.LIVE:
             return None  # type: ignore[return-value]  # docker start on a running container is a no-op
-        if rec["status"] == "removing":
-            raise Conflict(f"container {cid[:12]} is marked for removal and cannot be started")
+        states.check_verb("start", cid, rec["status"])
         self.set_state(cid, error="", stopped_by_user=0)
         args = [self.root, cid, self.snapshotter]
         sock = os.path.join(self.cdir(cid), "attach.sock")
@@ -449,9 +468,7 @@ class Engine:
 
     # -- signals
     def kill(self, cid: str, signal: str = "KILL") -> None:
-        rec = self.refresh(cid)
-        if rec["status"] not in ("running", "paused", "restarting"):
-            raise Conflict(f"Cannot kill container: {cid[:12]}: Container {cid} is not running")
+        states.check_verb("kill", cid, self.refresh(cid)["status"])
         sig = lifecycle.parse_signal(signal)
         self.emit(cid, "kill", signal=str(sig))
         if sig == 9:
@@ -464,7 +481,7 @@ class Engine:
     def stop(self, cid: str, timeout: int | None = None) -> str:
         """Stop signal, then SIGKILL after ``timeout`` seconds; returns a note if it had to escalate."""
         rec = self.refresh(cid)
-        if rec["status"] not in ("running", "paused", "restarting"):
+        if rec["status"] not in states.LIVE:
             return ""
         self.set_state(cid, stopped_by_user=1)
         self.emit(cid, "stop")
@@ -519,7 +536,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.refresh(cid)["status"] not in ("running", "paused", "restarting"):
+                if self.refresh(cid)["status"] not in states.LIVE:
                     return True
             except NotFound:
                 return True  # exited, and removed by its monitor (--rm) meanwhile
@@ -544,7 +561,7 @@ class Engine:
             self.runtime(cid).delete(cid)
         except Exception:  # idempotent: the runtime may have deleted it already
             pass
-        from dockyard.network.endpoints import release
+        from dockyard.engine.networking import release
 
         release(self, cid)
         from dockyard.snapshot.snapshotter import unmount
@@ -563,10 +580,9 @@ class Engine:
     @changing(lambda self, *_: self.root)
     def remove(self, cid: str, force: bool = False, volumes: bool = False) -> None:
         rec = self.refresh(cid)
-        if rec["status"] in ("running", "paused", "restarting"):
+        if rec["status"] in states.LIVE:
             if not force:
-                raise Conflict(f"You cannot remove a running container {cid}. Stop the container before "
-                               "attempting removal or force remove")  # fmt: skip
+                states.check_verb("remove", cid, rec["status"])
             self.set_state(cid, stopped_by_user=1)
             try:
                 self.runtime(cid).kill(cid, 9)
@@ -645,7 +661,7 @@ class Engine:
             if store.snapshots.exists(c["id"]):
                 size += du(store.snapshots.fs(c["id"]))
             ctr_total += size
-            if c["status"] not in ("running", "paused", "restarting"):
+            if c["status"] not in states.LIVE:
                 ctr_free += size
         vol_total = vol_free = vol_active = 0
         vols = self.volumes.list()
@@ -666,18 +682,22 @@ class Engine:
         }  # fmt: skip
 
     # -- more verbs
+    def top(self, cid: str, ps_args: list[str] | None = None) -> dict[str, Any]:
+        """Docker's ContainerTopOKBody: ``ps`` cut down to the container's processes."""
+        from dockyard.runtime.commands import ps_table
+
+        states.check_verb("top", cid, self.refresh(cid)["status"])
+        titles, rows = ps_table(self.runtime(cid).cgroup(cid).pids(), list(ps_args or []))
+        return {"Titles": titles, "Processes": rows}
+
     def pause(self, cid: str) -> None:
-        rec = self.refresh(cid)
-        if rec["status"] != "running":
-            raise Conflict(f"Container {cid} is not running")
+        states.check_verb("pause", cid, self.refresh(cid)["status"])
         self.runtime(cid).pause(cid)
         self.set_state(cid, status="paused")
         self.emit(cid, "pause")
 
     def unpause(self, cid: str) -> None:
-        rec = self.refresh(cid)
-        if rec["status"] != "paused":
-            raise Conflict(f"Container {cid} is not paused")
+        states.check_verb("unpause", cid, self.refresh(cid)["status"])
         self.runtime(cid).resume(cid)
         self.set_state(cid, status="running")
         self.emit(cid, "unpause")
@@ -697,8 +717,11 @@ class Engine:
             raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
                            f'"{holder[0]["id"]}". You have to remove (or rename) that container to be able to '
                            "reuse that name.")  # fmt: skip
+        from dockyard.engine import networking
+
         with self.db.tx() as c:
             c.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, cid))
+            networking.rename(c, cid, new_name)
         self.emit(cid, "rename")
 
     def users_of_image(self, image_id: str) -> list[dict[str, Any]]:
@@ -768,14 +791,14 @@ class Engine:
         out = []
         for row in rows:
             rec = self.refresh(row["id"])
-            if all_ or rec["status"] in ("running", "paused", "restarting"):
+            if all_ or rec["status"] in states.LIVE:
                 out.append(rec)
         return out
 
     def inspect(self, cid: str) -> dict[str, Any]:
         """Docker's ContainerJSON."""
+        from dockyard.engine.networking import settings
         from dockyard.engine.spec import seccomp_profile_name
-        from dockyard.network.endpoints import settings
 
         rec = self.refresh(cid)
         cfg = rec["config"]

@@ -15,6 +15,7 @@ import sys
 import time
 
 from dockyard import _json as json
+from dockyard.engine import states
 from dockyard.errors import (
     Conflict,
     DockyardError,
@@ -71,10 +72,7 @@ def create(engine: Engine, container: str, config: dict[str, Any]) -> str:
 
     cid = engine.lookup(container)
     rec = engine.refresh(cid)
-    if rec["status"] == "paused":
-        raise Conflict(f"Container {cid} is paused, unpause the container before exec")
-    if rec["status"] != "running":
-        raise Conflict(f"Container {cid} is not running")
+    states.check_verb("exec", cid, rec["status"])
     cmd = config.get("Cmd") or []
     if not cmd:
         raise InvalidArgument("No exec command specified")

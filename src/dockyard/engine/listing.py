@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 
+from dockyard.engine import states
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.filters import Filters
 from dockyard.image import reference
@@ -29,7 +30,7 @@ CONTAINER_FILTERS = ("ancestor", "before", "exited", "health", "id", "label", "l
 IMAGE_FILTERS = ("before", "dangling", "label", "label!", "reference", "since")
 VOLUME_FILTERS = ("dangling", "driver", "label", "label!", "name")
 NETWORK_FILTERS = ("dangling", "driver", "id", "label", "label!", "name", "scope", "type")
-_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
 _HEALTH = ("starting", "healthy", "unhealthy", "none")
 _PREDEFINED_NETWORKS = ("bridge", "host", "none")
 
@@ -44,7 +45,7 @@ def containers(engine: Engine, all_: bool = False, filters: Filters | None = Non
     ``limit`` or a ``status`` filter asks for others (moby's rules)."""
     flt = _filters(filters, CONTAINER_FILTERS)
     for value in flt.get("status"):
-        if value not in _STATUSES:
+        if value not in states.STATUSES:
             raise InvalidArgument(f"invalid filter 'status={value}'")
     for value in flt.get("health"):
         if value not in _HEALTH:

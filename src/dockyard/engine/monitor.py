@@ -115,12 +115,12 @@ def launch(
     for m in host.get("Mounts") or []:
         if m["Type"] == "volume":
             engine.volumes.fill_from(m["Name"], secure_join(rootfs, m["Target"]))
-    from dockyard.network import endpoints
+    from dockyard.engine import networking
 
-    eps = endpoints.prepare(engine, cid)
+    eps = networking.prepare(engine, cid)
     with open(os.path.join(cdir, "config.json"), "w") as f:
         json.dump(
-            oci_spec(cid, config, host, rootfs, cdir, netns=endpoints.netns_for(engine, cid)), f
+            oci_spec(cid, config, host, rootfs, cdir, netns=networking.netns_for(engine, cid)), f
         )
     tty = bool(config.get("Tty"))
     saved = [os.dup(fd) for fd in (0, 1, 2)]
@@ -144,7 +144,7 @@ def launch(
         runtime = engine.runtime(cid)
         try:
             pid = runtime.create(cid, cdir, console_fd=theirs)
-            endpoints.plumb(engine, cid, pid, eps)
+            networking.plumb(engine, cid, pid, eps)
         except (ContainerError, DockyardError, OSError) as err:
             engine.set_state(
                 cid, error=str(err), exit_code=exit_code_for_kind(getattr(err, "kind", ""))
@@ -214,7 +214,7 @@ def finish(engine: Engine, cid: str, code: int) -> None:
         runtime.delete(cid)
     except Exception:  # the exit must be recorded even where the runtime fails
         pass
-    from dockyard.network.endpoints import release
+    from dockyard.engine.networking import release
 
     release(engine, cid)
     if oom:

@@ -3,7 +3,7 @@
 ``python -m dockyard.network.dns ROOT NETWORK_ID``: one process per user network,
 started with the network and stopped with it, listening on the network's
 gateway address, port 53 (UDP). It answers A queries for the names, aliases and
-short IDs of the containers on its network from the database, and passes any
+short IDs of the endpoints on its network from the database (the names the engine gave each endpoint), and passes any
 other question to the host's nameservers. Containers on the network get the
 gateway as their nameserver (Docker uses 127.0.0.11 inside each container's
 namespace, which needs a resolver per container or a daemon in every one).
@@ -158,14 +158,9 @@ def serve(root: str, network_id: str) -> None:
 
     def lookup(name: str) -> list[str] | None:
         name = name.rstrip(".")
-        rows = db.query(
-            "SELECT c.id, c.name, e.ip, e.aliases FROM endpoints e JOIN containers c ON c.id = e.container_id "
-            "WHERE e.network_id = ? AND e.ip != ''", (network_id,))  # fmt: skip
-        found = []
-        for r in rows:
-            aliases = [a.lower() for a in (json.loads(r["aliases"]) or [])]
-            if name in (r["name"].lower(), r["id"][:12]) or name in aliases:
-                found.append(r["ip"])
+        rows = db.query("SELECT ip, dns_names FROM endpoints WHERE network_id = ? AND ip != ''",
+                        (network_id,))  # fmt: skip
+        found = [r["ip"] for r in rows if name in (n.lower() for n in json.loads(r["dns_names"]))]
         return found if found else None
 
     upstream = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)

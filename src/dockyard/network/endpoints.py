@@ -1,11 +1,14 @@
-"""A container's place on its networks: recorded at create, plumbed at each start, released
-at each exit.
+"""Endpoints: a namespace's place on networks, recorded at create, plumbed at each start,
+released at each exit. Everything here works on explicit values — an endpoint's ID (the
+container ID the engine gives), its name and the DNS names it answers to, a network mode,
+port bindings, a network namespace's path; the engine (``engine.networking``) reads them
+from its container records. Nothing here knows what a container is.
 
-- ``record`` (create, ``network connect``): which networks, aliases, asked-for address.
-- ``prepare`` (start, before the runtime creates the container): addresses and
-  host ports allocated in one transaction; /etc/hosts and /etc/resolv.conf written.
-- ``plumb`` (start, once the container's namespaces exist): bridges on demand, a
-  veth per network, the default route; firewall rewritten if ports are published.
+- ``record`` (create, ``network connect``): which networks, names, aliases, asked-for address.
+- ``allocate`` (start, before the runtime creates the namespace): addresses and host
+  ports in one transaction; ``write_files`` then writes hosts and resolv.conf.
+- ``plumb`` (start, once the namespace exists): bridges on demand, a veth per network,
+  the default route; firewall rewritten if ports are published.
 - ``release`` (exit, stop, removal): veths removed, addresses and ports returned.
 """
 
@@ -21,19 +24,26 @@ from dockyard.network.store import NetworkStore, endpoint_id
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable
     from typing import Any
 
+    from dockyard.metadata import Database
+
 __all__ = [
-    "connect_running",
-    "netns_for",
+    "allocate",
+    "attach",
+    "check",
+    "detach",
+    "is_own_namespace",
     "network_mode",
     "parse_publish",
     "plumb",
     "ports_text",
-    "prepare",
     "record",
     "release",
+    "rename",
     "settings",
+    "write_files",
 ]
 
 _EPHEMERAL = (49153, 65535)
@@ -42,6 +52,11 @@ _EPHEMERAL = (49153, 65535)
 def network_mode(host: dict[str, Any]) -> str:
     mode = host.get("NetworkMode") or "default"
     return "bridge" if mode == "default" else mode
+
+
+def is_own_namespace(mode: str) -> bool:
+    """Whether a network mode gives the container a namespace of its own, with endpoints."""
+    return mode not in ("host", "none") and not mode.startswith("container:")
 
 
 def parse_publish(spec: str) -> list[tuple[str, str, str, str]]:
@@ -82,11 +97,12 @@ def parse_publish(spec: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def record(c: sqlite3.Connection, store: NetworkStore, cid: str, host: dict[str, Any],
-           aliases: list[str], ip: str = "", network: str | None = None) -> None:  # fmt: skip
-    """Endpoints for ``cid`` on its network mode's network (or on ``network``), in ``c``'s transaction."""
-    mode = network or network_mode(host)
-    if mode in ("host", "none") or mode.startswith("container:"):
+def record(c: sqlite3.Connection, store: NetworkStore, eid: str, mode: str, name: str,
+           dns_names: list[str], aliases: list[str], ip: str = "") -> None:  # fmt: skip
+    """Endpoint ``eid`` on network ``mode`` (a network's name or ID, or host, none,
+    container:X: no endpoint), named ``name`` and answering DNS for ``dns_names`` and the
+    aliases, in ``c``'s transaction."""
+    if not is_own_namespace(mode):
         if aliases or ip:
             raise InvalidArgument(
                 "network-scoped aliases and --ip are only supported for user-defined networks"
@@ -104,25 +120,35 @@ def record(c: sqlite3.Connection, store: NetworkStore, cid: str, host: dict[str,
     if ip and not ipam.Subnet(net["subnet"]).contains(ip):
         raise InvalidArgument(f"no configured subnet contains IP address {ip}")
     exists = c.execute(
-        "SELECT 1 FROM endpoints WHERE container_id = ? AND network_id = ?", (cid, net["id"])
+        "SELECT 1 FROM endpoints WHERE container_id = ? AND network_id = ?", (eid, net["id"])
     )
     if exists.fetchone():
-        raise Conflict(f"endpoint with name {cid[:12]} already exists in network {net['name']}")
-    c.execute("INSERT INTO endpoints (container_id, network_id, aliases, requested_ip) VALUES (?, ?, ?, ?)",
-              (cid, net["id"], json.dumps(list(aliases)), ip))  # fmt: skip
+        raise Conflict(f"endpoint with name {name} already exists in network {net['name']}")
+    c.execute("INSERT INTO endpoints (container_id, network_id, aliases, requested_ip, name, dns_names) "
+              "VALUES (?, ?, ?, ?, ?, ?)",
+              (eid, net["id"], json.dumps(list(aliases)), ip, name, json.dumps([*dns_names, *aliases])))  # fmt: skip
 
 
-def _endpoints(db: Any, cid: str) -> list[dict[str, Any]]:
+def rename(c: sqlite3.Connection, eid: str, name: str, dns_names: list[str]) -> None:
+    """New names for every endpoint of ``eid`` (its aliases kept), in ``c``'s transaction."""
+    for row in c.execute("SELECT network_id, aliases FROM endpoints WHERE container_id = ?",
+                         (eid,)).fetchall():  # fmt: skip
+        c.execute("UPDATE endpoints SET name = ?, dns_names = ? WHERE container_id = ? AND network_id = ?",
+                  (name, json.dumps([*dns_names, *json.loads(row["aliases"])]), eid, row["network_id"]))  # fmt: skip
+    c.execute("UPDATE published_ports SET name = ? WHERE container_id = ?", (name, eid))
+
+
+def _endpoints(db: Database, eid: str) -> list[dict[str, Any]]:
     return [dict(r) for r in db.query(
         "SELECT e.rowid AS rowid, e.*, n.name AS network, n.bridge, n.subnet, n.gateway, n.internal "
         "FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE e.container_id = ? ORDER BY e.rowid",
-        (cid,))]  # fmt: skip
+        (eid,))]  # fmt: skip
 
 
-def _host_if(cid: str, network_id: str) -> str:
+def _host_if(eid: str, network_id: str) -> str:
     import zlib
 
-    return f"dy{zlib.crc32((cid + network_id).encode()):08x}"
+    return f"dy{zlib.crc32((eid + network_id).encode()):08x}"
 
 
 def _port_holder(proto: str, host_ip: str, port: int) -> str | None:
@@ -165,49 +191,30 @@ def _socket_owner(proto: str, port: int) -> str | None:
     return None
 
 
-def _bindings(host: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(container port/proto, host ip, host port or "") to publish."""
-    out = []
-    for port, binds in (host.get("PortBindings") or {}).items():
-        for b in binds or [{}]:
-            out.append((port, b.get("HostIp") or "", b.get("HostPort") or ""))
-    if host.get("PublishAllPorts"):
-        bound = {p for p, _, _ in out}
-        out += [(p, "", "") for p in sorted(config.get("ExposedPorts") or {}) if p not in bound]
-    return out
-
-
-def prepare(engine: Any, cid: str) -> list[dict[str, Any]]:
-    """Allocate the container's addresses and host ports; write its hosts and resolv.conf."""
-    rec = engine.record(cid)
-    host, config = rec["host_config"], rec["config"]
-    store: NetworkStore = engine.networks
+def allocate(store: NetworkStore, eid: str, name: str,
+             bindings: list[tuple[str, str, str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Addresses for ``eid``'s endpoints and host ports for ``bindings`` ((container
+    port/proto, host IP, host port or "") as HostConfig.PortBindings lists them), in one
+    transaction; the endpoints, in order."""
+    db = store.db
     store.get("bridge")  # the predefined networks exist before any endpoint refers to them
-    mode = network_mode(host)
-    wanted = (
-        _bindings(host, config)
-        if mode not in ("host", "none") and not mode.startswith("container:")
-        else []
-    )
-    pending = engine.db.query(
-        "SELECT network_id FROM endpoints WHERE container_id = ? AND ip = ''", (cid,)
+    pending = db.query(
+        "SELECT network_id FROM endpoints WHERE container_id = ? AND ip = ''", (eid,)
     )
     for ep in pending:  # a bridge to be made must not take a subnet the host routes elsewhere
         store.claim_subnet(store.get(ep["network_id"]))
-    with engine.db.tx() as c:
+    with db.tx() as c:
         for ep in c.execute("SELECT network_id, requested_ip FROM endpoints WHERE container_id = ? "
-                            "AND ip = '' ORDER BY rowid", (cid,)).fetchall():  # fmt: skip
+                            "AND ip = '' ORDER BY rowid", (eid,)).fetchall():  # fmt: skip
             ip = ipam.allocate(c, ep["network_id"], ep["requested_ip"])
             c.execute("UPDATE endpoints SET ip = ?, mac = ?, host_if = ? WHERE container_id = ? AND network_id = ?",
-                      (ip, _mac(ip), _host_if(cid, ep["network_id"]), cid, ep["network_id"]))  # fmt: skip
-        c.execute("DELETE FROM published_ports WHERE container_id = ?", (cid,))
-        for port, host_ip, host_port in wanted:
+                      (ip, _mac(ip), _host_if(eid, ep["network_id"]), eid, ep["network_id"]))  # fmt: skip
+        c.execute("DELETE FROM published_ports WHERE container_id = ?", (eid,))
+        for port, host_ip, host_port in bindings:
             number, _, proto = port.partition("/")
             proto = proto or "tcp"
-            _publish(c, cid, proto, int(number), host_ip, int(host_port) if host_port else 0)
-    eps = _endpoints(engine.db, cid)
-    _write_files(engine, cid, rec, eps, mode)
-    return eps
+            _publish(c, eid, name, proto, int(number), host_ip, int(host_port) if host_port else 0)
+    return _endpoints(db, eid)
 
 
 def _mac(ip: str) -> str:
@@ -216,13 +223,11 @@ def _mac(ip: str) -> str:
     return mac_for(ip)
 
 
-def _publish(
-    c: sqlite3.Connection, cid: str, proto: str, port: int, host_ip: str, host_port: int
-) -> None:
+def _publish(c: sqlite3.Connection, eid: str, name: str, proto: str, port: int, host_ip: str,
+             host_port: int) -> None:  # fmt: skip
     def holder_of(number: int) -> str | None:
-        rows = c.execute("SELECT p.container_id, c.name FROM published_ports p JOIN containers c "
-                         "ON c.id = p.container_id WHERE p.proto = ? AND p.host_port = ? AND "
-                         "(p.host_ip = ? OR p.host_ip = '' OR ? = '')", (proto, number, host_ip, host_ip)).fetchall()  # fmt: skip
+        rows = c.execute("SELECT container_id, name FROM published_ports WHERE proto = ? AND host_port = ? "
+                         "AND (host_ip = ? OR host_ip = '' OR ? = '')", (proto, number, host_ip, host_ip)).fetchall()  # fmt: skip
         if rows:
             return f"container {rows[0]['name']} ({rows[0]['container_id'][:12]})"
         return _port_holder(proto, host_ip, number)
@@ -242,9 +247,8 @@ def _publish(
                 break
         else:
             raise Conflict(f"no free host port for {port}/{proto} in {lo}-{hi}")
-    c.execute(
-        "INSERT INTO published_ports VALUES (?, ?, ?, ?, ?)", (cid, proto, port, host_ip, host_port)
-    )
+    c.execute("INSERT INTO published_ports (container_id, proto, container_port, host_ip, host_port, name) "
+              "VALUES (?, ?, ?, ?, ?, ?)", (eid, proto, port, host_ip, host_port, name))  # fmt: skip
 
 
 def _host_resolv() -> list[str]:
@@ -258,18 +262,15 @@ def _host_resolv() -> list[str]:
                                        ln.split()[1].startswith(("127.", "::1")))]  # fmt: skip
 
 
-def _write_files(
-    engine: Any, cid: str, rec: dict[str, Any], eps: list[dict[str, Any]], mode: str
-) -> None:
-    host, config = rec["host_config"], rec["config"]
-    cdir = engine.cdir(cid)
-    hostname = config.get("Hostname") or cid[:12]
-    if mode.startswith("container:"):
-        other = engine.lookup(mode.split(":", 1)[1])
+def write_files(directory: str, eps: list[dict[str, Any]], mode: str, hostname: str,
+                host: dict[str, Any], shared_from: str | None = None) -> None:  # fmt: skip
+    """``hosts`` and ``resolv.conf`` in ``directory`` for these endpoints, with HostConfig's
+    ExtraHosts, Dns and DnsSearch; copies of ``shared_from``'s (a namespace joined)."""
+    if shared_from is not None:
         for name in ("hosts", "resolv.conf", "hostname"):
-            with open(os.path.join(engine.cdir(other), name)) as src:
+            with open(os.path.join(shared_from, name)) as src:
                 text = src.read()
-            _rewrite(os.path.join(cdir, name), text)
+            _rewrite(os.path.join(directory, name), text)
         return
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
@@ -289,7 +290,7 @@ def _write_files(
         lines.append(f"{eps[0]['ip']}\t{hostname}")
     elif mode != "host":
         lines.append(f"127.0.1.1\t{hostname}")
-    _rewrite(os.path.join(cdir, "hosts"), "\n".join(lines) + "\n")
+    _rewrite(os.path.join(directory, "hosts"), "\n".join(lines) + "\n")
     resolv = _host_resolv()
     user_net = next((e for e in eps if e["network"] != "bridge"), None)
     if user_net:
@@ -303,7 +304,7 @@ def _write_files(
         resolv = [ln for ln in resolv if not ln.startswith("search")] + [
             "search " + " ".join(host["DnsSearch"])
         ]
-    _rewrite(os.path.join(cdir, "resolv.conf"), "\n".join(resolv) + "\n")
+    _rewrite(os.path.join(directory, "resolv.conf"), "\n".join(resolv) + "\n")
 
 
 def _rewrite(path: str, text: str) -> None:
@@ -313,70 +314,49 @@ def _rewrite(path: str, text: str) -> None:
         f.truncate()
 
 
-def netns_for(engine: Any, cid: str) -> str | None:
-    """The OCI network namespace setting: None for a new one, "host" for none at all,
-    or the path of the namespace to join (``--network container:NAME``)."""
-    mode = network_mode(engine.record(cid)["host_config"])
-    if mode == "host":
-        return "host"
-    if mode.startswith("container:"):
-        other = engine.lookup(mode.split(":", 1)[1])
-        rec = engine.refresh(other)
-        if rec["status"] not in ("running", "paused") or not rec["pid"]:
-            raise Conflict(
-                f"cannot join network of a non running container: {mode.split(':', 1)[1]}"
-            )
-        return f"/proc/{rec['pid']}/ns/net"
-    return None
-
-
-def plumb(engine: Any, cid: str, pid: int, eps: list[dict[str, Any]]) -> None:
-    """Give the created container (``pid``) its interfaces; then publish its ports."""
+def plumb(store: NetworkStore, eid: str, netns: str, mode: str, eps: list[dict[str, Any]]) -> None:
+    """Give the namespace at ``netns`` its interfaces; then publish its ports."""
     from dockyard.network import plumbing
 
-    netns = f"/proc/{pid}/ns/net"
-    mode = network_mode(engine.record(cid)["host_config"])
-    if mode in ("host",) or mode.startswith("container:"):
+    if mode == "host" or mode.startswith("container:"):
         return
     if not eps:
         plumbing.loopback_up(netns)
         return
-    store: NetworkStore = engine.networks
     for n, ep in enumerate(eps):
         store.bring_up(store.get(ep["network_id"]))  # after a reboot, or a DNS server's death
         plumbing.plug(netns, ep["bridge"], ep["host_if"], f"eth{n}", ep["ip"], ipam.Subnet(ep["subnet"]).prefix,
                       ep["gateway"] if n == 0 else None, ep["mac"])  # fmt: skip
-    if engine.db.query("SELECT 1 FROM published_ports WHERE container_id = ? LIMIT 1", (cid,)):
+    if store.db.query("SELECT 1 FROM published_ports WHERE container_id = ? LIMIT 1", (eid,)):
         store.sync_firewall()
 
 
-def connect_running(engine: Any, cid: str, pid: int, network_id: str) -> None:
-    """``network connect`` of a running container: address and interface now."""
+def _plug_now(store: NetworkStore, eid: str, netns: str, network_id: str) -> None:
+    """An endpoint recorded on a namespace that exists: address and interface now."""
     from dockyard.network import plumbing
 
-    with engine.db.tx() as c:
+    with store.db.tx() as c:
         ep = c.execute("SELECT requested_ip FROM endpoints WHERE container_id = ? AND network_id = ?",
-                       (cid, network_id)).fetchone()  # fmt: skip
+                       (eid, network_id)).fetchone()  # fmt: skip
         ip = ipam.allocate(c, network_id, ep["requested_ip"])
         c.execute("UPDATE endpoints SET ip = ?, mac = ?, host_if = ? WHERE container_id = ? AND network_id = ?",
-                  (ip, _mac(ip), _host_if(cid, network_id), cid, network_id))  # fmt: skip
-    eps = _endpoints(engine.db, cid)
+                  (ip, _mac(ip), _host_if(eid, network_id), eid, network_id))  # fmt: skip
+    eps = _endpoints(store.db, eid)
     n = next(i for i, e in enumerate(eps) if e["network_id"] == network_id)
     ep = eps[n]
-    engine.networks.bring_up(engine.networks.get(network_id))
-    plumbing.plug(f"/proc/{pid}/ns/net", ep["bridge"], ep["host_if"], f"eth{n}", ep["ip"],
+    store.bring_up(store.get(network_id))
+    plumbing.plug(netns, ep["bridge"], ep["host_if"], f"eth{n}", ep["ip"],
                   ipam.Subnet(ep["subnet"]).prefix, None, ep["mac"])  # fmt: skip
 
 
-def release(engine: Any, cid: str, network_id: str | None = None) -> None:
-    """Remove the container's veths (all, or the one on ``network_id``); return addresses
-    and host ports."""
+def release(store: NetworkStore, eid: str, network_id: str | None = None) -> None:
+    """Remove ``eid``'s veths (all, or the one on ``network_id``); return addresses and
+    host ports."""
     from dockyard.network import plumbing
 
-    eps = [
-        e for e in _endpoints(engine.db, cid) if network_id in (None, e["network_id"]) and e["ip"]
-    ]
-    ports = engine.db.query("SELECT 1 FROM published_ports WHERE container_id = ? LIMIT 1", (cid,))
+    db = store.db
+    eps = [e for e in _endpoints(db, eid) if network_id in (None, e["network_id"]) and e["ip"]]
+    ports = db.query("SELECT 1 FROM published_ports WHERE container_id = ? LIMIT 1", (eid,))
     if not eps and not ports:
         return
     for ep in eps:
@@ -386,27 +366,29 @@ def release(engine: Any, cid: str, network_id: str | None = None) -> None:
             except OSError:
                 pass
     had_ports = False
-    with engine.db.tx() as c:
+    with db.tx() as c:
         for ep in eps:
             c.execute("UPDATE endpoints SET ip = '', mac = '', host_if = '' WHERE container_id = ? "
-                      "AND network_id = ?", (cid, ep["network_id"]))  # fmt: skip
+                      "AND network_id = ?", (eid, ep["network_id"]))  # fmt: skip
         if network_id is None:
             had_ports = bool(
-                c.execute("DELETE FROM published_ports WHERE container_id = ?", (cid,)).rowcount
+                c.execute("DELETE FROM published_ports WHERE container_id = ?", (eid,)).rowcount
             )
     if had_ports:
-        engine.networks.sync_firewall()
+        store.sync_firewall()
 
 
-def settings(engine: Any, cid: str) -> dict[str, Any]:
-    """Docker's NetworkSettings for ``inspect``."""
-    eps = _endpoints(engine.db, cid)
+def settings(
+    store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], pid: int
+) -> dict[str, Any]:
+    """Docker's NetworkSettings for ``inspect``: ``exposed`` is Config.ExposedPorts, ``pid``
+    the namespace's process (0: none runs)."""
+    eps = _endpoints(store.db, eid)
     ports: dict[str, Any] = {}
-    rec = engine.record(cid)
-    for p in sorted(rec["config"].get("ExposedPorts") or {}):
+    for p in sorted(exposed):
         ports[p] = None
-    for r in engine.db.query(
-        "SELECT * FROM published_ports WHERE container_id = ? ORDER BY rowid", (cid,)
+    for r in store.db.query(
+        "SELECT * FROM published_ports WHERE container_id = ? ORDER BY rowid", (eid,)
     ):
         ports.setdefault(f"{r['container_port']}/{r['proto']}", None)
         key = f"{r['container_port']}/{r['proto']}"
@@ -421,7 +403,7 @@ def settings(engine: Any, cid: str) -> dict[str, Any]:
             "Links": None,
             "Aliases": json.loads(ep["aliases"]) or None,
             "NetworkID": ep["network_id"],
-            "EndpointID": endpoint_id(cid, ep["network_id"]) if ep["ip"] else "",
+            "EndpointID": endpoint_id(eid, ep["network_id"]) if ep["ip"] else "",
             "Gateway": ep["gateway"] if ep["ip"] else "",
             "IPAddress": ep["ip"],
             "IPPrefixLen": prefix,
@@ -429,10 +411,10 @@ def settings(engine: Any, cid: str) -> dict[str, Any]:
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
             "MacAddress": ep["mac"],
+            "DNSNames": json.loads(ep["dns_names"]) or None,
         }
-    mode = network_mode(rec["host_config"])
     if mode in ("host", "none"):
-        net = engine.networks.get(mode)
+        net = store.get(mode)
         networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net["id"],
                           "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                           "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": ""}  # fmt: skip
@@ -442,7 +424,7 @@ def settings(engine: Any, cid: str) -> dict[str, Any]:
         "SandboxID": "",
         "HairpinMode": False,
         "Ports": ports,
-        "SandboxKey": f"/proc/{rec['pid']}/ns/net" if rec["pid"] else "",
+        "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
         "Gateway": default.get("Gateway", ""),
         "IPAddress": default.get("IPAddress", ""),
         "IPPrefixLen": default.get("IPPrefixLen", 0),
@@ -451,89 +433,79 @@ def settings(engine: Any, cid: str) -> dict[str, Any]:
     }
 
 
-def ports_text(engine: Any, cid: str) -> str:
+def ports_text(db: Database, eid: str, exposed: dict[str, Any]) -> str:
     """``ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, 53/udp``."""
-    rows = engine.db.query(
-        "SELECT * FROM published_ports WHERE container_id = ? ORDER BY rowid", (cid,)
-    )
+    rows = db.query("SELECT * FROM published_ports WHERE container_id = ? ORDER BY rowid", (eid,))
     out = [
         f"{r['host_ip'] or '0.0.0.0'}:{r['host_port']}->{r['container_port']}/{r['proto']}"
         for r in rows
     ]
     published = {f"{r['container_port']}/{r['proto']}" for r in rows}
-    exposed = engine.record(cid)["config"].get("ExposedPorts") or {}
     out += [p for p in sorted(exposed) if p not in published]
     return ", ".join(out)
 
 
-def connect(engine: Any, network: str, container: str, aliases: list[str], ip: str = "") -> None:
-    """``network connect``: record the endpoint; plumb it now if the container runs."""
-    cid = engine.lookup(container)
-    rec = engine.refresh(cid)
-    mode = network_mode(rec["host_config"])
-    if mode in ("host", "none") or mode.startswith("container:"):
-        raise Conflict(
-            "container sharing network namespace with another container or host cannot be "
-            f"connected to any other network ({rec['name']} uses --network {mode})"
-        )
-    net = engine.networks.get(network)
-    with engine.db.tx() as c:
-        record(c, engine.networks, cid, rec["host_config"], aliases, ip, network=net["id"])
-    if rec["status"] in ("running", "paused") and rec["pid"]:
+def attach(store: NetworkStore, eid: str, name: str, dns_names: list[str], network: str,
+           aliases: list[str], ip: str = "", netns: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """``network connect``: record the endpoint; plumb it now into ``netns`` if given (the
+    namespace runs). The network's record."""
+    net = store.get(network)
+    with store.db.tx() as c:
+        record(c, store, eid, net["id"], name, dns_names, aliases, ip)
+    if netns is not None:
         try:
-            connect_running(engine, cid, rec["pid"], net["id"])
+            _plug_now(store, eid, netns, net["id"])
         except BaseException:
-            release(engine, cid, net["id"])
-            with engine.db.tx() as c:
+            release(store, eid, net["id"])
+            with store.db.tx() as c:
                 c.execute(
                     "DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
-                    (cid, net["id"]),
+                    (eid, net["id"]),
                 )
             raise
-    engine.db.emit("network", "connect", net["id"], container=cid, name=net["name"], type="bridge")
+    return net
 
 
-def disconnect(engine: Any, network: str, container: str, force: bool = False) -> None:
-    cid = engine.lookup(container)
-    net = engine.networks.get(network)
-    if not engine.db.query(
-        "SELECT 1 FROM endpoints WHERE container_id = ? AND network_id = ?", (cid, net["id"])
+def detach(
+    store: NetworkStore, eid: str, network: str, force: bool = False
+) -> dict[str, Any] | None:
+    """``network disconnect``: the network's record, or None where ``force`` found nothing."""
+    net = store.get(network)
+    if not store.db.query(
+        "SELECT 1 FROM endpoints WHERE container_id = ? AND network_id = ?", (eid, net["id"])
     ):
         if force:
-            return
-        raise Conflict(f"container {cid[:12]} is not connected to network {net['name']}")
-    release(engine, cid, net["id"])
-    with engine.db.tx() as c:
+            return None
+        raise Conflict(f"container {eid[:12]} is not connected to network {net['name']}")
+    release(store, eid, net["id"])
+    with store.db.tx() as c:
         c.execute(
-            "DELETE FROM endpoints WHERE container_id = ? AND network_id = ?", (cid, net["id"])
+            "DELETE FROM endpoints WHERE container_id = ? AND network_id = ?", (eid, net["id"])
         )
-    engine.db.emit(
-        "network", "disconnect", net["id"], container=cid, name=net["name"], type="bridge"
-    )
+    return net
 
 
-def check(engine: Any, repair: bool = False) -> list[tuple[str, str]]:
+def check(
+    store: NetworkStore, live: Callable[[str], bool], repair: bool = False
+) -> list[tuple[str, str]]:
     """What networking lacks or holds after a reboot or a crash, as (kind, what); fixed as
     well when ``repair``: bridges and DNS servers of user networks, the default bridge while
-    containers use it, the firewall table, addresses held by containers that do not run."""
+    endpoints use it, the firewall table, addresses held by endpoints whose namespace is gone
+    (``live(eid)`` says whether it still runs)."""
     from dockyard.linux.netlink import Netlink
     from dockyard.network import dns, firewall
 
-    store: NetworkStore = engine.networks
     findings = []
     with Netlink() as nl:
         present = nl.links()
     running = set()
-    for row in engine.db.query("SELECT DISTINCT container_id FROM endpoints WHERE ip != ''"):
-        rec = engine.refresh(row[0])
-        if rec["status"] in ("running", "paused", "restarting"):
+    for row in store.db.query("SELECT DISTINCT container_id, name FROM endpoints WHERE ip != ''"):
+        if live(row[0]):
             running.add(row[0])
         else:
-            findings.append(
-                ("network address", f"held by container {rec['name']}, which does not run")
-            )
+            findings.append(("network address", f"held by container {row[1]}, which does not run"))
             if repair:
-                release(engine, row[0])
+                release(store, row[0])
     for net in store.list():
         if net["driver"] != "bridge":
             continue
@@ -543,7 +515,7 @@ def check(engine: Any, repair: bool = False) -> list[tuple[str, str]]:
             findings.append(
                 ("network bridge", f"{net['bridge']} of network {net['name']} is missing")
             )
-        if net["name"] != "bridge" and not dns._running(engine.root, net["id"]):
+        if net["name"] != "bridge" and not dns._running(store.root, net["id"]):
             findings.append(
                 ("network DNS", f"the DNS server of network {net['name']} is not running")
             )
@@ -551,10 +523,10 @@ def check(engine: Any, repair: bool = False) -> list[tuple[str, str]]:
             store.bring_up(net)
     findings += [("network overlap", what) for what in store.overlaps()]
     if store.active():
-        ok, what = firewall.present(engine.root)
+        ok, what = firewall.present(store.root)
         if not ok:
             findings.append(("firewall", f"{what} is missing"))
-        if not firewall.forward_accept_present(engine.root):
+        if not firewall.forward_accept_present(store.root):
             findings.append(
                 (
                     "firewall",

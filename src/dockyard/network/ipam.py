@@ -107,8 +107,8 @@ def allocate(c: sqlite3.Connection, network_id: str, requested: str = "") -> str
         if not subnet.contains(requested):
             raise InvalidArgument(f"no configured subnet contains IP address {requested}")
         if requested in used:
-            holder = c.execute("SELECT c.name FROM endpoints e JOIN containers c ON c.id = e.container_id "
-                               "WHERE e.network_id = ? AND e.ip = ?", (network_id, requested)).fetchone()  # fmt: skip
+            holder = c.execute("SELECT name FROM endpoints WHERE network_id = ? AND ip = ?",
+                               (network_id, requested)).fetchone()  # fmt: skip
             who = f" by container {holder[0]}" if holder else " by the network's gateway"
             raise Conflict(f"Address already in use: {requested} is taken{who}")
         return requested

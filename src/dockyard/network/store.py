@@ -91,8 +91,8 @@ class NetworkStore:
 
     def users(self, network_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.query(
-            "SELECT c.id, c.name, e.ip, e.mac FROM endpoints e JOIN containers c ON c.id = e.container_id "
-            "WHERE e.network_id = ? ORDER BY c.name", (network_id,))]  # fmt: skip
+            "SELECT container_id AS id, name, ip, mac FROM endpoints "
+            "WHERE network_id = ? ORDER BY name", (network_id,))]  # fmt: skip
 
     def _free_subnet(self, pool: str, extra_taken: list[str]) -> str:
         space = ipam.Subnet(pool)

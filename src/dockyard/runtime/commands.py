@@ -270,8 +270,9 @@ def cmd_ps(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-def print_ps(pids: list[int], ps_args: list[str]) -> None:
-    """``ps`` output (``-ef`` unless told otherwise) cut down to ``pids``, header kept."""
+def ps_table(pids: list[int], ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
+    """``ps`` (``-ef`` unless told otherwise) cut down to ``pids``: (titles, rows), the last
+    column holding the rest of the line (a command with spaces), as dockerd splits it."""
     import subprocess
 
     out = subprocess.run(
@@ -279,17 +280,25 @@ def print_ps(pids: list[int], ps_args: list[str]) -> None:
     ).stdout
     lines = out.splitlines()
     if not lines:
-        return
-    header = lines[0].split()
-    if "PID" not in header:
+        return [], []
+    titles = lines[0].split()
+    if "PID" not in titles:
         raise ct.ContainerError("couldn't find PID field in ps output")
-    col = header.index("PID")
-    sys.stdout.write(lines[0] + "\n")
+    col = titles.index("PID")
     wanted = set(pids)
+    rows = []
     for line in lines[1:]:
-        fields = line.split()
+        fields = line.split(None, len(titles) - 1)
         if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
-            sys.stdout.write(line + "\n")
+            rows.append(fields)
+    return titles, rows
+
+
+def print_ps(pids: list[int], ps_args: list[str]) -> None:
+    """``ps`` output cut down to ``pids``, header kept (``dockyard-runtime ps``)."""
+    titles, rows = ps_table(pids, ps_args)
+    for fields in [titles, *rows] if titles else []:
+        sys.stdout.write(" ".join(fields) + "\n")
     sys.stdout.flush()
 
 

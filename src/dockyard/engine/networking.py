@@ -1,0 +1,160 @@
+"""A container's networking, as the engine asks ``network.endpoints`` for it.
+
+The engine owns what a container is: its record's HostConfig (network mode, port
+bindings, ExtraHosts, Dns), its name and ID (the names its endpoints answer to), its
+directory (hosts, resolv.conf) and its process (the namespace's path). This module turns
+those into the explicit values ``network.endpoints`` works on, so nothing under
+``network/`` reads a container record or the containers table.
+"""
+
+from __future__ import annotations
+
+from dockyard.engine import states
+from dockyard.errors import Conflict, NotFound
+from dockyard.network import endpoints
+from dockyard.network.endpoints import is_own_namespace, network_mode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.engine.containers import Engine
+
+__all__ = [
+    "check",
+    "connect",
+    "disconnect",
+    "dns_names",
+    "netns_for",
+    "plumb",
+    "ports_text",
+    "prepare",
+    "record",
+    "release",
+    "rename",
+    "settings",
+]
+
+
+def dns_names(cid: str, name: str) -> list[str]:
+    """The names a container's endpoints answer to besides their aliases: its name and short
+    ID, as Docker's embedded DNS."""
+    return [name, cid[:12]]
+
+
+def record(c: Any, engine: Engine, cid: str, name: str, host: dict[str, Any],
+           endpoint_cfg: dict[str, Any]) -> None:  # fmt: skip
+    """At create, in its transaction: the endpoint on the network mode's network."""
+    endpoints.record(c, engine.networks, cid, network_mode(host), name, dns_names(cid, name),
+                     list(endpoint_cfg.get("Aliases") or []),
+                     (endpoint_cfg.get("IPAMConfig") or {}).get("IPv4Address") or "")  # fmt: skip
+
+
+def _bindings(host: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(container port/proto, host ip, host port or "") to publish, from HostConfig's
+    PortBindings and, with PublishAllPorts, Config's ExposedPorts."""
+    out = []
+    for port, binds in (host.get("PortBindings") or {}).items():
+        for b in binds or [{}]:
+            out.append((port, b.get("HostIp") or "", b.get("HostPort") or ""))
+    if host.get("PublishAllPorts"):
+        bound = {p for p, _, _ in out}
+        out += [(p, "", "") for p in sorted(config.get("ExposedPorts") or {}) if p not in bound]
+    return out
+
+
+def prepare(engine: Engine, cid: str) -> list[dict[str, Any]]:
+    """At start, before the runtime creates the namespace: addresses and host ports, then
+    the container's hosts and resolv.conf."""
+    rec = engine.record(cid)
+    host, config = rec["host_config"], rec["config"]
+    mode = network_mode(host)
+    bindings = _bindings(host, config) if is_own_namespace(mode) else []
+    eps = endpoints.allocate(engine.networks, cid, rec["name"], bindings)
+    shared = None
+    if mode.startswith("container:"):
+        shared = engine.cdir(engine.lookup(mode.split(":", 1)[1]))
+    endpoints.write_files(engine.cdir(cid), eps, mode, config.get("Hostname") or cid[:12], host,
+                          shared)  # fmt: skip
+    return eps
+
+
+def netns_for(engine: Engine, cid: str) -> str | None:
+    """The OCI network namespace setting: None for a new one, "host" for none at all,
+    or the path of the namespace to join (``--network container:NAME``)."""
+    mode = network_mode(engine.record(cid)["host_config"])
+    if mode == "host":
+        return "host"
+    if mode.startswith("container:"):
+        other = engine.refresh(engine.lookup(mode.split(":", 1)[1]))
+        if other["status"] not in ("running", "paused") or not other["pid"]:
+            raise Conflict(
+                f"cannot join network of a non running container: {mode.split(':', 1)[1]}"
+            )
+        return f"/proc/{other['pid']}/ns/net"
+    return None
+
+
+def plumb(engine: Engine, cid: str, pid: int, eps: list[dict[str, Any]]) -> None:
+    """Once the runtime created the container (``pid``): its interfaces, its ports."""
+    mode = network_mode(engine.record(cid)["host_config"])
+    endpoints.plumb(engine.networks, cid, f"/proc/{pid}/ns/net", mode, eps)
+
+
+def release(engine: Engine, cid: str) -> None:
+    endpoints.release(engine.networks, cid)
+
+
+def settings(engine: Engine, cid: str) -> dict[str, Any]:
+    """Docker's NetworkSettings for ``inspect``."""
+    rec = engine.record(cid)
+    return endpoints.settings(engine.networks, cid, network_mode(rec["host_config"]),
+                              rec["config"].get("ExposedPorts") or {}, rec["pid"])  # fmt: skip
+
+
+def ports_text(engine: Engine, cid: str) -> str:
+    return endpoints.ports_text(
+        engine.db, cid, engine.record(cid)["config"].get("ExposedPorts") or {}
+    )
+
+
+def rename(c: Any, cid: str, name: str) -> None:
+    """In the rename's transaction: the names the container's endpoints answer to."""
+    endpoints.rename(c, cid, name, dns_names(cid, name))
+
+
+def connect(engine: Engine, network: str, container: str, aliases: list[str], ip: str = "") -> None:
+    """``network connect``: record the endpoint; plumb it now if the container runs."""
+    cid = engine.lookup(container)
+    rec = engine.refresh(cid)
+    mode = network_mode(rec["host_config"])
+    if not is_own_namespace(mode):
+        raise Conflict(
+            "container sharing network namespace with another container or host cannot be "
+            f"connected to any other network ({rec['name']} uses --network {mode})"
+        )
+    running = rec["status"] in ("running", "paused") and rec["pid"]
+    net = endpoints.attach(engine.networks, cid, rec["name"], dns_names(cid, rec["name"]), network,
+                           aliases, ip, f"/proc/{rec['pid']}/ns/net" if running else None)  # fmt: skip
+    engine.db.emit("network", "connect", net["id"], container=cid, name=net["name"], type="bridge")
+
+
+def disconnect(engine: Engine, network: str, container: str, force: bool = False) -> None:
+    cid = engine.lookup(container)
+    net = endpoints.detach(engine.networks, cid, network, force)
+    if net is not None:
+        engine.db.emit(
+            "network", "disconnect", net["id"], container=cid, name=net["name"], type="bridge"
+        )
+
+
+def check(engine: Engine, repair: bool = False) -> list[tuple[str, str]]:
+    """``system check``'s networking findings (and repairs)."""
+
+    def live(cid: str) -> bool:
+        try:
+            return engine.refresh(cid)["status"] in states.LIVE
+        except NotFound:  # a record gone meanwhile holds nothing that runs
+            return False
+
+    return endpoints.check(engine.networks, live, repair)
