@@ -248,3 +248,22 @@ def test_device_rules_reduce_as_the_v1_controller_applies_them() -> None:
         True, [DeviceException("b", 8, 0, 4)])  # fmt: skip
     program = device_filter([deny_all, null, wildcard])
     assert len(program) % 8 == 0 and program[-8:] == bytes([0x95]) + bytes(7)  # ends with exit
+
+
+def test_runtime_errors_join_the_engine_tree(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The driver is the one seam: the runtime's own exceptions come out as the engine's
+    classes (NotRunning, RuntimeFailed carrying the runtime's kind), whatever their text."""
+    from dockyard.engine.runtimes import InProcessRuntime, RuntimeFailed
+    from dockyard.errors import DockyardError, NotRunning
+
+    runtime = InProcessRuntime(str(tmp_path / "state"))
+    for call in (lambda: runtime.kill("nosuch", 9), lambda: runtime.pause("nosuch"),
+                 lambda: runtime.resume("nosuch")):  # fmt: skip
+        with pytest.raises(NotRunning, match="^container nosuch is not running$"):
+            call()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text('{"ociVersion": "1.0.2", "process": 7}')
+    with pytest.raises(RuntimeFailed) as failed:
+        runtime.create("bad", str(bundle))
+    assert isinstance(failed.value, DockyardError) and failed.value.__cause__ is not None

@@ -34,6 +34,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from dockyard.engine.records import ContainerRecord
+
 __all__ = ["Engine"]
 
 _NEVER = "0001-01-01T00:00:00Z"
@@ -165,14 +167,14 @@ class Engine:
             raise ContainerNotFound(f"No such container: {ref}")
         return rows[0]["id"]
 
-    def record(self, cid: str) -> dict[str, Any]:
+    def record(self, cid: str) -> ContainerRecord:
         rows = self.db.query(
             "SELECT c.*, s.* FROM containers c JOIN container_state s ON s.id = c.id WHERE c.id = ?",
             (cid,),
         )
         if not rows:
             raise ContainerNotFound(f"No such container: {cid}")
-        rec = dict(rows[0])
+        rec: Any = dict(rows[0])
         rec["config"] = json.loads(rec["config"])
         rec["host_config"] = json.loads(rec["host_config"])
         return rec
@@ -202,7 +204,7 @@ class Engine:
                 raise ContainerNotFound(f"No such container: {cid}")
             raise Conflict(f"container {cid[:12]} cannot become {fields['status']}: it is {row[0]}")
 
-    def refresh(self, cid: str) -> dict[str, Any]:
+    def refresh(self, cid: str) -> ContainerRecord:
         """The record, corrected from the kernel when its monitor died without saying so."""
         rec = self.record(cid)
         live = rec["status"] in states.LIVE

@@ -204,13 +204,11 @@ def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any
 
 def _run(engine: Engine, path: str, rec: dict[str, Any]) -> int:
     """Run the exec here and record how it ended; its exit status."""
-    from dockyard.runtime.lifecycle import ContainerError
-
     cid = rec["ContainerID"]
     pid_path = _pid_path(path)
     try:
         code = engine.runtime(cid).exec(cid, rec["Process"], False, pid_file=pid_path)
-    except (ContainerError, DockyardError) as err:
+    except DockyardError as err:  # the runtime's errors join the tree at its driver
         code = exit_code_for_kind(getattr(err, "kind", ""))
         rec.update(Running=False, ExitCode=code, Error=str(err))
         _save(path, rec)

@@ -100,7 +100,6 @@ def launch(
     """Create and start the container, then become the lean loop. Returns only by raising."""
     from dockyard.engine.spec import oci_spec
     from dockyard.runtime import console
-    from dockyard.runtime.lifecycle import ContainerError
     from dockyard.runtime.rootfs import secure_join
 
     rec = engine.record(cid)
@@ -145,7 +144,7 @@ def launch(
         try:
             pid = runtime.create(cid, cdir, console_fd=theirs)
             networking.plumb(engine, cid, pid, eps)
-        except (ContainerError, DockyardError, OSError) as err:
+        except (DockyardError, OSError) as err:  # the runtime's errors join the tree at its driver
             engine.set_state(
                 cid, error=str(err), exit_code=exit_code_for_kind(getattr(err, "kind", ""))
             )

@@ -1,9 +1,13 @@
 """The OCI runtime a container runs with: dockyard-runtime in-process, or runc/crun by command.
 
 ``--runtime`` picks it per container, as Docker and podman allow. The engine
-and the monitor speak to either through one small driver interface; the
-external one drives the runc command line (which dockyard-runtime shares),
-each runtime with its own state root under the engine's exec root.
+and the monitor speak to either through one small driver interface
+(``RuntimeDriver``); the external one drives the runc command line (which
+dockyard-runtime shares), each runtime with its own state root under the
+engine's exec root. This is the seam where runtime errors join the engine's
+tree: whatever a driver raises is a ``DockyardError`` (``NotRunning`` for a
+container that is not running, ``RuntimeFailed`` with the runtime's ``kind``
+otherwise) or an ``OSError``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,34 @@ from dockyard.errors import DockyardError, InvalidArgument, NotRunning
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from typing import Any
+    from typing import Any, Protocol
 
-__all__ = ["ExternalRuntime", "InProcessRuntime", "RuntimeFailed", "command_kind", "runtime_for"]
+    from dockyard.runtime.cgroups import CgroupManager as Cgroup
+
+    class RuntimeDriver(Protocol):
+        """What the engine asks of a runtime (dockyard-runtime, runc, crun)."""
+
+        name: str
+
+        def create(self, cid: str, bundle: str, console_fd: int = -1) -> int: ...
+        def start(self, cid: str) -> None: ...
+        def kill(self, cid: str, sig: int) -> None: ...
+        def delete(self, cid: str) -> None: ...
+        def pause(self, cid: str) -> None: ...
+        def resume(self, cid: str) -> None: ...
+        def cgroup(self, cid: str) -> Cgroup: ...
+        def exec(self, cid: str, proc: dict[str, Any], detach: bool,
+                 pid_file: str | None = None) -> int: ...  # fmt: skip
+
+
+__all__ = [
+    "ExternalRuntime",
+    "InProcessRuntime",
+    "RuntimeDriver",
+    "RuntimeFailed",
+    "command_kind",
+    "runtime_for",
+]
 
 _BUILTIN = ("dockyard-runtime", "dockyard", "")
 
@@ -76,6 +105,44 @@ def _classified(err: DockyardError, bundle: str) -> DockyardError:
     return RuntimeFailed(str(err), kind) if kind else err
 
 
+class _Seam:
+    """Translates dockyard-runtime's own exceptions into the engine's tree, once, by class
+    and by the ``kind`` they carry: no message is read."""
+
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _type: object, err: BaseException | None, _tb: object) -> bool:
+        if err is None or isinstance(err, (DockyardError, OSError)):
+            return False
+        from dockyard.linux.seccomp import SeccompError
+        from dockyard.runtime import state
+        from dockyard.runtime._channel import ChildError
+        from dockyard.runtime.hooks import HookError
+        from dockyard.runtime.lifecycle import ContainerError
+        from dockyard.runtime.process import ProcessError
+        from dockyard.runtime.spec import SpecError
+
+        if isinstance(err, state.ContainerNotFound) or (
+            isinstance(err, ContainerError) and err.kind == "not-running"
+        ):
+            raise NotRunning(f"container {self.cid[:12]} is not running") from None
+        runtime_errors = (
+            ContainerError,
+            SpecError,
+            ProcessError,
+            HookError,
+            ChildError,
+            SeccompError,
+        )
+        if isinstance(err, runtime_errors):
+            raise RuntimeFailed(str(err), getattr(err, "kind", "")) from err
+        return False
+
+
 class InProcessRuntime:
     """dockyard-runtime's functions called directly: no process per operation."""
 
@@ -89,53 +156,53 @@ class InProcessRuntime:
     def create(self, cid: str, bundle: str, console_fd: int = -1) -> int:
         from dockyard.runtime.container import create
 
-        return create(self.opts, cid, bundle, console_fd=console_fd)["pid"]
+        with _Seam(cid):
+            return create(self.opts, cid, bundle, console_fd=console_fd)["pid"]
 
     def start(self, cid: str) -> None:
         from dockyard.runtime.lifecycle import start
 
-        start(self.opts, cid)
+        with _Seam(cid):
+            start(self.opts, cid)
 
     def kill(self, cid: str, sig: int) -> None:
-        from dockyard.runtime.lifecycle import ContainerError, kill
-        from dockyard.runtime.state import ContainerNotFound
+        from dockyard.runtime.lifecycle import kill
 
-        try:
+        with _Seam(cid):
             kill(self.opts, cid, sig)
-        except ContainerNotFound:
-            raise NotRunning(f"container {cid[:12]} is not running") from None
-        except ContainerError as err:
-            if err.kind != "not-running":
-                raise
-            raise NotRunning(str(err)) from None
 
     def delete(self, cid: str) -> None:
         from dockyard.runtime.lifecycle import delete
 
-        delete(self.opts, cid, force=True)
+        with _Seam(cid):
+            delete(self.opts, cid, force=True)
 
     def pause(self, cid: str) -> None:
         from dockyard.runtime.lifecycle import pause
 
-        pause(self.opts, cid)
+        with _Seam(cid):
+            pause(self.opts, cid)
 
     def resume(self, cid: str) -> None:
         from dockyard.runtime.lifecycle import resume
 
-        resume(self.opts, cid)
+        with _Seam(cid):
+            resume(self.opts, cid)
 
-    def cgroup(self, cid: str) -> Any:
+    def cgroup(self, cid: str) -> Cgroup:
         from dockyard.runtime import cgroups
         from dockyard.runtime import state as st
 
-        return cgroups.from_state(st.load(self.opts.root, cid).get("cgroup") or {})
+        with _Seam(cid):
+            return cgroups.from_state(st.load(self.opts.root, cid).get("cgroup") or {})
 
     def exec(
         self, cid: str, proc: dict[str, Any], detach: bool, pid_file: str | None = None
     ) -> int:
         from dockyard.runtime.exec import exec_process
 
-        return exec_process(self.opts, cid, proc, detach=detach, pid_file=pid_file)
+        with _Seam(cid):
+            return exec_process(self.opts, cid, proc, detach=detach, pid_file=pid_file)
 
 
 class ExternalRuntime:
@@ -235,7 +302,7 @@ class ExternalRuntime:
     def resume(self, cid: str) -> None:
         self._run("resume", cid)
 
-    def cgroup(self, cid: str) -> Any:
+    def cgroup(self, cid: str) -> Cgroup:
         from dockyard.runtime import cgroups
 
         return cgroups.manager_for("auto", f"/dockyard/{cid}")
@@ -255,7 +322,7 @@ class ExternalRuntime:
             return subprocess.run([*args, cid]).returncode
 
 
-def runtime_for(name: str | None, exec_root: str) -> InProcessRuntime | ExternalRuntime:
+def runtime_for(name: str | None, exec_root: str) -> RuntimeDriver:
     """The driver for ``--runtime NAME`` (dockyard-runtime, runc, crun, or a path)."""
     if (name or "") in _BUILTIN:
         return InProcessRuntime(exec_root)
