@@ -97,19 +97,20 @@ class CommandNotFound(DockyardError):
     exit_code = 127
 
 
-# what a failed start's ``kind`` (set by the runtime, from errno or a lookup) exits with
-_KIND_EXIT_CODES = {"not-found": 127, "not-executable": 126}
+# the one mapping of a failed start: the runtime's ``kind`` (from errno or a lookup) -> the
+# class, whose ``exit_code`` is Docker's status (127, 126); anything else is 125
+_START_ERRORS: dict[str, type[DockyardError]] = {
+    "not-found": CommandNotFound,
+    "not-executable": CommandNotExecutable,
+}
 
 
 def exit_code_for_kind(kind: str) -> int:
     """Docker's exit status for a container command that could not start."""
-    return _KIND_EXIT_CODES.get(kind, 125)
+    return _START_ERRORS.get(kind, DockyardError).exit_code
 
 
 def start_error(message: str, exit_code: int) -> DockyardError:
     """The error to raise for a start that failed with ``exit_code`` (127, 126 or other)."""
-    if exit_code == 127:
-        return CommandNotFound(message)
-    if exit_code == 126:
-        return CommandNotExecutable(message)
-    return DockyardError(message)
+    cls = next((c for c in _START_ERRORS.values() if c.exit_code == exit_code), DockyardError)
+    return cls(message)

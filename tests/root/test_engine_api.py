@@ -547,3 +547,74 @@ def test_state_transitions_follow_one_table(dy: Dy) -> None:
         assert engine.record(cid)["status"] == "exited"
     finally:
         engine.remove(cid, force=True)
+
+
+def test_exec_on_given_descriptors_and_terminal_resize(dy: Dy) -> None:
+    """What an API server needs: an attached exec on descriptors it holds (stdout and
+    stderr apart), and a tty exec (and a tty container) resized while they run."""
+    import socket
+    import threading
+
+    from dockyard.engine import execs
+    from dockyard.errors import Conflict
+
+    engine = Engine(dy.root)
+    cid = engine.create("busybox", {"Cmd": ["sleep", "60"], "Tty": True}, {"NetworkMode": "none"})
+    try:
+        engine.start(cid)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        exec_id = execs.create(engine, cid, {"Cmd": ["sh", "-c", "echo out; echo err >&2; exit 6"]})
+        try:
+            assert execs.start(engine, exec_id, stdio=(null, out_w, err_w)) == 6
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        with os.fdopen(out_r) as out, os.fdopen(err_r) as err:
+            assert (out.read(), err.read()) == ("out\n", "err\n")
+
+        # a tty exec, attached to one end of a socket pair, waits until its terminal is 33x77
+        wait_for_size = ('i=0; while [ "$(stty size)" != "33 77" ] && [ $i -lt 400 ]; do '
+                         "sleep 0.05; i=$((i+1)); done; stty size")  # fmt: skip
+        ours, theirs = socket.socketpair()
+        exec_id = execs.create(engine, cid, {"Cmd": ["sh", "-c", wait_for_size], "Tty": True,
+                                             "AttachStdin": True, "AttachStdout": True})  # fmt: skip
+        result: dict[str, object] = {}
+        fd = theirs.fileno()
+        runner = threading.Thread(
+            target=lambda: result.update(code=execs.start(engine, exec_id, stdio=(fd, fd, fd)))
+        )
+        runner.start()
+        deadline = time.monotonic() + 20
+        while not execs.inspect(engine, exec_id)["Pid"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        execs.resize(engine, exec_id, 33, 77)
+        got = b""
+        ours.settimeout(30)
+        while b"33 77" not in got:
+            chunk = ours.recv(4096)
+            assert chunk, got
+            got += chunk
+        runner.join(30)
+        theirs.close()
+        ours.close()
+        assert result["code"] == 0
+        with pytest.raises(Conflict, match="is not running"):
+            execs.resize(engine, exec_id, 10, 10)
+
+        # the container's own terminal: PID 1's standard input
+        engine.resize(cid, 21, 55)
+        check = execs.create(engine, cid, {"Cmd": ["sh", "-c", "stty size < /proc/1/fd/0"]})
+        out_r, out_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            assert execs.start(engine, check, stdio=(null, out_w, out_w)) == 0
+        finally:
+            os.close(null)
+            os.close(out_w)
+        with os.fdopen(out_r) as out:
+            assert out.read().strip() == "21 55"
+    finally:
+        engine.remove(cid, force=True)

@@ -259,7 +259,7 @@ def test_runtime_errors_join_the_engine_tree(tmp_path) -> None:  # type: ignore[
     runtime = InProcessRuntime(str(tmp_path / "state"))
     for call in (lambda: runtime.kill("nosuch", 9), lambda: runtime.pause("nosuch"),
                  lambda: runtime.resume("nosuch")):  # fmt: skip
-        with pytest.raises(NotRunning, match="^container nosuch is not running$"):
+        with pytest.raises(NotRunning, match=r"^container nosuch is not running$"):
             call()
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -267,3 +267,16 @@ def test_runtime_errors_join_the_engine_tree(tmp_path) -> None:  # type: ignore[
     with pytest.raises(RuntimeFailed) as failed:
         runtime.create("bad", str(bundle))
     assert isinstance(failed.value, DockyardError) and failed.value.__cause__ is not None
+
+
+def test_cgroup_warnings_are_kept_for_the_caller_not_printed(capfd) -> None:  # type: ignore[no-untyped-def]
+    """Library code writes nothing to stderr: a resource the host cannot enforce is a
+    warning handed to whoever drives the runtime (the engine prints it as docker does)."""
+    from dockyard.runtime.cgroups import manager_for
+    from dockyard.runtime.cgroups._files import take_warnings
+
+    take_warnings()
+    manager_for("disabled", "/dockyard/none").apply({"memory": {"limit": 1 << 20}})
+    assert capfd.readouterr().err == ""
+    assert take_warnings() == ["cgroups are disabled; resource limits not applied"]
+    assert take_warnings() == []

@@ -622,66 +622,9 @@ class Engine:
         return frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", *targets})
 
     def disk_usage(self) -> dict[str, dict[str, int]]:
-        """``system df``: per kind, total/active counts and bytes on disk, and what prune frees.
+        from dockyard.engine.system import disk_usage
 
-        Measured on disk (each inode once): images are their blobs and unpacked
-        layers, containers their writable layers and logs, volumes their data.
-        """
-        from dockyard.image.store import du
-
-        store = self.images
-        containers = self.list(all_=True)
-        used_images = {c["image_id"] for c in containers}
-        seen: set[tuple[int, int]] = set()
-        used_bytes = 0
-        for image_id in used_images:
-            try:
-                layers = store.layers(image_id)
-            except NotFound:
-                continue
-            row = store.db.query("SELECT manifest_digest FROM images WHERE id = ?", (image_id,))
-            for digest in [
-                image_id,
-                *[r["manifest_digest"] for r in row],
-                *[lay.blob_digest for lay in layers],
-            ]:
-                if store.content.exists(digest):
-                    used_bytes += _file_bytes(store.content.path(digest), seen)
-            for layer in layers:
-                used_bytes += du(store.snapshots.fs(layer.chain_id), seen)
-        image_bytes = used_bytes + du(store.content.root, seen)
-        for info in store.snapshots.list():
-            if info.kind == "committed":
-                image_bytes += du(store.snapshots.fs(info.name), seen)
-        images = store.db.query("SELECT COUNT(*) FROM images")[0][0]
-        ctr_total = ctr_free = 0
-        for c in containers:
-            cdir = self.cdir(c["id"])
-            # its own files (logs, config), not the mounted rootfs inside the same directory
-            size = sum(os.lstat(os.path.join(cdir, n)).st_blocks * 512 for n in os.listdir(cdir)
-                       if os.path.isfile(os.path.join(cdir, n))) if os.path.isdir(cdir) else 0  # fmt: skip
-            if store.snapshots.exists(c["id"]):
-                size += du(store.snapshots.fs(c["id"]))
-            ctr_total += size
-            if c["status"] not in states.LIVE:
-                ctr_free += size
-        vol_total = vol_free = vol_active = 0
-        vols = self.volumes.list()
-        for v in vols:
-            size = du(self.volumes.path(v["name"]))
-            vol_total += size
-            if self.volumes.users(v["name"]):
-                vol_active += 1
-            else:
-                vol_free += size
-        return {
-            "Images": {"total": images, "active": len(used_images), "size": image_bytes,
-                       "reclaimable": image_bytes - used_bytes},
-            "Containers": {"total": len(containers), "size": ctr_total, "reclaimable": ctr_free,
-                           "active": sum(c["status"] in ("running", "paused") for c in containers)},
-            "Local Volumes": {"total": len(vols), "active": vol_active, "size": vol_total, "reclaimable": vol_free},
-            "Build Cache": {"total": 0, "active": 0, "size": 0, "reclaimable": 0},
-        }  # fmt: skip
+        return disk_usage(self)
 
     # -- more verbs
     def top(self, cid: str, ps_args: list[str] | None = None) -> dict[str, Any]:
@@ -691,6 +634,16 @@ class Engine:
         states.check_verb("top", cid, self.refresh(cid)["status"])
         titles, rows = ps_table(self.runtime(cid).cgroup(cid).pids(), list(ps_args or []))
         return {"Titles": titles, "Processes": rows}
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        """``POST /containers/{id}/resize``: a tty container's terminal takes the new size
+        (one without a terminal has nothing to resize, as with dockerd)."""
+        from dockyard.engine.execs import resize_terminal
+
+        rec = self.refresh(cid)
+        states.check_verb("resize", cid, rec["status"])
+        if rec["config"].get("Tty"):
+            resize_terminal(rec["pid"], height, width)
 
     def pause(self, cid: str) -> None:
         states.check_verb("pause", cid, self.refresh(cid)["status"])
@@ -731,28 +684,9 @@ class Engine:
         return [self.refresh(r["id"]) for r in rows]
 
     def stats(self, cid: str) -> dict[str, Any]:
-        """Memory, cpu, pids and block IO of a running container from its cgroup, and
-        ``networks`` (Docker's per-interface counters) from its network namespace."""
-        try:
-            out = self.runtime(cid).cgroup(cid).stats()
-        except Exception:  # gone meanwhile: no figures
-            return {}
-        pid = self.record(cid)["pid"]
-        if pid:
-            out["networks"] = _net_dev(pid)
-        blkio = (out.get("blkio") or {}).get("io_service_bytes") or []
-        if not any(e["value"] for e in blkio):
-            # cgroup v1 counts block IO only on a queue some cgroup throttles (kernel 5.x on);
-            # then the processes' own accounting (which includes what their reaped children
-            # did) stands in
-            try:
-                pids = self.runtime(cid).cgroup(cid).pids()
-            except Exception:
-                pids = []
-            read, written = _proc_io(pids)
-            out["blkio"] = {"io_service_bytes": [{"major": 0, "minor": 0, "op": "Read", "value": read},
-                                                 {"major": 0, "minor": 0, "op": "Write", "value": written}]}  # fmt: skip
-        return out
+        from dockyard.engine.stats import figures
+
+        return figures(self, cid)
 
     def update(self, cid: str, resources: dict[str, Any]) -> None:
         """Change a container's limits now (cgroup) and for its next start (HostConfig)."""
@@ -798,103 +732,6 @@ class Engine:
         return out
 
     def inspect(self, cid: str) -> dict[str, Any]:
-        """Docker's ContainerJSON."""
-        from dockyard.engine.networking import settings
-        from dockyard.engine.spec import seccomp_profile_name
+        from dockyard.engine.inspect import container_json
 
-        rec = self.refresh(cid)
-        cfg = rec["config"]
-        args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-        status = rec["status"]
-        return {
-            "Id": cid,
-            "Created": rec["created"],
-            "Path": args[0] if args else "",
-            "Args": args[1:],
-            "State": {
-                "Status": status,
-                "Running": status in ("running", "paused"),
-                "Paused": status == "paused",
-                "Restarting": status == "restarting",
-                "OOMKilled": bool(rec["oom_killed"]),
-                "Dead": status == "dead",
-                "Pid": rec["pid"] if status in ("running", "paused") else 0,
-                "ExitCode": rec["exit_code"],
-                "Error": rec["error"],
-                "StartedAt": rec["started_at"],
-                "FinishedAt": rec["finished_at"],
-                **({"Health": json.loads(rec["health"])} if rec.get("health") else {}),
-            },
-            "Image": rec["image_id"],
-            "ResolvConfPath": os.path.join(self.cdir(cid), "resolv.conf"),
-            "HostnamePath": os.path.join(self.cdir(cid), "hostname"),
-            "HostsPath": os.path.join(self.cdir(cid), "hosts"),
-            "LogPath": os.path.join(self.cdir(cid), f"{cid}-json.log"),
-            "Name": "/" + rec["name"],
-            "RestartCount": rec["restart_count"],
-            "Driver": self.snapshotter,
-            "SeccompProfile": seccomp_profile_name(rec["host_config"]),
-            "HostConfig": rec["host_config"],
-            "Mounts": [
-                {
-                    "Type": m["Type"],
-                    "Name": m.get("Name", ""),
-                    "Source": m["Source"],
-                    "Destination": m["Target"],
-                    "Driver": "local" if m["Type"] == "volume" else "",
-                    "Mode": "",
-                    "RW": not m.get("ReadOnly"),
-                    "Propagation": "rprivate" if m["Type"] == "bind" else "",
-                }
-                for m in rec["host_config"].get("Mounts") or []
-            ],
-            "Config": cfg,
-            "NetworkSettings": settings(self, cid),
-        }
-
-
-_NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", None, None, None, None,
-               "tx_bytes", "tx_packets", "tx_errors", "tx_dropped")  # fmt: skip
-
-
-def _proc_io(pids: list[int]) -> tuple[int, int]:
-    """Bytes read from and written to storage by ``pids`` (and the children they reaped)."""
-    read = written = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/io") as f:
-                fields = dict(line.split(": ", 1) for line in f.read().splitlines())
-        except (OSError, ValueError):
-            continue
-        read += int(fields.get("read_bytes", 0))
-        written += max(
-            int(fields.get("write_bytes", 0)) - int(fields.get("cancelled_write_bytes", 0)), 0
-        )
-    return read, written
-
-
-def _net_dev(pid: int) -> dict[str, dict[str, int]]:
-    """/proc/PID/net/dev (the counters of PID's network namespace), loopback left out."""
-    out: dict[str, dict[str, int]] = {}
-    try:
-        with open(f"/proc/{pid}/net/dev") as f:
-            lines = f.read().splitlines()[2:]
-    except OSError:
-        return out
-    for line in lines:
-        name, _, rest = line.partition(":")
-        name = name.strip()
-        if name == "lo":
-            continue
-        values = rest.split()
-        out[name] = {key: int(v) for key, v in zip(_NET_FIELDS, values, strict=False) if key}
-    return out
-
-
-def _file_bytes(path: str, seen: set[tuple[int, int]]) -> int:
-    st = os.lstat(path)
-    key = (st.st_dev, st.st_ino)
-    if key in seen:
-        return 0
-    seen.add(key)
-    return st.st_blocks * 512
+        return container_json(self, cid)

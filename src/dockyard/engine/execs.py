@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from dockyard.engine.containers import Engine
 
-__all__ = ["create", "inspect", "start"]
+__all__ = ["create", "inspect", "resize", "resize_terminal", "start"]
 
 _KEEP_SECONDS = 300
 
@@ -135,9 +135,11 @@ def inspect(engine: Engine, exec_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
-    """Run the exec: attached, on this process's stdio, returning its exit status; or
-    detached, returning once it runs (its status goes to the record)."""
+def start(engine: Engine, exec_id: str, detach: bool = False,
+          stdio: tuple[int, int, int] | None = None) -> int | None:  # fmt: skip
+    """Run the exec: attached, on this process's stdio (or on ``stdio``'s three descriptors:
+    an API server's hijacked connection, pipes), returning its exit status; or detached,
+    returning once it runs (its status goes to the record)."""
     path, rec = _find(engine, exec_id)
     try:  # the claim: of two concurrent starts, exactly one creates it
         os.close(
@@ -153,7 +155,7 @@ def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
     _save(path, rec)
     # the runtime's exec makes its caller the subreaper of what it starts: it runs in a
     # child of its own, never in the caller (a server would collect every orphan as a zombie)
-    waiter = _waiter(engine, path, rec, detach)
+    waiter = _waiter(engine, path, rec, detach, stdio)
     if not detach:
         waiter.wait()
         _path, done = _find(engine, exec_id)
@@ -169,9 +171,10 @@ def start(engine: Engine, exec_id: str, detach: bool = False) -> int | None:
     return None
 
 
-def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any:
+def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool,
+            stdio: tuple[int, int, int] | None = None) -> Any:  # fmt: skip
     """The process that runs the exec and records its end: forked where one thread runs,
-    spawned where more do. Attached, it keeps the caller's stdio; detached, it has none."""
+    spawned where more do. Attached, it has the caller's stdio or ``stdio``; detached, none."""
     threading = sys.modules.get("threading")
     if threading is None or threading.active_count() == 1:
         child = os.fork()
@@ -183,6 +186,9 @@ def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any
                     null = os.open(os.devnull, os.O_RDWR)
                     for fd in (0, 1, 2):
                         os.dup2(null, fd)
+                elif stdio is not None:
+                    for fd, target in zip(stdio, (0, 1, 2), strict=True):
+                        os.dup2(fd, target)
                 from dockyard.engine.containers import Engine as EngineImpl
 
                 code = _run(EngineImpl(engine.root, engine.snapshotter), path, rec)
@@ -198,8 +204,41 @@ def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool) -> Any
         "stdout": subprocess.DEVNULL,
         "stderr": subprocess.DEVNULL,
     }
+    given = {} if stdio is None else {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
     return subprocess.Popen([sys.executable, "-m", "dockyard.engine.execs", engine.root, engine.snapshotter, path],
-                            start_new_session=detach, **(quiet if detach else {}))  # type: ignore[call-overload]  # fmt: skip
+                            start_new_session=detach, **(quiet if detach else given))  # type: ignore[call-overload]  # fmt: skip
+
+
+def resize(engine: Engine, exec_id: str, height: int, width: int) -> None:
+    """``POST /exec/{id}/resize``: the exec's terminal takes the new size."""
+    _path, rec = _find(engine, exec_id)
+    if not rec["Running"]:
+        raise Conflict(f"Exec {exec_id} is not running")
+    if not rec["Config"].get("Tty"):
+        raise InvalidArgument(f"Exec {exec_id} has no terminal to resize")
+    resize_terminal(inspect(engine, exec_id)["Pid"], height, width)
+
+
+def resize_terminal(pid: int, height: int, width: int) -> None:
+    """Set the size of the terminal on ``pid``'s standard input (a pty's slave: the kernel
+    then sends SIGWINCH to its foreground process group). The copy loop that holds the
+    master lives in another process; the slave is reached through /proc, as root may."""
+    import fcntl
+    import struct
+    import termios
+
+    if not pid or not (0 < height < 65536 and 0 < width < 65536):
+        raise InvalidArgument(f"cannot resize to {height}x{width}")
+    try:
+        fd = os.open(f"/proc/{pid}/fd/0", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise Conflict(f"process {pid} has ended") from None
+    try:
+        if not os.isatty(fd):
+            raise InvalidArgument(f"process {pid} has no terminal")
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+    finally:
+        os.close(fd)
 
 
 def _run(engine: Engine, path: str, rec: dict[str, Any]) -> int:

@@ -155,6 +155,11 @@ def launch(
             os.close(fd)
         if theirs >= 0:
             os.close(theirs)
+        from dockyard.runtime.cgroups._files import take_warnings
+
+        for warning in take_warnings():  # the starting client's stderr, as docker prints them
+            sys.stderr.write(f"WARNING: {warning}\n")
+        sys.stderr.flush()
     if tty:
         in_w = console.recv_master(ours)
         os.close(ours)

@@ -60,6 +60,8 @@ VERBS: dict[str, dict[str, tuple[type[Conflict], str]]] = {
         RESTARTING: (Conflict, "You cannot remove a restarting container {id}. Stop the container "
                                "before attempting removal or force remove"),
     },
+    "resize": {CREATED: _NOT_RUNNING, EXITED: _NOT_RUNNING, DEAD: _NOT_RUNNING,
+               REMOVING: _NOT_RUNNING, RESTARTING: _RESTARTING},
     "top": {CREATED: _NOT_RUNNING, EXITED: _NOT_RUNNING, DEAD: _NOT_RUNNING,
             REMOVING: _NOT_RUNNING, RESTARTING: _RESTARTING},
     "exec": {CREATED: _NOT_RUNNING, EXITED: _NOT_RUNNING, DEAD: _NOT_RUNNING,

@@ -214,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(USAGE)
             return 0
         from dockyard.runtime import commands
+        from dockyard.runtime.cgroups._files import print_warnings_as_they_come
 
+        print_warnings_as_they_come("dockyard-runtime: warning: ")
         return getattr(commands, "cmd_" + command)(g, flags, pos)
     except UsageError as err:
         _emit_error(str(err), g)

@@ -7,7 +7,6 @@ symlink in an image can never point a mount at the host.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
@@ -107,33 +106,12 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
 
 
 def secure_join(root: str, path: str) -> str:
-    """``root/path`` with every symlink on the way resolved as if ``root`` were ``/``."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > 255:
-                raise OSError(errno.ELOOP, "too many symlinks", path)
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+    """``root/path`` with every symlink on the way resolved as if ``root`` were ``/``: the
+    one in-root resolver (``inroot.Root.resolve``), as a host path for mount(2)."""
+    from dockyard.inroot import Root
+
+    with Root(root) as inside:
+        return os.path.join(root, inside.resolve(path))
 
 
 def _locked_flags(path: str) -> int:

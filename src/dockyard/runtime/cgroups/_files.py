@@ -48,9 +48,29 @@ def read_keyed(directory: str, name: str) -> dict[str, int]:
     return out
 
 
+# warnings for resources this host cannot enforce, kept for whoever drives the runtime to
+# show (the runtime's CLI prints them as it goes, the engine hands them to its client)
+_warnings: list[str] = []
+_sink: list[object] = []
+
+
 def warn(message: str) -> None:
-    """One line on stderr for a resource that this host cannot enforce."""
-    sys.stderr.write(f"dockyard-runtime: warning: {message}\n")
+    if _sink:
+        _sink[0](message)  # type: ignore[operator]
+    else:
+        _warnings.append(message)
+
+
+def take_warnings() -> list[str]:
+    """The warnings kept since the last call."""
+    out = _warnings[:]
+    del _warnings[:]
+    return out
+
+
+def print_warnings_as_they_come(prefix: str) -> None:
+    """For a command line: each warning as one stderr line, at once."""
+    _sink[:] = [lambda message: sys.stderr.write(f"{prefix}{message}\n")]
 
 
 def rmdir_retry(path: str, timeout: float = 2.0) -> None:
