@@ -81,6 +81,9 @@ class Filters:
     def keys(self) -> list[str]:
         return list(self._values)
 
+    def as_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self._values.items()}
+
     def to_json(self) -> str:
         return json.dumps({k: {v: True for v in vals} for k, vals in self._values.items()})
 

@@ -129,7 +129,7 @@ def test_images_volumes_and_networks_through_the_engine(dy: Dy, tmp_path) -> Non
     assert len(dangling) == 1 and dangling[0][1] == []
     assert prune(engine.images, False, Filters.parse(["label=keep=yes"]))[0] == []
     lines, _ = prune(engine.images, False, Filters.parse(["label=keep=no"]))
-    assert lines == [f"deleted: {dangling[0][0]['id']}"]
+    assert lines == [{"Deleted": dangling[0][0]["id"]}]
     with pytest.raises(InvalidArgument, match="invalid filter 'reference'"):
         prune(engine.images, False, Filters.parse(["reference=x"]))
     dy("rmi", "api-dangle:1")

@@ -21,7 +21,8 @@ RANKS = {
     "network": 5, "registry": 5, "testing": 5,
     "engine": 6,
     "builder": 7,
-    "cli": 8,
+    "cli": 9,
+    "api": 8,
 }  # fmt: skip
 
 

@@ -259,7 +259,7 @@ class LayerSteps(CacheSteps):
         host = {"AutoRemove": False, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                 "NetworkMode": df.flag(cmd, "network") or self.opts.network,
                 "LogConfig": {"Type": "json-file", "Config": {}}, "Runtime": "dockyard-runtime",
-                "Binds": binds, "MountSpecs": [], "Tmpfs": {}, "CapAdd": [], "CapDrop": [], "SecurityOpt": [],
+                "Binds": binds, "Mounts": [], "Tmpfs": {}, "CapAdd": [], "CapDrop": [], "SecurityOpt": [],
                 "Privileged": df.flag(cmd, "security") == "insecure", "Init": False, "PortBindings": {},
                 "Dns": [], "DnsSearch": [], "Volatile": True}  # fmt: skip
         cid = self.engine.create(state.image_id, config, host)

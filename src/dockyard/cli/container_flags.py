@@ -186,6 +186,28 @@ def _namespace_mode(flag: str, value: str | None, allowed: tuple[str, ...]) -> s
     return value or ""
 
 
+def _mount(spec: str) -> dict[str, Any]:
+    """``--mount type=bind,source=/x,target=/y,readonly`` as Docker's Mount object."""
+    fields = dict(item.partition("=")[::2] for item in spec.split(","))
+    target = fields.get("target") or fields.get("destination") or fields.get("dst")
+    if not target:
+        raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: target is required')
+    mount: dict[str, Any] = {"Type": fields.get("type", "volume"), "Target": target,
+                             "Source": fields.get("source") or fields.get("src") or "",
+                             "ReadOnly": any(fields.get(k, "false") in ("", "true", "1")
+                                             for k in ("readonly", "ro"))}  # fmt: skip
+    return mount
+
+
+def _console_size() -> list[int]:
+    """[rows, columns] of this terminal, as the docker CLI sends in HostConfig.ConsoleSize."""
+    try:
+        cols, rows = os.get_terminal_size(0)
+    except OSError:
+        return [0, 0]
+    return [rows, cols]
+
+
 def build_request(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
     labels = dict(
         item.partition("=")[::2] for item in [*_label_files(kw["label_file"]), *kw["label"]]
@@ -257,7 +279,7 @@ def build_request(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, An
         "Privileged": kw["privileged"],
         "SecurityOpt": list(kw["security_opt"]),
         "Binds": list(kw["volume"]),
-        "MountSpecs": list(kw["mounts"]),
+        "Mounts": [_mount(spec) for spec in kw["mounts"]],
         "Tmpfs": tmpfs,
         "Runtime": kw["runtime"],
         "Init": kw["init"],
@@ -273,6 +295,7 @@ def build_request(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, An
         if kw["memory_reservation"]
         else 0,
         "OomKillDisable": kw["oom_kill_disable"],
+        "ConsoleSize": _console_size() if kw["tty"] and kw["interactive"] else [0, 0],
     }
     if kw["rm"] and host["RestartPolicy"]["Name"] != "no":
         raise InvalidArgument("conflicting options: cannot both remove and restart containers")

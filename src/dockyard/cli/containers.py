@@ -286,26 +286,6 @@ def rm_cmd(ctx: flags.Context, force: bool, volumes: bool, containers: tuple[str
         raise flags.Exit(1)
 
 
-def _status_text(rec: dict[str, Any]) -> str:
-    now = time.time()
-    status = rec["status"]
-    if status == "running":
-        health = json.loads(rec["health"])["Status"] if rec.get("health") else ""
-        suffix = {
-            "starting": " (health: starting)",
-            "healthy": " (healthy)",
-            "unhealthy": " (unhealthy)",
-        }
-        return "Up " + human_duration(now - parse_time(rec["started_at"])) + suffix.get(health, "")
-    if status == "paused":
-        return "Up " + human_duration(now - parse_time(rec["started_at"])) + " (Paused)"
-    if status == "restarting":
-        return f"Restarting ({rec['exit_code']}) {human_duration(now - parse_time(rec['finished_at']))} ago"
-    if status == "exited":
-        return f"Exited ({rec['exit_code']}) {human_duration(now - parse_time(rec['finished_at']))} ago"
-    return status.capitalize()
-
-
 def _command_text(cfg: dict[str, Any], trunc: bool) -> str:
     cmd = " ".join(list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []))
     if trunc and len(cmd) > 20:
@@ -351,7 +331,7 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
         row = {"ID": r["id"] if no_trunc else r["id"][:12], "Image": r["image_ref"],
                "Command": _command_text(r["config"], not no_trunc), "CreatedAt": r["created"],
                "RunningFor": human_duration(time.time() - parse_time(r["created"])) + " ago",
-               "Status": _status_text(r), "State": r["status"], "Ports": _ports_text(engine, r), "Names": r["name"]}  # fmt: skip
+               "Status": listing.status_text(r), "State": r["status"], "Ports": _ports_text(engine, r), "Names": r["name"]}  # fmt: skip
         if size:
             from dockyard.image.store import du
 

@@ -286,7 +286,8 @@ def prune_cmd(ctx: flags.Context, all_: bool, force: bool, filters: tuple[str, .
     from dockyard.engine.images import prune as prune_images
     from dockyard.filters import Filters
 
-    lines, freed = prune_images(store, all_, Filters.parse(filters))
+    records, freed = prune_images(store, all_, Filters.parse(filters))
+    lines = [f"{kind.lower()}: {value}" for r in records for kind, value in r.items()]
     if lines:
         flags.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
     flags.echo(f"Total reclaimed space: {human_size(freed)}")

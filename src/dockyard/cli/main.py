@@ -48,6 +48,9 @@ def _register() -> None:
 
     images.register(cli)
     containers.register(cli)
+    from dockyard.cli import service
+
+    images.system_group.add_command(service.service_cmd)
     from dockyard.cli import build, registry
 
     build.register(cli)

@@ -70,6 +70,23 @@ class MonitorProcess:
         return self.returncode
 
 
+# processes spawned from a threaded process (monitors, exec waiters), polled by
+# ``reap_spawned`` so that a long-running server leaves no zombies behind
+_SPAWNED: list[Any] = []
+
+
+def spawned(popen: Any) -> Any:
+    """Register a child ``reap_spawned`` collects once it ends; returns it."""
+    _SPAWNED.append(popen)
+    return popen
+
+
+def reap_spawned() -> None:
+    for popen in list(_SPAWNED):
+        if popen.poll() is not None:
+            _SPAWNED.remove(popen)
+
+
 def _start_monitor(
     args: list[str], keep: tuple[int, ...] = (), close_in_child: tuple[int, ...] = ()
 ) -> MonitorProcess:
@@ -84,9 +101,9 @@ def _start_monitor(
         return _fork_monitor(args, close_in_child)
     import subprocess
 
-    popen = subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", *args], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=keep,
-                             start_new_session=True)  # fmt: skip
+    popen = spawned(subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", *args], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=keep,
+                                     start_new_session=True))  # fmt: skip
     return MonitorProcess(popen.pid, popen)
 
 
@@ -388,16 +405,15 @@ class Engine:
                 out.append({"Type": "bind", "Source": parts[0], "Target": parts[1], "ReadOnly": ro})
             else:
                 volume(parts[0], parts[1], ro)
-        for spec in host.get("MountSpecs") or []:
-            fields = dict(item.partition("=")[::2] for item in spec.split(","))
-            kind = fields.get("type", "volume")
-            target = fields.get("target") or fields.get("destination") or fields.get("dst")
+        for spec in host.get("Mounts") or []:  # Docker's Mount objects (--mount, the API)
+            if not isinstance(spec, dict):
+                raise InvalidArgument(f"invalid mount: {spec!r}")
+            kind = spec.get("Type") or "volume"
+            target = spec.get("Target")
             if not target:
-                raise InvalidArgument(
-                    f'invalid argument "{spec}" for "--mount" flag: target is required'
-                )
-            ro = "readonly" in fields or "ro" in fields
-            source = fields.get("source") or fields.get("src")
+                raise InvalidArgument("invalid mount config: Target is required")
+            ro = bool(spec.get("ReadOnly"))
+            source = spec.get("Source") or None
             if kind == "bind":
                 if not source or not os.path.exists(source):
                     raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not '
@@ -545,14 +561,34 @@ class Engine:
             time.sleep(0.01)
         return False
 
-    def wait(self, cid: str) -> int:
-        """Block until the container exits; its exit code."""
+    def wait(self, cid: str, condition: str = "not-running", stop: Any = None) -> int | None:
+        """Block until the container is in ``condition`` (Docker's ``wait`` conditions:
+        ``not-running``, ``next-exit`` — an exit after this call —, ``removed``); its exit
+        code, or None when ``stop`` (a threading.Event) was set first."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        rec = self.refresh(cid)
+        first_end = rec["finished_at"]
+        code = rec["exit_code"]
         delay = 0.002
         while True:
-            rec = self.refresh(cid)
-            if rec["status"] in ("exited", "dead", "created") and not _alive(rec["monitor_pid"]):
-                return rec["exit_code"]
-            time.sleep(delay)
+            try:
+                rec = self.refresh(cid)
+            except ContainerNotFound:
+                if condition == "not-running":
+                    raise
+                return code  # removed: its last exit, as dockerd reports it
+            stopped = rec["status"] not in states.LIVE and not _alive(rec["monitor_pid"])
+            if stopped:
+                code = rec["exit_code"]
+                if condition == "not-running" or (
+                    condition == "next-exit" and rec["finished_at"] != first_end
+                ):
+                    return code
+            if stop is not None and stop.wait(delay):
+                return None
+            if stop is None:
+                time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     # -- removal

@@ -205,8 +205,10 @@ def _waiter(engine: Engine, path: str, rec: dict[str, Any], detach: bool,
         "stderr": subprocess.DEVNULL,
     }
     given = {} if stdio is None else {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
-    return subprocess.Popen([sys.executable, "-m", "dockyard.engine.execs", engine.root, engine.snapshotter, path],
-                            start_new_session=detach, **(quiet if detach else given))  # type: ignore[call-overload]  # fmt: skip
+    from dockyard.engine.containers import spawned
+
+    return spawned(subprocess.Popen([sys.executable, "-m", "dockyard.engine.execs", engine.root, engine.snapshotter, path],
+                                    start_new_session=detach, **(quiet if detach else given)))  # type: ignore[call-overload]  # fmt: skip
 
 
 def resize(engine: Engine, exec_id: str, height: int, width: int) -> None:

@@ -100,9 +100,11 @@ def remove(engine: Engine, name: str, force: bool = False) -> list[dict[str, str
     return out
 
 
-def prune(store: ImageStore, all_: bool, filters: Filters | None = None) -> tuple[list[str], int]:
-    """Remove dangling images (all unused ones with ``all_``): Docker's untagged/deleted lines,
-    and the bytes freed on disk."""
+def prune(
+    store: ImageStore, all_: bool, filters: Filters | None = None
+) -> tuple[list[dict[str, str]], int]:
+    """Remove dangling images (all unused ones with ``all_``): Docker's ImageDeleteResponseItem
+    records (``{"Untagged": ref}``, ``{"Deleted": id}``), and the bytes freed on disk."""
     from dockyard.engine import listing
 
     before = store.disk_usage()
@@ -114,9 +116,9 @@ def prune(store: ImageStore, all_: bool, filters: Filters | None = None) -> tupl
         if flt and not listing.images(store, flt, ids=[image_id]):
             continue
         for t in store.tags_of(image_id) + store.digests_of(image_id):
-            lines.append(f"untagged: {store.untag(t)}")
+            lines.append({"Untagged": store.untag(t)})
         store.delete_image(image_id)
-        lines.append(f"deleted: {image_id}")
+        lines.append({"Deleted": image_id})
     return lines, max(before - store.disk_usage(), 0)
 
 

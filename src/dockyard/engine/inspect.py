@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from dockyard.engine.containers import Engine
 
-__all__ = ["container_json"]
+__all__ = ["container_json", "mount_points"]
 
 
 def container_json(engine: Engine, cid: str) -> dict[str, Any]:
@@ -54,19 +54,16 @@ def container_json(engine: Engine, cid: str) -> dict[str, Any]:
         "Driver": engine.snapshotter,
         "SeccompProfile": seccomp_profile_name(rec["host_config"]),
         "HostConfig": rec["host_config"],
-        "Mounts": [
-            {
-                "Type": m["Type"],
-                "Name": m.get("Name", ""),
-                "Source": m["Source"],
-                "Destination": m["Target"],
-                "Driver": "local" if m["Type"] == "volume" else "",
-                "Mode": "",
-                "RW": not m.get("ReadOnly"),
-                "Propagation": "rprivate" if m["Type"] == "bind" else "",
-            }
-            for m in rec["host_config"].get("Mounts") or []
-        ],
+        "Mounts": mount_points(rec["host_config"]),
         "Config": cfg,
         "NetworkSettings": settings(engine, cid),
     }
+
+
+def mount_points(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """Docker's MountPoint list from the resolved mounts the engine keeps in HostConfig."""
+    return [{"Type": m["Type"], "Name": m.get("Name", ""), "Source": m["Source"],
+             "Destination": m["Target"], "Driver": "local" if m["Type"] == "volume" else "",
+             "Mode": "", "RW": not m.get("ReadOnly"),
+             "Propagation": "rprivate" if m["Type"] == "bind" else ""}
+            for m in host.get("Mounts") or []]  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import time
 
 from dockyard.engine import states
 from dockyard.errors import DockyardError, InvalidArgument
@@ -22,8 +23,20 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import Engine
     from dockyard.image.store import ImageStore
 
-__all__ = ["CONTAINER_FILTERS", "IMAGE_FILTERS", "NETWORK_FILTERS", "VOLUME_FILTERS",
-           "containers", "images", "networks", "reference_matches", "volumes"]  # fmt: skip
+__all__ = [
+    "CONTAINER_FILTERS",
+    "IMAGE_FILTERS",
+    "NETWORK_FILTERS",
+    "VOLUME_FILTERS",
+    "container_summary",
+    "containers",
+    "image_summary",
+    "images",
+    "networks",
+    "reference_matches",
+    "status_text",
+    "volumes",
+]  # fmt: skip
 
 CONTAINER_FILTERS = ("ancestor", "before", "exited", "health", "id", "label", "label!", "name",
                      "network", "since", "status", "volume")  # fmt: skip
@@ -215,3 +228,67 @@ def networks(engine: Engine, filters: Filters | None = None) -> list[dict[str, A
             continue
         out.append(net)
     return sorted(out, key=lambda n: n["name"])
+
+
+def status_text(rec: dict[str, Any], now: float | None = None) -> str:
+    """Docker's human status: ``Up 3 minutes (healthy)``, ``Exited (0) 2 seconds ago``."""
+    from dockyard.clock import parse_time
+    from dockyard.units import human_duration
+
+    now = time.time() if now is None else now
+    status = rec["status"]
+    if status == "running":
+        health = json.loads(rec["health"])["Status"] if rec.get("health") else ""
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)",
+                  "unhealthy": " (unhealthy)"}  # fmt: skip
+        return "Up " + human_duration(now - parse_time(rec["started_at"])) + suffix.get(health, "")
+    if status == "paused":
+        return "Up " + human_duration(now - parse_time(rec["started_at"])) + " (Paused)"
+    if status in ("restarting", "exited"):
+        ago = human_duration(now - parse_time(rec["finished_at"]))
+        return f"{status.capitalize()} ({rec['exit_code']}) {ago} ago"
+    return status.capitalize()
+
+
+def container_summary(engine: Engine, rec: dict[str, Any]) -> dict[str, Any]:
+    """Docker's ContainerSummary (``GET /containers/json``) of one record."""
+    from dockyard.clock import parse_time
+    from dockyard.engine.inspect import mount_points
+    from dockyard.engine.networking import settings
+
+    cfg, host = rec["config"], rec["host_config"]
+    net = settings(engine, rec["id"])
+    ports = []
+    for key, bindings in net["Ports"].items():
+        number, _, proto = key.partition("/")
+        if not bindings:
+            ports.append({"PrivatePort": int(number), "Type": proto})
+        for b in bindings or []:
+            ports.append({"IP": b["HostIp"], "PrivatePort": int(number),
+                          "PublicPort": int(b["HostPort"]), "Type": proto})  # fmt: skip
+    return {
+        "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": rec["image_ref"],
+        "ImageID": rec["image_id"],
+        "Command": " ".join(list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])),
+        "Created": int(parse_time(rec["created"])), "Ports": ports, "Labels": cfg.get("Labels") or {},
+        "State": rec["status"], "Status": status_text(rec),
+        "HostConfig": {"NetworkMode": host.get("NetworkMode") or "default"},
+        "NetworkSettings": {"Networks": net["Networks"]}, "Mounts": mount_points(host),
+    }  # fmt: skip
+
+
+def image_summary(
+    store: ImageStore, row: Any, tags: list[str], containers: int = -1
+) -> dict[str, Any]:
+    """Docker's ImageSummary (``GET /images/json``) of one image row."""
+    from dockyard.clock import parse_time
+    from dockyard.image import reference
+
+    cfg = store.config(row["id"]).get("config") or {}
+    return {
+        "Id": row["id"], "ParentId": row["parent"] or "",
+        "RepoTags": [reference.parse(t).familiar() for t in tags],
+        "RepoDigests": [reference.parse(d).familiar() for d in store.digests_of(row["id"])],
+        "Created": int(parse_time(row["created"])), "Size": row["size"], "VirtualSize": row["size"],
+        "SharedSize": -1, "Labels": cfg.get("Labels") or {}, "Containers": containers,
+    }  # fmt: skip

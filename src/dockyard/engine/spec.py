@@ -212,6 +212,11 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
         args = ["/sbin/docker-init", "--", *args]  # tini reaps zombies and forwards signals
     proc["args"] = args
     proc["terminal"] = bool(config.get("Tty"))
+    size = host.get("ConsoleSize") or [0, 0]
+    if proc["terminal"] and isinstance(size, list) and len(size) == 2 and all(size):
+        # the client's terminal from the first byte (Docker's HostConfig.ConsoleSize): a
+        # resize sent after the start would come after the program read its size
+        proc["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
     env = list(config.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, _DEFAULT_PATH)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from dockyard.engine.containers import Engine
 
-__all__ = ["disk_usage", "info", "prune", "prune_build_cache"]
+__all__ = ["df", "disk_usage", "info", "prune", "prune_build_cache"]
 
 
 def _os_name() -> str:
@@ -101,7 +101,8 @@ def prune(
         freed += size
     removed, size = prune_build_cache(engine)  # before the images: the cache holds some
     freed += size
-    lines, size = prune_images(engine.images, all_images)
+    records, size = prune_images(engine.images, all_images)
+    lines = [f"{kind.lower()}: {value}" for r in records for kind, value in r.items()]
     sections += [("Deleted Images", lines), ("Deleted build cache objects", removed)]
     return sections, freed + size
 
@@ -176,3 +177,34 @@ def _file_bytes(path: str, seen: set[tuple[int, int]]) -> int:
         return 0
     seen.add(key)
     return st.st_blocks * 512
+
+
+def df(engine: Engine) -> dict[str, Any]:
+    """Docker's DiskUsage (``GET /system/df``): the figures of ``disk_usage`` per object."""
+    from dockyard.engine import listing
+    from dockyard.image.store import du
+
+    store = engine.images
+    usage = disk_usage(engine)
+    recs = engine.list(all_=True)
+    images = []
+    for row, tags in listing.images(store, None, all_=True):
+        users = sum(1 for r in recs if r["image_id"] == row["id"])
+        summary = listing.image_summary(store, row, tags, users)
+        summary["SharedSize"] = 0  # the docker CLI counts an image in use only when it is known
+        images.append(summary)
+    containers = []
+    for rec in recs:
+        summary = listing.container_summary(engine, rec)
+        size = du(store.snapshots.fs(rec["id"])) if store.snapshots.exists(rec["id"]) else 0
+        image = store.db.query("SELECT size FROM images WHERE id = ?", (rec["image_id"],))
+        summary.update(SizeRw=size, SizeRootFs=size + (image[0]["size"] if image else 0))
+        containers.append(summary)
+    volumes = []
+    for vol in engine.volumes.list():
+        item = engine.volumes.inspect(vol["name"])
+        item["UsageData"] = {"Size": du(engine.volumes.path(vol["name"])),
+                             "RefCount": len(engine.volumes.users(vol["name"]))}  # fmt: skip
+        volumes.append(item)
+    return {"LayersSize": usage["Images"]["size"], "Images": images, "Containers": containers,
+            "Volumes": volumes, "BuildCache": []}  # fmt: skip

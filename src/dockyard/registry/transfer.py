@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from dockyard.image.store import ImageStore
     from dockyard.jsonmessage import Progress
+    from dockyard.registry.auth import Credentials
 
 __all__ = ["pull", "pull_all", "push"]
 
@@ -184,20 +185,22 @@ def pull(
     wanted_platform: str | None = None,
     progress: Progress | None = None,
     implicit: bool = False,
+    credentials: Credentials | None = None,
 ) -> str:
     """Pull ``ref_text`` into ``store``; the image ID. Progress goes to ``progress`` as
     Docker's JSON messages. ``implicit``: for run, create or build, which say no "Using
-    default tag" (they said "Unable to find image" already)."""
-    return _pull(store, ref_text, wanted_platform, _Report(progress), implicit)
+    default tag" (they said "Unable to find image" already). ``credentials``: the
+    client's (the API's X-Registry-Auth); else those of the Docker config."""
+    return _pull(store, ref_text, wanted_platform, _Report(progress), implicit, credentials)
 
 
 def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report: _Report,
-          implicit: bool = False) -> str:  # fmt: skip
+          implicit: bool = False, credentials: Credentials | None = None) -> str:  # fmt: skip
     say = report.say
     ref = reference.parse(ref_text)
     if not implicit and ":" not in ref_text.rsplit("/", 1)[-1] and "@" not in ref_text:
         say("Using default tag: latest")
-    reg = Registry(ref.domain)
+    reg = Registry(ref.domain, credentials)
     repo = ref.path
     wanted = ref.digest or ref.tag or "latest"
     say(f"{ref.tag or ref.digest}: Pulling from {repo}")
@@ -334,9 +337,8 @@ def _push_blob(reg: Registry, store: ImageStore, repo: str, digest: str, size: i
 
 
 @changing(lambda store, *_: store.root)
-def push(
-    store: ImageStore, ref_text: str, progress: Progress | None = None, compression: str = "gzip"
-) -> str:
+def push(store: ImageStore, ref_text: str, progress: Progress | None = None, compression: str = "gzip",
+         credentials: Credentials | None = None) -> str:  # fmt: skip
     """Push the image ``ref_text`` names; the manifest digest. Progress goes to ``progress``
     as Docker's JSON messages. ``compression`` (gzip or zstd) is how layers stored as plain
     tars travel."""
@@ -350,7 +352,7 @@ def push(
         raise NotFound(
             f"An image does not exist locally with the tag: {ref.familiar_name}"
         ) from None
-    reg = Registry(ref.domain)
+    reg = Registry(ref.domain, credentials)
     repo = ref.path
     out({"status": f"The push refers to repository [{ref.name}]"})
     manifest, plan, media = _push_plan(store, image_id, compression)
