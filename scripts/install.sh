@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables)
 extra=""
 if [ "${1:-}" = "--test" ]; then
-  packages+=(runc crun skopeo umoci docker-registry apache2-utils)
+  # golang-github-docker-docker-dev: the Engine API's swagger.yaml the API tests check
+  # answers against; docker-compose: Compose v1, one of the API's real clients
+  packages+=(runc crun skopeo umoci docker-registry apache2-utils golang-github-docker-docker-dev docker-compose)
   extra="[test]"
 fi
 missing=()

@@ -99,6 +99,8 @@ def create(api: API, req: Request) -> None:
             "Config": (host["LogConfig"] or {}).get("Config") or {},
         }
     host["Runtime"] = host.get("Runtime") or "dockyard-runtime"
+    if host.get("MemorySwappiness") == -1:
+        host["MemorySwappiness"] = None  # the docker CLI's "not set", which dockerd keeps as null
     if host.get("AutoRemove") and (host["RestartPolicy"].get("Name") or "no") not in ("no", ""):
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     networking = _dict(body.get("NetworkingConfig"), "NetworkingConfig") or None
@@ -165,10 +167,17 @@ def start(api: API, req: Request, ref: str) -> None:
         return
     monitor = engine.start(cid, attach=True)
     waiting[0].hand_over(monitor)
-    for other in waiting[1:]:
-        other.hand_over(None)  # they connect to the running container's socket
-    if not waiting[0].wait_started():
-        pass  # the first client's pump reports a start error to that client
+    try:
+        engine.await_start(cid, monitor)  # a start error is this request's, as dockerd's
+    except ContainerNotFound:
+        # gone before its record could be read: --rm removed it, after a quick run (the
+        # attached client saw its end) or a failed start (the monitor's exit frame said why)
+        failed = waiting[0].start_failure(10)
+        if failed is not None:
+            raise failed from None
+    finally:
+        for other in waiting[1:]:
+            other.hand_over(None)  # they connect to the running container's socket
     req.send_empty(204)
 
 
@@ -421,15 +430,18 @@ class _Attach:
         self.logs = req.flag("logs")
         self.sock: socket.socket | None = None
         self._handed = threading.Event()
-        self._started = threading.Event()
+        self._ended = threading.Event()
+        self._failure: DockyardError | None = None
         self._monitor: Any = None
 
     def hand_over(self, monitor: Any) -> None:
         self._monitor = monitor
         self._handed.set()
 
-    def wait_started(self) -> bool:
-        return self._started.wait(5)
+    def start_failure(self, timeout: float) -> DockyardError | None:
+        """The start error the monitor sent this client, once its session has ended."""
+        self._ended.wait(timeout)
+        return self._failure
 
     def _send(self, kind: int, data: bytes) -> None:
         assert self.sock is not None
@@ -460,11 +472,10 @@ class _Attach:
                 session = AttachSession(self.api.engine, self.cid, monitor_sock)
             except OSError:
                 return  # no attach socket: the container has ended meanwhile
-            self._started.set()
             try:
                 self._pump(session, sock)
-            except DockyardError as err:  # a start error: the client shows it, as Docker's
-                self._send(frames.STDERR, f"{err}\n".encode())
+            except DockyardError as err:  # a start error: the start request answers with it
+                self._failure = err
             finally:
                 session.close()
                 if self._monitor is not None:
@@ -472,7 +483,7 @@ class _Attach:
         except OSError:
             pass  # the client went away
         finally:
-            self._started.set()
+            self._ended.set()
             try:
                 sock.shutdown(2)
             except OSError:

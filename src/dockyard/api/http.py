@@ -45,6 +45,7 @@ class Request:
         self.query = query
         self.headers = handler.headers
         self.answered = False
+        self.consumed = False
         self._body: bytes | None = None
 
     # -- the request
@@ -71,15 +72,14 @@ class Request:
 
     def body(self) -> bytes:
         if self._body is None:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                self._body = b"".join(self.body_chunks())
-            else:
-                length = int(self.headers.get("Content-Length") or 0)
-                self._body = self.handler.rfile.read(length) if length else b""
+            self._body = b"".join(self.body_chunks())
         return self._body
 
     def body_chunks(self, size: int = 1 << 20) -> Any:
         """The body as it arrives (a build context, an image to load)."""
+        if self.consumed:
+            return
+        self.consumed = True
         rfile = self.handler.rfile
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
@@ -120,7 +120,6 @@ class Request:
         h.send_response(status)
         h.send_header("Api-Version", h.server.api_version)
         h.send_header("Ostype", "linux")
-        h.send_header("Server", f"dockyard/{h.server.server_version}")
         for key, value in headers.items():
             h.send_header(key, value)
 
@@ -226,6 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: APIServer
     hijacked = False
 
+    def version_string(self) -> str:
+        return f"dockyard/{self.server.server_version}"
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.log_requests:
             sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {format % args}\n")
@@ -268,9 +270,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(req, 500, f"internal error: {type(err).__name__}: {err}")
             if not req.answered:
                 req.send_empty(204)
-            # a body the handler did not read would be taken for the next request
-            if not self.hijacked and self.headers.get("Content-Length") and req._body is None:
-                self.close_connection = True
+            if not self.hijacked and not req.consumed:
+                # a body the handler did not read would be taken for the next request
+                try:
+                    for _chunk in req.body_chunks():
+                        pass
+                except OSError:
+                    self.close_connection = True
 
     def _error(self, req: Request, status: int, message: str) -> None:
         if req.answered:

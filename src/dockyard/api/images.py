@@ -118,7 +118,7 @@ def remove(api: API, req: Request, name: str) -> None:
     from dockyard.engine.images import remove as image_remove
 
     _resolve(api, name)
-    req.send_json(200, image_remove(api.engine, name, req.flag("force")))
+    req.send_json(200, image_remove(api.engine, name, req.flag("force"), not req.flag("noprune")))
 
 
 @route("POST", r"/images/prune")
@@ -242,10 +242,7 @@ def load(api: API, req: Request) -> None:
             f.write(chunk)
         f.seek(0)
         lines = archive_load(api.engine.images, f)
-    if req.flag("quiet"):
-        req.send_json(200, {"stream": ""})
-        return
-    out = req.stream("application/json")
+    out = req.stream("application/json")  # quiet or not: dockerd sends the "Loaded image" lines
     for line in lines:
         out.json({"stream": line + "\n"})
     out.end()
@@ -256,3 +253,11 @@ def build(api: API, req: Request) -> None:
     from dockyard.api.build import run_build
 
     run_build(api, req)
+
+
+@route("POST", r"/build/prune")
+def build_prune(api: API, req: Request) -> None:
+    from dockyard.engine.system import prune_build_cache
+
+    removed, freed = prune_build_cache(api.engine)
+    req.send_json(200, {"CachesDeleted": removed or None, "SpaceReclaimed": freed})

@@ -20,7 +20,7 @@ def list_(api: API, req: Request) -> None:
 
     vols = listing.volumes(api.engine, Filters.from_json(req.arg("filters")))
     req.send_json(
-        200, {"Volumes": [api.engine.volumes.inspect(v["name"]) for v in vols], "Warnings": None}
+        200, {"Volumes": [api.engine.volumes.inspect(v["name"]) for v in vols], "Warnings": []}
     )
 
 

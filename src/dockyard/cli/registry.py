@@ -31,12 +31,11 @@ def pull_cmd(
     with nullcontext(discard) if quiet else TextRenderer(sys.stdout) as progress:
         if all_tags:
             pull_all(_engine(ctx).images, name, platform, progress)
-            return
-        pull(_engine(ctx).images, name, platform, progress)
-    if quiet:
-        from dockyard.image.reference import parse
+        else:
+            pull(_engine(ctx).images, name, platform, progress)
+    from dockyard.image.reference import parse
 
-        flags.echo(str(parse(name)))
+    flags.echo(parse(name, default_tag=None).name if all_tags else str(parse(name)))
 
 
 @flags.command("push")

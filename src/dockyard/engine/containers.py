@@ -48,6 +48,7 @@ class MonitorProcess:
         self.pid = pid
         self.returncode: int | None = None
         self.attach: Any = None  # with start(attach=True): our end of the attach socket
+        self.started_before = ""  # the container's start time before this start
         self._popen = popen  # a spawned monitor is reaped by its Popen, never by waitpid here
 
     def poll(self) -> int | None:
@@ -296,6 +297,9 @@ class Engine:
                 f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
         host = dict(host)
+        # dockyard gives every container a cgroup namespace unless asked for the host's (on
+        # cgroup v1 too, where dockerd's default is the host's): the record says so
+        host["CgroupnsMode"] = host.get("CgroupnsMode") or "private"
         host["Mounts"] = self._resolve_mounts(host, img_cfg)
         from dockyard.network import endpoints
 
@@ -456,9 +460,17 @@ class Engine:
                                      (ours.fileno(),))  # fmt: skip
             theirs.close()
             monitor.attach = ours
+            monitor.started_before = rec["started_at"]
             return monitor
         started_before = rec["started_at"]
         monitor = _start_monitor(args)
+        return self.await_start(cid, monitor, started_before)
+
+    def await_start(self, cid: str, monitor: MonitorProcess, started_before: str | None = None) -> MonitorProcess:
+        """Block until ``monitor`` has started the container, or raise its start error (for
+        an attached start, whose client reads the output meanwhile: the API's)."""
+        if started_before is None:
+            started_before = monitor.started_before
         deadline = time.monotonic() + 60
         delay = 0.001
         while True:
@@ -577,7 +589,7 @@ class Engine:
             except ContainerNotFound:
                 if condition == "not-running":
                     raise
-                return code  # removed: its last exit, as dockerd reports it
+                return self._last_exit(cid, code)  # removed: its last exit, as dockerd reports it
             stopped = rec["status"] not in states.LIVE and not _alive(rec["monitor_pid"])
             if stopped:
                 code = rec["exit_code"]
@@ -590,6 +602,18 @@ class Engine:
             if stop is None:
                 time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def _last_exit(self, cid: str, default: int) -> int:
+        """The exit code of the last ``die`` event of ``cid`` (a removed container's record
+        is gone; its events stay)."""
+        rows = self.db.query("SELECT attributes FROM events WHERE type = 'container' AND actor = ? "
+                             "AND action = 'die' ORDER BY seq DESC LIMIT 1", (cid,))  # fmt: skip
+        if not rows:
+            return default
+        try:
+            return int(json.loads(rows[0]["attributes"]).get("exitCode", default))
+        except (ValueError, TypeError):
+            return default
 
     # -- removal
     def cleanup_runtime(self, cid: str) -> None:

@@ -60,8 +60,10 @@ def _single_reference(tags: list[str], digests: list[str]) -> bool:
     return repos == {single}
 
 
-def remove(engine: Engine, name: str, force: bool = False) -> list[dict[str, str]]:
-    """Remove image reference ``name`` (or the image, by ID), as ``docker rmi``."""
+def remove(engine: Engine, name: str, force: bool = False, prune_parents: bool = True) -> list[dict[str, str]]:
+    """Remove image reference ``name`` (or the image, by ID), as ``docker rmi``: once the
+    image goes, so do its untagged parents that nothing else uses (unless ``prune_parents``
+    is false: the API's ``noprune``)."""
     store = engine.images
     image_id = store.resolve(name)
     tags = store.tags_of(image_id)
@@ -95,9 +97,30 @@ def remove(engine: Engine, name: str, force: bool = False) -> list[dict[str, str
             return out
     if users:
         return out  # forced: the names go, the image stays for its stopped containers
+    parent = _parent(store, image_id)
     store.delete_image(image_id)
     out.append({"Deleted": image_id})
+    while prune_parents and parent and _unused_untagged(engine, parent):
+        above = _parent(store, parent)
+        store.delete_image(parent)
+        out.append({"Deleted": parent})
+        parent = above
     return out
+
+
+def _parent(store: ImageStore, image_id: str) -> str | None:
+    rows = store.db.query("SELECT parent FROM images WHERE id = ?", (image_id,))
+    return rows[0]["parent"] if rows and rows[0]["parent"] else None
+
+
+def _unused_untagged(engine: Engine, image_id: str) -> bool:
+    """An image nothing names, no container uses and no other image has as its parent."""
+    store = engine.images
+    if not store.db.query("SELECT 1 FROM images WHERE id = ?", (image_id,)):
+        return False
+    if store.tags_of(image_id) or store.digests_of(image_id) or engine.users_of_image(image_id):
+        return False
+    return not store.db.query("SELECT 1 FROM images WHERE parent = ? LIMIT 1", (image_id,))
 
 
 def prune(
@@ -135,6 +158,7 @@ def inspect(store: ImageStore, image_id: str) -> dict[str, Any]:
         "Parent": row["parent"] or "",
         "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or [])), ""),
         "Created": cfg.get("created", ""),
+        "Container": cfg.get("container", ""),
         "DockerVersion": cfg.get("docker_version", ""),
         "Author": cfg.get("author", ""),
         "Config": cfg.get("config") or {},
@@ -142,6 +166,7 @@ def inspect(store: ImageStore, image_id: str) -> dict[str, Any]:
         "Variant": cfg.get("variant", ""),
         "Os": cfg.get("os", ""),
         "Size": row["size"],
+        "VirtualSize": row["size"],
         "GraphDriver": {
             "Name": store.snapshotter_name,
             "Data": {
@@ -151,7 +176,7 @@ def inspect(store: ImageStore, image_id: str) -> dict[str, Any]:
             },
         },
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
-        "Metadata": {"LastTagTime": ""},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
 
 

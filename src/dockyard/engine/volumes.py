@@ -65,8 +65,8 @@ class VolumeStore:
 
     def inspect(self, name: str) -> dict[str, Any]:
         v = self.get(name)
-        return {"CreatedAt": v["created"], "Driver": v["driver"], "Labels": json.loads(v["labels"]) or None,
-                "Mountpoint": self.path(name), "Name": name, "Options": None, "Scope": "local"}  # fmt: skip
+        return {"CreatedAt": v["created"], "Driver": v["driver"], "Labels": json.loads(v["labels"]),
+                "Mountpoint": self.path(name), "Name": name, "Options": {}, "Scope": "local"}  # fmt: skip
 
     def prune(self, all_: bool = False) -> tuple[list[str], int]:
         """Remove volumes no container uses (anonymous ones only, unless ``all_``); the names

@@ -292,8 +292,7 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
     say(f"Digest: {digest}")
     shown = ref.familiar()
     say(f"Status: {'Image is up to date' if existed else 'Downloaded newer image'} for {shown}")
-    say(str(ref))
-    return image_id
+    return image_id  # the full name after it is the client's to print (docker pull does)
 
 
 _PLAIN_LAYERS = (
