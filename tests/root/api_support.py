@@ -370,3 +370,19 @@ class Service:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def serving(root: str, base: str) -> Any:
+    """A service for ``root`` and a validating proxy before it, under directory ``base``:
+    yields (service, proxy, the environment a client needs); stops both after."""
+    service = Service(root, os.path.join(base, "engine.sock"))
+    proxy = ValidatingProxy(service.sock, os.path.join(base, "docker.sock"), Swagger())
+    config = os.path.join(base, "docker-config")
+    os.makedirs(config, exist_ok=True)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{proxy.path}", "DOCKER_CONFIG": config,
+           "DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false"}  # fmt: skip
+    try:
+        yield service, proxy, env
+    finally:
+        proxy.close()
+        service.stop()

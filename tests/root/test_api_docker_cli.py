@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .api_support import Service, Swagger, ValidatingProxy
+from .api_support import Service, ValidatingProxy, serving
 from .conftest import DOCKYARD, Dy, engine_for_module
 
 pytestmark = [
@@ -47,18 +47,8 @@ def dy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dy]:
 
 @pytest.fixture(scope="module")
 def docker(dy: Dy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
-    base = tmp_path_factory.mktemp("api")
-    service = Service(dy.root, str(base / "engine.sock"))
-    proxy = ValidatingProxy(service.sock, str(base / "docker.sock"), Swagger())
-    config = base / "docker-config"
-    config.mkdir()
-    env = {**os.environ, "DOCKER_HOST": f"unix://{proxy.path}", "DOCKER_CONFIG": str(config),
-           "DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false"}  # fmt: skip
-    try:
+    for service, proxy, env in serving(dy.root, str(tmp_path_factory.mktemp("api"))):
         yield Docker(env, proxy, service)
-    finally:
-        proxy.close()
-        service.stop()
 
 
 @pytest.fixture(autouse=True)
