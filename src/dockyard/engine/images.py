@@ -60,7 +60,9 @@ def _single_reference(tags: list[str], digests: list[str]) -> bool:
     return repos == {single}
 
 
-def remove(engine: Engine, name: str, force: bool = False, prune_parents: bool = True) -> list[dict[str, str]]:
+def remove(
+    engine: Engine, name: str, force: bool = False, prune_parents: bool = True
+) -> list[dict[str, str]]:
     """Remove image reference ``name`` (or the image, by ID), as ``docker rmi``: once the
     image goes, so do its untagged parents that nothing else uses (unless ``prune_parents``
     is false: the API's ``noprune``)."""

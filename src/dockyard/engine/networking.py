@@ -43,11 +43,28 @@ def dns_names(cid: str, name: str) -> list[str]:
 
 
 def record(c: Any, engine: Engine, cid: str, name: str, host: dict[str, Any],
-           endpoint_cfg: dict[str, Any]) -> None:  # fmt: skip
-    """At create, in its transaction: the endpoint on the network mode's network."""
-    endpoints.record(c, engine.networks, cid, network_mode(host), name, dns_names(cid, name),
-                     list(endpoint_cfg.get("Aliases") or []),
-                     (endpoint_cfg.get("IPAMConfig") or {}).get("IPv4Address") or "")  # fmt: skip
+           endpoints_cfg: dict[str, Any]) -> None:  # fmt: skip
+    """At create, in its transaction: the endpoint on the network mode's network, then one
+    on each other network NetworkingConfig.EndpointsConfig names (API 1.44: a container
+    may be created on several networks at once, as Compose does)."""
+    mode = network_mode(host)
+
+    def add(network: str, cfg: dict[str, Any]) -> None:
+        endpoints.record(c, engine.networks, cid, network, name, dns_names(cid, name),
+                         list((cfg or {}).get("Aliases") or []),
+                         ((cfg or {}).get("IPAMConfig") or {}).get("IPv4Address") or "")  # fmt: skip
+
+    if not is_own_namespace(mode):  # no endpoint (aliases or an address are refused there)
+        add(mode, next(iter(endpoints_cfg.values()), {}) if endpoints_cfg else {})
+        return
+    net = engine.networks.get(mode)
+    primary = next((k for k in endpoints_cfg if k in (net["name"], net["id"], mode)), None)
+    if primary is None and len(endpoints_cfg) == 1:
+        primary = next(iter(endpoints_cfg))  # its one config, under another spelling ("default")
+    add(mode, endpoints_cfg.get(primary) or {} if primary else {})
+    for key, cfg in endpoints_cfg.items():
+        if key != primary:
+            add(key, cfg)
 
 
 def _bindings(host: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -156,12 +156,20 @@ def serve(root: str, network_id: str) -> None:
     os.rename(_pid_path(root, network_id) + ".tmp", _pid_path(root, network_id))
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # tells ensure() that we listen
 
-    def lookup(name: str) -> list[str] | None:
+    def lookup(name: str, client_ip: str) -> list[str] | None:
+        """The addresses of ``name`` on the networks the asking endpoint is on (Docker's
+        rule: a container resolves every container it shares a user network with), this
+        network's first."""
         name = name.rstrip(".")
-        rows = db.query("SELECT ip, dns_names FROM endpoints WHERE network_id = ? AND ip != ''",
-                        (network_id,))  # fmt: skip
-        found = [r["ip"] for r in rows if name in (n.lower() for n in json.loads(r["dns_names"]))]
-        return found if found else None
+        rows = db.query(
+            "SELECT e.ip, e.dns_names, e.network_id FROM endpoints e JOIN networks n ON n.id = e.network_id "
+            "WHERE e.ip != '' AND n.name != 'bridge' AND (e.network_id = ? OR e.network_id IN "
+            "(SELECT mine.network_id FROM endpoints mine WHERE mine.container_id IN "
+            "(SELECT asker.container_id FROM endpoints asker WHERE asker.network_id = ? AND asker.ip = ?)))",
+            (network_id, network_id, client_ip))  # fmt: skip
+        found = sorted((r["network_id"] != network_id, r["ip"]) for r in rows
+                       if name in (n.lower() for n in json.loads(r["dns_names"])))  # fmt: skip
+        return [ip for _other, ip in found] or None
 
     upstream = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     servers = _upstreams()
@@ -170,7 +178,7 @@ def serve(root: str, network_id: str) -> None:
         ready, _, _ = select.select([sock, upstream], [], [])
         if sock in ready:
             packet, client = sock.recvfrom(4096)
-            reply = answer(packet, lookup)
+            reply = answer(packet, lambda name, asker=client[0]: lookup(name, asker))
             if reply is not None:
                 sock.sendto(reply, client)
             elif servers and len(packet) >= 2:
