@@ -197,11 +197,31 @@ class ValidatingProxy:
         self._sock.bind(path)
         self._sock.listen(64)
         self._closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def close(self) -> None:
+        """Stop listening, cut every connection still open (a client's pooled ones), and
+        wait for the proxy's threads: none outlives the proxy."""
         self._closing = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close() would not
+        except OSError:
+            pass
         self._sock.close()
+        for sock in list(self._open):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join(10)
         if os.path.exists(self.path):
             os.unlink(self.path)
 
@@ -211,10 +231,11 @@ class ValidatingProxy:
                 client, _ = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+            self._spawn(self._serve, client)
 
     def _serve(self, client: socket.socket) -> None:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._open |= {client, server}
         try:
             server.connect(self.upstream)
             cf, sf = _Reader(client), _Reader(server)
@@ -258,6 +279,7 @@ class ValidatingProxy:
         except OSError:
             pass
         finally:
+            self._open -= {client, server}
             client.close()
             server.close()
 
