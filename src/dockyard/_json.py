@@ -49,6 +49,12 @@ def loads(text: str | bytes) -> object:
         obj, pos = scan(text, i)
     except StopIteration as err:
         raise ValueError(f"invalid JSON at character {err.value}") from None
+    except (ValueError, SystemError):
+        # malformed input: the accelerator, run without the json package, may not be able
+        # to build its error (SystemError); the standard library's parser names the fault
+        import json
+
+        return json.loads(text)
     while pos < end and text[pos] in " \t\n\r":
         pos += 1
     if pos != end:

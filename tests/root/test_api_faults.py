@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_bad_requests_get_a_400_and_leave_nothing(stack: Any, dy: Dy) -> None:
     status, body = call(sock, "GET", "/v1.44/containers/json?filters=%7Bbad")
     assert status == 400 and "invalid filters" in body["message"]
     status, body = call(
-        sock, "GET", "/v1.44/containers/json?filters=" + json.dumps({"bogus": ["1"]})
+        sock, "GET", "/v1.44/containers/json?filters=" + quote(json.dumps({"bogus": ["1"]}))
     )
     assert status == 400 and body["message"] == "invalid filter 'bogus'"
     status, body = call(sock, "POST", "/v1.44/containers/nope/start")
@@ -244,14 +245,23 @@ def test_a_killed_service_leaves_the_engine_whole(dy: Dy, tmp_path) -> None:  # 
             service.log.close()
             if os.path.exists(service.sock):
                 os.unlink(service.sock)
-        # what it started finishes or is reaped; then nothing is out of place
+        # what it started finishes or is reaped; then nothing is out of place. The one
+        # finding allowed is the killed build's unpacked context, which ``system check``
+        # names as a leftover to remove (as for a killed ``dockyard build``): no record,
+        # layer, image or mount is damaged
         deadline = time.monotonic() + 30
         while True:
             check = dy("system", "check", ok=False)
-            if check.returncode == 0:
+            findings = [line for line in check.stdout.splitlines() if line.strip()]
+            leftovers = [f for f in findings if f.startswith("interrupted build context: ")]
+            if check.returncode == 0 or (findings and leftovers == findings):
                 break
             assert time.monotonic() < deadline, check.stdout + check.stderr
             time.sleep(0.5)
+        if check.returncode != 0:
+            assert attempt == 0
+            dy("system", "check", "--repair")
+        assert dy("system", "check", ok=False).returncode == 0
         ids = dy("ps", "-aq").stdout.split()
         if ids:
             dy("rm", "-f", *ids)

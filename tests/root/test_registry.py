@@ -1158,7 +1158,8 @@ def test_pull_and_push_report_dockers_json_messages(dy: Dy, registry, tmp_path) 
     moves = [m for m in pulled if m.get("id") == layer and m["status"] == "Downloading"]
     assert moves and moves[-1]["progressDetail"]["current"] == moves[-1]["progressDetail"]["total"]
     assert {"status": "Pull complete", "id": layer} in pulled
-    assert pulled[-2] == {"status": f"Status: Downloaded newer image for {ref}"}
+    # dockerd's stream ends here: the full name after it is the docker CLI's own line
+    assert pulled[-1] == {"status": f"Status: Downloaded newer image for {ref}"}
     # the CLI's text face of the same messages: events as lines, bar moves not
     out = io.StringIO()
     renderer = TextRenderer(out)
