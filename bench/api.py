@@ -64,10 +64,13 @@ def activated_first_answer(root: str, work: str) -> float:
     """Seconds from spawning the service on a passed, already listening socket to its first
     answer: the socket accepts the connection before the service runs, as with systemd."""
     path = os.path.join(work, "activated.sock")
+    if os.path.exists(path):
+        os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)
-    if listener.fileno() != 3:
+    moved = listener.fileno() != 3
+    if moved:
         os.dup2(listener.fileno(), 3)
     launcher = ("import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; "
                 "os.execv(sys.argv[1], sys.argv[1:])")  # fmt: skip
@@ -81,7 +84,8 @@ def activated_first_answer(root: str, work: str) -> float:
         proc.terminate()
         proc.wait(30)
         listener.close()
-        os.close(3)
+        if moved:
+            os.close(3)
 
 
 def main() -> int:
@@ -140,7 +144,7 @@ def _measure(args: Any, work: str, root: str, engines: dict[str, dict[str, str]]
             subprocess.run(["docker", "create", "--network", "none", "--name", f"c{n}", "busybox", "true"],
                            check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
         subprocess.run(["docker", "run", "--network", "none", "--name", "chatty", "busybox", "sh", "-c",
-                        "i=0; while [ $i -lt 100000 ]; do echo line $i of a log of ten megabytes, about; "
+                        "i=0; while [ $i -lt 100000 ]; do echo line $i of a log of ten megabytes, padded to about one hundred bytes a line here; "
                         "i=$((i+1)); done"], check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
     for label, argv in (("ps -a (50)", ["docker", "ps", "-a"]), ("inspect", ["docker", "inspect", "c7"]),
                         ("logs 10 MB", ["docker", "logs", "chatty"])):  # fmt: skip

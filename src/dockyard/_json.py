@@ -33,6 +33,9 @@ class _Context:
     memo: dict[str, str] = {}
 
 
+_scanner = None
+
+
 def loads(text: str | bytes) -> object:
     if _c is None:
         import json
@@ -40,7 +43,10 @@ def loads(text: str | bytes) -> object:
         return json.loads(text)
     if isinstance(text, bytes):
         text = text.decode()
-    scan = _c.make_scanner(_Context())
+    global _scanner
+    if _scanner is None:
+        _scanner = _c.make_scanner(_Context())  # once: making one costs more than a small parse
+    scan = _scanner
     end = len(text)
     i = 0
     while i < end and text[i] in " \t\n\r":

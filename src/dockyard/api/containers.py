@@ -131,8 +131,7 @@ def list_(api: API, req: Request) -> None:
     recs = listing.containers(api.engine, req.flag("all"), Filters.from_json(req.arg("filters")),
                               req.int_arg("limit", -1) or -1)  # fmt: skip
     out = []
-    for rec in recs:
-        summary = listing.container_summary(api.engine, rec)
+    for rec, summary in zip(recs, listing.container_summaries(api.engine, recs), strict=True):
         if req.flag("size"):
             from dockyard.image.store import du
 

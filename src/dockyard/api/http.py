@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler
-from socketserver import TCPServer, ThreadingMixIn, UnixStreamServer
+from socketserver import TCPServer, UnixStreamServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dockyard import _json as json
@@ -330,12 +330,56 @@ class _Activity:
             self.server.last_activity = time.monotonic()
 
 
-class UnixAPIServer(ThreadingMixIn, UnixStreamServer, APIServer):
-    daemon_threads = True
-    block_on_close = False
+class _Workers:
+    """Connections handled by worker threads that stay for a while after their last one:
+    a thread keeps its database connection (opening one reads the WAL index), so a request
+    after another pays for neither a thread nor a connection. A worker is started whenever
+    none is idle (a follow or an attach holds one for as long as it lasts)."""
 
+    _IDLE_SECONDS = 60
+
+    def _init_workers(self) -> None:
+        import queue
+
+        self._jobs: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._idle = 0
+        self._workers_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._workers_lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # that idle worker's: it takes the job off the queue
+        self._jobs.put((request, client_address))
+        if spawn:
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def _work(self) -> None:
+        import queue
+
+        while True:
+            try:
+                request, client_address = self._jobs.get(timeout=self._IDLE_SECONDS)
+            except queue.Empty:
+                with self._workers_lock:
+                    if self._idle > 0:  # no job was promised to this worker: it may go
+                        self._idle -= 1
+                        return
+                continue  # a job is on its way to the queue
+            try:
+                self.finish_request(request, client_address)  # type: ignore[attr-defined]
+            except Exception:  # one connection's failure ends that connection only
+                self.handle_error(request, client_address)  # type: ignore[attr-defined]
+            finally:
+                self.shutdown_request(request)  # type: ignore[attr-defined]
+            with self._workers_lock:
+                self._idle += 1
+
+
+class UnixAPIServer(_Workers, UnixStreamServer, APIServer):
     def __init__(self, sock: socket.socket, route: Callable[[Request], None]) -> None:
         APIServer.__init__(self)
+        self._init_workers()
         UnixStreamServer.__init__(self, "", _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
@@ -349,18 +393,17 @@ class UnixAPIServer(ThreadingMixIn, UnixStreamServer, APIServer):
         pass
 
 
-class TCPAPIServer(ThreadingMixIn, TCPServer, APIServer):
+class TCPAPIServer(_Workers, TCPServer, APIServer):
     """The API over TCP: with an SSL context, each connection is TLS with a verified client
     certificate; without one only on loopback (the service refuses plain TCP elsewhere)."""
 
-    daemon_threads = True
-    block_on_close = False
     allow_reuse_address = True
 
     def __init__(
         self, address: tuple[str, int], route: Callable[[Request], None], context: Any = None
     ) -> None:
         APIServer.__init__(self)
+        self._init_workers()
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         TCPServer.__init__(self, address, _Handler)
         self.context = context

@@ -224,7 +224,10 @@ class Engine:
 
     def refresh(self, cid: str) -> ContainerRecord:
         """The record, corrected from the kernel when its monitor died without saying so."""
-        rec = self.record(cid)
+        return self._reconciled(self.record(cid))
+
+    def _reconciled(self, rec: ContainerRecord) -> ContainerRecord:
+        cid = rec["id"]
         live = rec["status"] in states.LIVE
         if live and not _alive(rec["monitor_pid"]) and not _alive(rec["pid"]):
             # Monitor and container both gone: nobody recorded the exit, so say so. Only if
@@ -783,10 +786,15 @@ class Engine:
 
     # -- listing
     def list(self, all_: bool = False) -> list[dict[str, Any]]:
-        rows = self.db.query("SELECT id FROM containers ORDER BY created DESC")
+        """Every record (running ones unless ``all_``), newest first, read in one query."""
+        rows = self.db.query("SELECT c.*, s.* FROM containers c JOIN container_state s ON s.id = c.id "
+                             "ORDER BY c.created DESC")  # fmt: skip
         out = []
         for row in rows:
-            rec = self.refresh(row["id"])
+            rec: Any = dict(row)
+            rec["config"] = json.loads(rec["config"])
+            rec["host_config"] = json.loads(rec["host_config"])
+            rec = self._reconciled(rec)
             if all_ or rec["status"] in states.LIVE:
                 out.append(rec)
         return out

@@ -28,6 +28,7 @@ __all__ = [
     "IMAGE_FILTERS",
     "NETWORK_FILTERS",
     "VOLUME_FILTERS",
+    "container_summaries",
     "container_summary",
     "containers",
     "image_summary",
@@ -250,14 +251,24 @@ def status_text(rec: dict[str, Any], now: float | None = None) -> str:
     return status.capitalize()
 
 
-def container_summary(engine: Engine, rec: dict[str, Any]) -> dict[str, Any]:
+def container_summaries(engine: Engine, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Docker's ContainerSummary of each record, their networking read in one go."""
+    from dockyard.engine.networking import prefetch
+
+    fetched = prefetch(engine, [r["id"] for r in recs])
+    return [container_summary(engine, rec, fetched) for rec in recs]
+
+
+def container_summary(
+    engine: Engine, rec: dict[str, Any], prefetched: Any = None
+) -> dict[str, Any]:
     """Docker's ContainerSummary (``GET /containers/json``) of one record."""
     from dockyard.clock import parse_time
     from dockyard.engine.inspect import mount_points
     from dockyard.engine.networking import settings
 
     cfg, host = rec["config"], rec["host_config"]
-    net = settings(engine, rec["id"])
+    net = settings(engine, rec["id"], rec, prefetched)
     ports = []
     for key, bindings in net["Ports"].items():
         number, _, proto = key.partition("/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
 
 from dockyard import _json as json
@@ -46,24 +47,39 @@ def records(engine: Engine, cid: str, since: float | None = None, until: float |
     if tail is not None and tail < 0:
         raise InvalidArgument(f"invalid tail value: {tail}")
     paths = files(engine, cid)
-    found: list[dict[str, Any]] = []
     pos, ino = 0, None
+    # streamed, not read whole: a log of many megabytes must not sit in memory (a server
+    # keeps what it once took); ``tail`` keeps only its last lines
+    kept: deque[bytes] | None = deque(maxlen=tail) if tail is not None else None
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-                if path == paths[-1]:
-                    ino = os.fstat(f.fileno()).st_ino
+            f = open(path, "rb")  # noqa: SIM115 - closed below, after its last complete line
         except FileNotFoundError:
             continue
-        complete = data[: data.rfind(b"\n") + 1]
-        if path == paths[-1]:
-            pos = len(complete)
-        found += [json.loads(line) for line in complete.splitlines() if line.strip()]
-    found = [r for r in found if _within(r, since, until)]
-    if tail is not None:
-        found = found[-tail:] if tail > 0 else []
-    yield from found
+        with f:
+            if path == paths[-1]:
+                ino = os.fstat(f.fileno()).st_ino
+            offset = 0
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # a line still being written: the follow reads it from here
+                offset += len(line)
+                if not line.strip():
+                    continue
+                if kept is not None and since is None and until is None:
+                    kept.append(line)  # parsed only if it is among the last ones
+                    continue
+                record = json.loads(line)
+                if _within(record, since, until):
+                    if kept is not None:
+                        kept.append(line)
+                    else:
+                        yield record
+            if path == paths[-1]:
+                pos = offset
+    if kept is not None:
+        for line in kept if tail else ():
+            yield json.loads(line)
     if not follow:
         return
     path = paths[-1]

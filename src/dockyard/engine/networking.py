@@ -122,11 +122,18 @@ def release(engine: Engine, cid: str) -> None:
     endpoints.release(engine.networks, cid)
 
 
-def settings(engine: Engine, cid: str) -> dict[str, Any]:
-    """Docker's NetworkSettings for ``inspect``."""
-    rec = engine.record(cid)
+def settings(engine: Engine, cid: str, rec: dict[str, Any] | None = None,
+             prefetched: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Docker's NetworkSettings for ``inspect`` (of ``rec`` when the caller has it, with what
+    ``prefetch`` read for a listing)."""
+    rec = rec if rec is not None else engine.record(cid)
     return endpoints.settings(engine.networks, cid, network_mode(rec["host_config"]),
-                              rec["config"].get("ExposedPorts") or {}, rec["pid"])  # fmt: skip
+                              rec["config"].get("ExposedPorts") or {}, rec["pid"], prefetched)  # fmt: skip
+
+
+def prefetch(engine: Engine, cids: list[str]) -> Any:
+    """Many containers' endpoints and ports in two queries, for ``settings``."""
+    return endpoints.prefetch(engine.db, cids)
 
 
 def ports_text(engine: Engine, cid: str) -> str:

@@ -194,8 +194,7 @@ def df(engine: Engine) -> dict[str, Any]:
         summary["SharedSize"] = 0  # the docker CLI counts an image in use only when it is known
         images.append(summary)
     containers = []
-    for rec in recs:
-        summary = listing.container_summary(engine, rec)
+    for rec, summary in zip(recs, listing.container_summaries(engine, recs), strict=True):
         size = du(store.snapshots.fs(rec["id"])) if store.snapshots.exists(rec["id"]) else 0
         image = store.db.query("SELECT size FROM images WHERE id = ?", (rec["image_id"],))
         summary.update(SizeRw=size, SizeRootFs=size + (image[0]["size"] if image else 0))
