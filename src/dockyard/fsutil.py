@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DirectWriter", "mark_top_directory", "remove_tree", "scratch_dir", "stale_scratch_dirs"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "ChunkReader",
+    "DirectWriter",
+    "mark_top_directory",
+    "remove_tree",
+    "scratch_dir",
+    "stale_scratch_dirs",
+]
 
 
 def remove_tree(path: str, ignore_errors: bool = False, dir_fd: int | None = None) -> None:
@@ -194,3 +205,24 @@ class DirectWriter:
             os.close(self._fd)
             self._fd = -1
             self._buf.close()
+
+
+class ChunkReader:
+    """A file-like ``read`` over an iterator of byte chunks (a tar arriving in pieces: from
+    a copy child, from an HTTP request body)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                break
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out

@@ -368,10 +368,10 @@ class ValidatingProxy:
 class Service:
     """``dockyard system service`` on a socket of a test's own, for an engine root."""
 
-    def __init__(self, root: str, sock: str, extra: list[str] | None = None) -> None:
+    def __init__(self, root: str, sock: str, extra: list[str] | None = None, idle: int = 0) -> None:
         self.root, self.sock = root, sock
         self.log = open(os.path.join(os.path.dirname(sock), "service.log"), "w")  # noqa: SIM115
-        self.proc = subprocess.Popen([DOCKYARD, "--root", root, "system", "service", "--time", "0",
+        self.proc = subprocess.Popen([DOCKYARD, "--root", root, "system", "service", "--time", str(idle),
                                       *(extra or []), f"unix://{sock}"],
                                      stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
         deadline = time.monotonic() + 30

@@ -263,14 +263,21 @@ def engine_for_module(tmp_path_factory: Any, name: str) -> Iterator[Dy]:
         assert d.root not in f.read()
 
 
-def on_a_terminal(argv: list[str], columns: int = 120) -> tuple[int, str]:
-    """Run ``argv`` with a pty as stdout and stderr (what a user at a terminal sees);
-    (exit status, everything it wrote)."""
+def on_a_terminal(argv: list[str], columns: int = 120, rows: int = 40, stdin: bool = False,
+                  env: dict[str, str] | None = None) -> tuple[int, str]:  # fmt: skip
+    """Run ``argv`` with a pty of ``rows`` x ``columns`` as stdout and stderr (and stdin,
+    with ``stdin``: as ``-it`` wants it): what a user at a terminal sees; (exit status,
+    everything it wrote)."""
+    import fcntl
     import pty
+    import struct
+    import termios
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdout=slave, stderr=slave,
-                            env={**os.environ, "COLUMNS": str(columns), "TERM": "xterm"})  # fmt: skip
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=slave if stdin else None,
+                            start_new_session=stdin,
+                            env={**(env or os.environ), "COLUMNS": str(columns), "TERM": "xterm"})  # fmt: skip
     os.close(slave)
     out = b""
     while True:

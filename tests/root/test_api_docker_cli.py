@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from .api_support import Service, ValidatingProxy, serving
-from .conftest import DOCKYARD, Dy, engine_for_module
+from .conftest import DOCKYARD, Dy, engine_for_module, on_a_terminal
 
 pytestmark = [
     pytest.mark.root,
@@ -83,32 +83,9 @@ def test_run_through_the_api(docker: Docker) -> None:
     )
 
 
-def _terminal(
-    docker: Docker, argv: list[str], rows: int = 40, columns: int = 97
-) -> tuple[int, str]:
-    """Run ``argv`` with a pty of that size as stdin, stdout and stderr, as at a terminal."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=docker.env, start_new_session=True
-    )
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO once the last writer closed the pty
-            break
-        if not data:
-            break
-        out += data
-    os.close(master)
-    return proc.wait(timeout=60), out.decode(errors="replace")
+def _terminal(docker: Docker, argv: list[str]) -> tuple[int, str]:
+    """``argv`` at a 40x97 terminal: stdin, stdout and stderr a pty, as ``-it`` wants."""
+    return on_a_terminal(argv, columns=97, rows=40, stdin=True, env=docker.env)
 
 
 def test_a_terminal_through_the_api(docker: Docker) -> None:

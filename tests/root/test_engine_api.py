@@ -618,3 +618,22 @@ def test_exec_on_given_descriptors_and_terminal_resize(dy: Dy) -> None:
             assert out.read().strip() == "21 55"
     finally:
         engine.remove(cid, force=True)
+
+
+def test_a_follow_of_a_container_that_just_ended_has_its_last_lines(dy: Dy) -> None:
+    """A follow that begins as its container ends reads the file once more after it sees
+    the end: the last lines written just before the exit are not lost (docker-py's run
+    returns exactly that follow's output)."""
+    from dockyard.engine.logs import records
+
+    engine = Engine(dy.root)
+    for n in range(10):
+        cid = engine.create(
+            "busybox", {"Cmd": ["echo", f"last words {n}"]}, {"NetworkMode": "none"}
+        )
+        try:
+            engine.start(cid)
+            got = "".join(r["log"] for r in records(engine, cid, follow=True))
+            assert got == f"last words {n}\n"
+        finally:
+            engine.remove(cid, force=True)

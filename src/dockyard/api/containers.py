@@ -587,7 +587,9 @@ def archive_put(api: API, req: Request, ref: str) -> None:
     if not path:
         raise InvalidArgument("path is required")
     files = ContainerFiles(api.engine, _cid(api, ref))
-    files.put(path, _Reader(req.body_chunks()), no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"),
+    from dockyard.fsutil import ChunkReader
+
+    files.put(path, ChunkReader(req.body_chunks()), no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"),
               copy_uid_gid=req.flag("copyUIDGID"))  # fmt: skip
     req.send_empty(200)
 
@@ -607,23 +609,3 @@ def _stat_header(stat: dict[str, Any]) -> str:
     from dockyard import _json as json
 
     return base64.b64encode(json.dumps(stat).encode()).decode()
-
-
-class _Reader:
-    """A file-like face of a request body that arrives in chunks."""
-
-    def __init__(self, chunks: Any) -> None:
-        self._chunks = iter(chunks)
-        self._buf = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            data, self._buf = self._buf, b""
-        else:
-            data, self._buf = self._buf[:n], self._buf[n:]
-        return data

@@ -25,6 +25,13 @@ def _body(req: Request) -> dict[str, Any]:
     return body
 
 
+def _container(body: dict[str, Any]) -> str:
+    container = body.get("Container")
+    if not isinstance(container, str) or not container:
+        raise InvalidArgument("Container is required")
+    return container
+
+
 @route("GET", r"/networks")
 def list_(api: API, req: Request) -> None:
     from dockyard.engine import listing
@@ -61,9 +68,7 @@ def connect(api: API, req: Request, ref: str) -> None:
     from dockyard.engine.networking import connect as engine_connect
 
     body = _body(req)
-    container = body.get("Container")
-    if not isinstance(container, str) or not container:
-        raise InvalidArgument("Container is required")
+    container = _container(body)
     endpoint = body.get("EndpointConfig") or {}
     aliases = list(endpoint.get("Aliases") or [])
     ip = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""
@@ -76,9 +81,7 @@ def disconnect(api: API, req: Request, ref: str) -> None:
     from dockyard.engine.networking import disconnect as engine_disconnect
 
     body = _body(req)
-    container = body.get("Container")
-    if not isinstance(container, str) or not container:
-        raise InvalidArgument("Container is required")
+    container = _container(body)
     engine_disconnect(api.engine, ref, container, bool(body.get("Force")))
     req.send_empty(200)
 

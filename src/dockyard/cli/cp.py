@@ -119,7 +119,9 @@ def copy_from_container(
         rename = (pre[0], rename[1])
     elif pre:
         rename = pre
-    reader = _ChunkReader(chunks)
+    from dockyard.fsutil import ChunkReader
+
+    reader = ChunkReader(chunks)
     try:
         apply_layer(reader, into, mode="plain", decompress=False,  # type: ignore[arg-type]
                     owner=(os.getuid(), os.getgid()), no_replace_kind=True, rebase=rename)  # fmt: skip
@@ -152,24 +154,6 @@ def _host_destination(path: str) -> tuple[bool, bool]:
         link = os.readlink(target)
         target = link if link.startswith("/") else os.path.join(os.path.dirname(target), link)
     raise CopyError(f"{path}: too many levels of symbolic links")
-
-
-class _ChunkReader:
-    def __init__(self, chunks) -> None:  # type: ignore[no-untyped-def]
-        self._chunks = chunks
-        self._buf = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
 
 
 def copy_to_container(files: ContainerFiles, src_path: str, dst_path: str, follow_link: bool,

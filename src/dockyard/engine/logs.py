@@ -83,6 +83,7 @@ def records(engine: Engine, cid: str, since: float | None = None, until: float |
     if not follow:
         return
     path = paths[-1]
+    ended = False
     while True:
         try:
             with open(path, "rb") as f:
@@ -99,8 +100,13 @@ def records(engine: Engine, cid: str, since: float | None = None, until: float |
                     yield record
         except FileNotFoundError:
             pass
-        if engine.refresh(cid)["status"] not in _LIVE:
+        if ended:
             return
+        if engine.refresh(cid)["status"] not in _LIVE:
+            # it stopped: once more round the file, for what it wrote between the read
+            # above and its exit (its monitor writes the log before it records the exit)
+            ended = True
+            continue
         if stop is not None and stop.wait(_POLL):
             return
         if stop is None:
