@@ -23,6 +23,7 @@ RANKS = {
     "builder": 7,
     "cli": 9,
     "api": 8,
+    "compose": 8,
 }  # fmt: skip
 
 

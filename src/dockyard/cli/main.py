@@ -51,10 +51,11 @@ def _register() -> None:
     from dockyard.cli import service
 
     images.system_group.add_command(service.service_cmd)
-    from dockyard.cli import build, registry
+    from dockyard.cli import build, compose, registry
 
     build.register(cli)
     registry.register(cli)
+    cli.add_command(compose.compose_group)
 
 
 _register()

@@ -1,0 +1,260 @@
+"""``dockyard compose``: Compose projects through the engine (``dockyard.compose``)."""
+
+from __future__ import annotations
+
+import sys
+
+from dockyard.cli import flags
+from dockyard.cli._context import engine as _engine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.compose.model import Project
+
+__all__ = ["compose_group"]
+
+
+@flags.group("compose")
+@flags.option("-f", "--file", "files", multiple=True, help="Compose configuration files")
+@flags.option("-p", "--project-name", "project", help="Project name")
+@flags.option("--project-directory", help="Alternate working directory")
+@flags.option("--env-file", "env_files", multiple=True, help="Alternate environment files")
+@flags.option("--profile", "profiles", multiple=True, help="Profiles to enable")
+@flags.pass_context
+def compose_group(ctx: flags.Context, files: tuple[str, ...], project: str | None, project_directory: str | None,
+                  env_files: tuple[str, ...], profiles: tuple[str, ...]) -> None:  # fmt: skip
+    """Define and run multi-container applications (the Compose Specification)."""
+    ctx.find_root().obj["compose"] = {"files": list(files), "project": project, "workdir": project_directory,
+                                      "env_files": list(env_files), "profiles": list(profiles)}  # fmt: skip
+
+
+def _project(ctx: flags.Context) -> Project:
+    from dockyard.compose.model import load
+
+    opts = ctx.find_root().obj["compose"]
+    return load(opts["files"] or None, opts["project"], opts["workdir"], opts["env_files"] or None,
+                opts["profiles"] or None)  # fmt: skip
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+@compose_group.command("up")
+@flags.option(
+    "-d", "--detach", is_flag=True, help="Detached mode: run containers in the background"
+)
+@flags.option("--build", is_flag=True, help="Build images before starting containers")
+@flags.option(
+    "--force-recreate",
+    is_flag=True,
+    help="Recreate containers even if their configuration is unchanged",
+)
+@flags.option("--no-deps", is_flag=True, help="Don't start linked services")
+@flags.option(
+    "--wait", is_flag=True, help="Wait for services to be running|healthy (implies --detach)"
+)
+@flags.option("--wait-timeout", type=int, default=120, help="Maximum duration in seconds to wait")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, no_deps: bool, wait: bool,
+           wait_timeout: int, services: tuple[str, ...]) -> None:  # fmt: skip
+    """Create and start containers."""
+    from dockyard.compose import apply
+
+    engine = _engine(ctx)
+    project = _project(ctx)
+    ids = apply.up(
+        engine, project, list(services) or None, build, force_recreate, no_deps, wait_timeout, _say
+    )
+    if wait:
+        _wait_healthy(engine, project, ids, wait_timeout)
+    if not (detach or wait):
+        _follow(engine, project, ids)
+
+
+def _wait_healthy(engine: Any, project: Project, ids: list[str], timeout: int) -> None:
+    import time
+
+    from dockyard import _json as json
+    from dockyard.errors import DockyardError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = []
+        for cid in ids:
+            rec = engine.refresh(cid)
+            health = json.loads(rec["health"])["Status"] if rec.get("health") else ""
+            if rec["status"] != "running" or health in ("starting", "unhealthy"):
+                waiting.append((rec, health))
+        if not waiting:
+            return
+        for rec, health in waiting:
+            if rec["status"] == "exited" or health == "unhealthy":
+                last = (
+                    (json.loads(rec["health"]).get("Log") or [{}])[-1].get("Output", "").strip()
+                    if health
+                    else ""
+                )
+                raise DockyardError(f"container {rec['name']} is {health or rec['status']}"
+                                    + (f": {last}" if last else ""))  # fmt: skip
+        if time.monotonic() > deadline:
+            raise DockyardError(f"timeout waiting for {waiting[0][0]['name']} to be healthy")
+        time.sleep(0.2)
+
+
+def _follow(engine: Any, project: Project, ids: list[str]) -> None:
+    """``up`` in the foreground: every container's output, prefixed, until they all end."""
+    import threading
+
+    from dockyard.engine.logs import records
+
+    width = max((len(engine.record(c)["name"]) for c in ids), default=0)
+    lock = threading.Lock()
+
+    def follow(cid: str) -> None:
+        name = engine.record(cid)["name"].ljust(width)
+        from dockyard.engine.containers import Engine
+
+        mine = Engine(engine.root, engine.snapshotter)  # a database connection of its own
+        for r in records(mine, cid, follow=True):
+            with lock:
+                sys.stdout.write(f"{name}  | {r['log']}")
+                sys.stdout.flush()
+
+    threads = [threading.Thread(target=follow, args=(cid,), daemon=True) for cid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+@compose_group.command("down")
+@flags.option("-v", "--volumes", is_flag=True, help="Remove named volumes declared in the project")
+@flags.option("-t", "--timeout", type=int, help="Specify a shutdown timeout in seconds")
+@flags.pass_context
+def down_cmd(ctx: flags.Context, volumes: bool, timeout: int | None) -> None:
+    """Stop and remove containers, networks (and volumes)."""
+    from dockyard.compose import apply
+
+    apply.down(_engine(ctx), _project(ctx), volumes, timeout, _say)
+
+
+@compose_group.command("ps")
+@flags.option("-a", "--all", "all_", is_flag=True, help="Show all stopped containers")
+@flags.option("-q", "--quiet", is_flag=True, help="Only display IDs")
+@flags.pass_context
+def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool) -> None:
+    """List containers."""
+    from dockyard.cli.format import table
+    from dockyard.compose.apply import P, project_containers
+    from dockyard.engine import listing
+
+    engine = _engine(ctx)
+    recs = [
+        r
+        for r in project_containers(engine, _project(ctx).name)
+        if all_ or r["status"] in ("running", "paused", "restarting")
+    ]
+    if quiet:
+        for r in recs:
+            flags.echo(r["id"])
+        return
+    rows = [["NAME", "IMAGE", "SERVICE", "STATUS"]]
+    for r in recs:
+        rows.append(
+            [
+                r["name"],
+                r["image_ref"],
+                r["config"]["Labels"].get(P + "service", ""),
+                listing.status_text(r),
+            ]
+        )
+    flags.echo(table(rows), nl=False)
+
+
+@compose_group.command("config")
+@flags.option("--services", is_flag=True, help="Print the service names, one per line")
+@flags.option("--volumes", is_flag=True, help="Print the volume names, one per line")
+@flags.option(
+    "--format", "fmt", default="yaml", type=flags.Choice(["yaml", "json"]), help="Format the output"
+)
+@flags.pass_context
+def config_cmd(ctx: flags.Context, services: bool, volumes: bool, fmt: str) -> None:
+    """Parse, resolve and render the compose file in canonical format."""
+    project = _project(ctx)
+    if services:
+        flags.echo("\n".join(project.services), nl=bool(project.services))
+        return
+    if volumes:
+        flags.echo("\n".join(project.volumes), nl=bool(project.volumes))
+        return
+    model = {"name": project.name, "services": project.services, "networks": project.networks,
+             "volumes": project.volumes}  # fmt: skip
+    if fmt == "json":
+        from dockyard import _json as json
+
+        flags.echo(json.dumps(model))
+        return
+    import yaml
+
+    flags.echo(yaml.safe_dump(model, sort_keys=False), nl=False)
+
+
+@compose_group.command("logs")
+@flags.option("-f", "--follow", is_flag=True, help="Follow log output")
+@flags.option("--no-log-prefix", is_flag=True, help="Don't print prefix in logs")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def logs_cmd(
+    ctx: flags.Context, follow: bool, no_log_prefix: bool, services: tuple[str, ...]
+) -> None:
+    """View output from containers."""
+    from dockyard.compose.apply import P, project_containers
+    from dockyard.engine.logs import records
+
+    engine = _engine(ctx)
+    recs = [r for r in project_containers(engine, _project(ctx).name)
+            if not services or r["config"]["Labels"].get(P + "service") in services]  # fmt: skip
+    if follow:
+        _follow(engine, _project(ctx), [r["id"] for r in recs])
+        return
+    width = max((len(r["name"]) for r in recs), default=0)
+    for r in recs:
+        for line in records(engine, r["id"]):
+            flags.echo(
+                line["log"] if no_log_prefix else f"{r['name'].ljust(width)}  | {line['log']}",
+                nl=False,
+            )
+
+
+@compose_group.command("exec", context_settings={"allow_interspersed_args": False})
+@flags.option("-T", "--no-TTY", "no_tty", is_flag=True, help="Disable pseudo-TTY allocation")
+@flags.option(
+    "--index", type=int, default=1, help="Index of the container if service has multiple replicas"
+)
+@flags.argument("service")
+@flags.argument("command", nargs=-1, required=True, type=flags.UNPROCESSED)
+@flags.pass_context
+def exec_cmd(
+    ctx: flags.Context, no_tty: bool, index: int, service: str, command: tuple[str, ...]
+) -> None:
+    """Execute a command in a running container."""
+    import os
+
+    from dockyard.compose.apply import P, project_containers
+    from dockyard.engine import execs
+    from dockyard.errors import InvalidArgument
+
+    engine = _engine(ctx)
+    recs = [r for r in project_containers(engine, _project(ctx).name, service)
+            if r["config"]["Labels"].get(P + "container-number") == str(index)]  # fmt: skip
+    if not recs:
+        raise InvalidArgument(f"service {service!r} is not running")
+    tty = not no_tty and os.isatty(0)
+    exec_id = execs.create(engine, recs[0]["id"], {"Cmd": list(command), "Tty": tty, "AttachStdin": True,
+                                                   "AttachStdout": True, "AttachStderr": True})  # fmt: skip
+    ctx.exit(execs.start(engine, exec_id) or 0)

@@ -1,0 +1,1 @@
+"""Compose projects (the Compose Specification) made real through the engine."""

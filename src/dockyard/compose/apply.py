@@ -1,0 +1,389 @@
+"""A Compose project made real through the engine: networks, volumes, images, then the
+containers in ``depends_on`` order, each waiting for what it depends on (started,
+healthy, or completed successfully); and taken down again.
+
+Names and labels are Compose v2's (``project-service-1``, ``project_default``,
+``com.docker.compose.project`` and its siblings), so ``docker compose`` pointed at
+dockyard's Engine API sees the same project. A service whose resolved configuration
+(its hash, in ``com.docker.compose.config-hash``) is unchanged keeps its containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from dockyard import _json as json
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.units import duration_ns, ram_in_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from dockyard.compose.model import Project
+    from dockyard.engine.containers import Engine
+
+__all__ = ["down", "order", "project_containers", "up"]
+
+P = "com.docker.compose."
+
+
+def order(project: Project, only: list[str] | None = None) -> list[str]:
+    """Services in start order (dependencies first); with ``only``, those and what they need."""
+    out: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in out:
+            return
+        for dep in project.services[name]["depends_on"]:
+            visit(dep)
+        out.append(name)
+
+    for name in only or list(project.services):
+        if name not in project.services:
+            raise InvalidArgument(f"no such service: {name}")
+        visit(name)
+    return out
+
+
+def _network_name(project: Project, key: str) -> str:
+    spec = project.networks.get(key) or {}
+    return spec.get("name") or (key if spec.get("external") else f"{project.name}_{key}")
+
+
+def _volume_name(project: Project, key: str) -> str:
+    spec = project.volumes.get(key) or {}
+    return spec.get("name") or (key if spec.get("external") else f"{project.name}_{key}")
+
+
+def config_hash(service: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(service, sort_keys=True).encode()).hexdigest()
+
+
+def project_containers(
+    engine: Engine, project: str, service: str | None = None
+) -> list[dict[str, Any]]:
+    """The project's container records (of one service), oldest number first."""
+    recs = [r for r in engine.list(all_=True)
+            if (r["config"].get("Labels") or {}).get(P + "project") == project
+            and (service is None or r["config"]["Labels"].get(P + "service") == service)]  # fmt: skip
+    return sorted(recs, key=lambda r: (r["config"]["Labels"].get(P + "service", ""),
+                                       int(r["config"]["Labels"].get(P + "container-number", "0") or 0)))  # fmt: skip
+
+
+def _ensure_networks(engine: Engine, project: Project, say: Callable[[str], None]) -> None:
+    used = {n for s in project.services.values() for n in s["networks"]}
+    for key in sorted(used):
+        spec = project.networks.get(key) or {}
+        name = _network_name(project, key)
+        try:
+            engine.networks.get(name)
+            continue
+        except NotFound:
+            if spec.get("external"):
+                raise InvalidArgument(
+                    f"network {name} declared as external, but could not be found"
+                ) from None
+        ipam = (spec.get("ipam") or {}).get("config") or [{}]
+        labels = {**{str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
+                  P + "network": key, P + "project": project.name}  # fmt: skip
+        engine.networks.create(name, ipam[0].get("subnet"), ipam[0].get("gateway"), bool(spec.get("internal")),
+                               labels, spec.get("driver") or "bridge")  # fmt: skip
+        say(f" Network {name}  Created")
+
+
+def _ensure_volumes(engine: Engine, project: Project, say: Callable[[str], None]) -> None:
+    used = {v["source"] for s in project.services.values() for v in s["volumes"]
+            if v["type"] == "volume" and v.get("source")}  # fmt: skip
+    for key in sorted(used):
+        spec = project.volumes.get(key) or {}
+        name = _volume_name(project, key)
+        try:
+            engine.volumes.get(name)
+            continue
+        except NotFound:
+            if spec.get("external"):
+                raise InvalidArgument(f"external volume {name} not found") from None
+        labels = {**{str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
+                  P + "volume": key, P + "project": project.name}  # fmt: skip
+        engine.volumes.create(name, labels)
+        say(f" Volume {name}  Created")
+
+
+def _image(engine: Engine, project: Project, name: str, svc: dict[str, Any], build: bool,
+           say: Callable[[str], None]) -> str:  # fmt: skip
+    """The service's image reference, built (when it has a build section and ``build`` or no
+    image yet) or pulled when missing."""
+    ref = svc.get("image") or f"{project.name}-{name}"
+    spec = svc.get("build")
+    if spec is not None:
+        try:
+            engine.images.resolve(ref)
+            have = True
+        except NotFound:
+            have = False
+        if build or not have:
+            _build(engine, ref, spec, say)
+        return ref
+    try:
+        engine.images.resolve(ref)
+    except NotFound:
+        from dockyard.registry.transfer import pull
+
+        say(f" {name} Pulling")
+        pull(engine.images, ref, svc.get("platform"), implicit=True)
+    return ref
+
+
+def _build(engine: Engine, ref: str, spec: dict[str, Any], say: Callable[[str], None]) -> None:
+    import os
+
+    from dockyard.builder.context import BuildContext
+    from dockyard.builder.stages import Builder, BuildOptions
+
+    context = spec["context"]
+    dockerfile = spec.get("dockerfile") or "Dockerfile"
+    path = dockerfile if os.path.isabs(dockerfile) else os.path.join(context, dockerfile)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise InvalidArgument(
+            f"failed to read dockerfile: open {path}: no such file or directory"
+        ) from None
+    args = spec.get("args") or {}
+    args = {str(k): str(v) for k, v in (args.items() if isinstance(args, dict) else
+                                          (a.partition("=")[::2] for a in args))}  # fmt: skip
+    options = BuildOptions(tags=[ref], build_args=args, target=spec.get("target"), quiet=True,
+                           dockerfile_name=os.path.basename(dockerfile))  # fmt: skip
+    say(f" Image {ref}  Building")
+    Builder(engine, BuildContext(context, engine.db), options).build(text)
+    say(f" Image {ref}  Built")
+
+
+def _healthcheck(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("disable"):
+        return {"Test": ["NONE"]}
+    test = spec.get("test")
+    if isinstance(test, str):
+        test = ["CMD-SHELL", test]
+    out: dict[str, Any] = {"Test": list(test or [])}
+    for key, name in (
+        ("interval", "Interval"),
+        ("timeout", "Timeout"),
+        ("start_period", "StartPeriod"),
+    ):
+        if spec.get(key):
+            out[name] = duration_ns(str(spec[key]))
+    if spec.get("retries") is not None:
+        out["Retries"] = int(spec["retries"])
+    return out
+
+
+def _documents(project: Project, name: str, svc: dict[str, Any], image: str, number: int,
+               digest: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:  # fmt: skip
+    """(Config, HostConfig, NetworkingConfig, container name) for replica ``number``."""
+    cname = svc.get("container_name") or f"{project.name}-{name}-{number}"
+    labels = {**svc["labels"], P + "project": project.name, P + "service": name,
+              P + "container-number": str(number), P + "oneoff": "False", P + "config-hash": digest,
+              P + "project.working_dir": project.workdir,
+              P + "project.config_files": ",".join(project.files), P + "version": "dockyard"}  # fmt: skip
+    config: dict[str, Any] = {
+        "Image": image, "Labels": labels, "Hostname": svc.get("hostname") or "",
+        "Env": [f"{k}={v}" for k, v in svc["environment"].items()], "User": str(svc.get("user") or ""),
+        "WorkingDir": svc.get("working_dir") or "", "Tty": bool(svc.get("tty")),
+        "OpenStdin": bool(svc.get("stdin_open")), "StopSignal": svc.get("stop_signal") or "",
+        "Domainname": svc.get("domainname") or "",
+    }  # fmt: skip
+    if svc.get("command") is not None:
+        config["Cmd"] = svc["command"]
+    if svc.get("entrypoint") is not None:
+        config["Entrypoint"] = svc["entrypoint"]
+    if svc.get("healthcheck"):
+        config["Healthcheck"] = _healthcheck(svc["healthcheck"])
+    exposed = {f"{p}/tcp" if "/" not in str(p) else str(p): {} for p in svc.get("expose") or []}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in svc["ports"]:
+        key = f"{port['target']}/{port['protocol']}"
+        exposed[key] = {}
+        bindings.setdefault(key, []).append(
+            {"HostIp": port["host_ip"], "HostPort": port["published"]}
+        )
+    if exposed:
+        config["ExposedPorts"] = exposed
+    mounts = []
+    for v in svc["volumes"]:
+        if v["type"] == "tmpfs":
+            mounts.append({"Type": "tmpfs", "Target": v["target"], "Source": ""})
+            continue
+        source = v.get("source") or ""
+        if v["type"] == "volume" and source:
+            source = _volume_name(project, source)
+        mounts.append({"Type": v["type"], "Source": source, "Target": v["target"],
+                       "ReadOnly": bool(v.get("read_only"))})  # fmt: skip
+    tmpfs = {
+        t: ""
+        for t in ([svc["tmpfs"]] if isinstance(svc.get("tmpfs"), str) else svc.get("tmpfs") or [])
+    }
+    restart = svc.get("restart") or "no"
+    policy_name, _, retries = restart.partition(":")
+    limits = ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    memory = limits.get("memory") or svc.get("mem_limit")
+    cpus = limits.get("cpus") or svc.get("cpus")
+    networks = list(svc["networks"])
+    host: dict[str, Any] = {
+        "RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
+        "PortBindings": bindings, "Mounts": mounts, "Tmpfs": tmpfs, "Binds": [],
+        "NetworkMode": svc.get("network_mode") or (_network_name(project, networks[0]) if networks else "none"),
+        "CapAdd": list(svc.get("cap_add") or []), "CapDrop": list(svc.get("cap_drop") or []),
+        "SecurityOpt": list(svc.get("security_opt") or []), "Init": bool(svc.get("init")),
+        "ReadonlyRootfs": bool(svc.get("read_only")), "Privileged": bool(svc.get("privileged")),
+        "ExtraHosts": [f"{k}:{v}" for k, v in (svc.get("extra_hosts") or {}).items()]
+        if isinstance(svc.get("extra_hosts"), dict) else list(svc.get("extra_hosts") or []),
+        "Dns": [svc["dns"]] if isinstance(svc.get("dns"), str) else list(svc.get("dns") or []),
+        "LogConfig": {"Type": (svc.get("logging") or {}).get("driver") or "json-file",
+                      "Config": (svc.get("logging") or {}).get("options") or {}},
+        "Memory": ram_in_bytes(str(memory)) if memory else 0, "NanoCpus": int(float(cpus) * 1e9) if cpus else 0,
+        "PidsLimit": svc.get("pids_limit"), "Runtime": "dockyard-runtime",
+    }  # fmt: skip
+    endpoints = {}
+    for key in networks:
+        spec = svc["networks"][key] or {}
+        endpoint: dict[str, Any] = {"Aliases": [name, cname, *(spec.get("aliases") or [])]}
+        if spec.get("ipv4_address"):
+            endpoint["IPAMConfig"] = {"IPv4Address": spec["ipv4_address"]}
+        endpoints[_network_name(project, key)] = endpoint
+    return config, host, {"EndpointsConfig": endpoints}, cname
+
+
+def _wait_for(
+    engine: Engine, project: Project, name: str, dep: str, condition: str, timeout: float
+) -> None:
+    """Until service ``dep`` meets ``condition`` for ``name`` (or one line why not)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = project_containers(engine, project.name, dep)
+        if not recs:
+            raise InvalidArgument(f"service {name} depends on {dep}, which has no container")
+        if condition == "service_started" and all(
+            r["status"] in ("running", "exited") for r in recs
+        ):
+            return
+        if condition == "service_healthy":
+            states = [json.loads(r["health"])["Status"] if r.get("health") else "" for r in recs]
+            if all(s == "healthy" for s in states):
+                return
+            if not any(r["config"].get("Healthcheck") for r in recs):
+                raise InvalidArgument(
+                    f"dependency failed to start: container {recs[0]['name']} has no healthcheck configured"
+                )
+            if any(r["status"] == "exited" for r in recs):
+                raise InvalidArgument(
+                    f"dependency failed to start: container {recs[0]['name']} exited ({recs[0]['exit_code']})"
+                )
+            if any(s == "unhealthy" for s in states):
+                raise InvalidArgument(
+                    f"dependency failed to start: container {recs[0]['name']} is unhealthy"
+                )
+        if condition == "service_completed_successfully" and all(
+            r["status"] == "exited" for r in recs
+        ):
+            bad = [r for r in recs if r["exit_code"] != 0]
+            if bad:
+                raise InvalidArgument(
+                    f"service {dep} didn't complete successfully: exit {bad[0]['exit_code']}"
+                )
+            return
+        if time.monotonic() > deadline:
+            raise InvalidArgument(f"service {name}: timed out waiting for {dep} ({condition})")
+        time.sleep(0.1)
+
+
+def up(engine: Engine, project: Project, services: list[str] | None = None, build: bool = False,
+       force_recreate: bool = False, no_deps: bool = False, wait_timeout: float = 120,
+       say: Callable[[str], None] = lambda _line: None) -> list[str]:  # fmt: skip
+    """Bring the project (or ``services``) up, detached; the container IDs it runs."""
+    names = [s for s in services or []] if no_deps and services else order(project, services)
+    _ensure_networks(engine, project, say)
+    _ensure_volumes(engine, project, say)
+    images = {
+        name: _image(engine, project, name, project.services[name], build, say) for name in names
+    }
+    running: list[str] = []
+    for name in names:
+        svc = project.services[name]
+        for dep, spec in svc["depends_on"].items():
+            if dep in names or not no_deps:
+                _wait_for(engine, project, name, dep, spec["condition"], wait_timeout)
+        image_id = engine.images.resolve(images[name])
+        digest = config_hash({**svc, "_image": image_id})
+        existing = {int(r["config"]["Labels"].get(P + "container-number", 0)): r
+                    for r in project_containers(engine, project.name, name)}  # fmt: skip
+        for number in range(1, svc["replicas"] + 1):
+            rec = existing.pop(number, None)
+            if (
+                rec is not None
+                and rec["config"]["Labels"].get(P + "config-hash") == digest
+                and not force_recreate
+            ):
+                if rec["status"] not in ("running", "paused"):
+                    engine.start(rec["id"])
+                    say(f" Container {rec['name']}  Started")
+                running.append(rec["id"])
+                continue
+            if rec is not None:
+                engine.stop(rec["id"], _grace(svc))
+                engine.remove(rec["id"], force=True)
+                say(f" Container {rec['name']}  Recreated")
+            config, host, networking, cname = _documents(
+                project, name, svc, images[name], number, digest
+            )
+            cid = engine.create(images[name], config, host, cname, networking)
+            say(f" Container {cname}  Created")
+            engine.start(cid)
+            say(f" Container {cname}  Started")
+            running.append(cid)
+        for rec in existing.values():  # scaled down
+            engine.stop(rec["id"], _grace(svc))
+            engine.remove(rec["id"], force=True)
+            say(f" Container {rec['name']}  Removed")
+    return running
+
+
+def _grace(svc: dict[str, Any]) -> int:
+    value = svc.get("stop_grace_period")
+    if value is None:
+        return 10
+    return (
+        max(int(duration_ns(str(value)) // 1_000_000_000), 0)
+        if not isinstance(value, int)
+        else value
+    )
+
+
+def down(engine: Engine, project: Project, volumes: bool = False, timeout: int | None = None,
+         say: Callable[[str], None] = lambda _line: None) -> None:  # fmt: skip
+    """Stop and remove the project's containers, then its networks (and with ``volumes``
+    its named volumes): whatever carries the project's label, so a failed ``up`` is undone."""
+    recs = project_containers(engine, project.name)
+    for rec in recs:
+        engine.stop(rec["id"], timeout if timeout is not None else 10)
+        say(f" Container {rec['name']}  Stopped")
+    for rec in recs:
+        engine.remove(rec["id"], force=True)
+        say(f" Container {rec['name']}  Removed")
+    for net in engine.networks.list():
+        if (net.get("labels") or {}).get(P + "project") == project.name:
+            try:
+                engine.networks.remove(net["id"])
+                say(f" Network {net['name']}  Removed")
+            except DockyardError as err:
+                say(f" Network {net['name']}  {err}")
+    if volumes:
+        for vol in engine.volumes.list():
+            labels = json.loads(vol["labels"]) if isinstance(vol["labels"], str) else vol["labels"]
+            if (labels or {}).get(P + "project") == project.name:
+                engine.volumes.remove(vol["name"])
+                say(f" Volume {vol['name']}  Removed")

@@ -1,0 +1,413 @@
+"""A Compose project as the Compose Specification reads it: files found and merged,
+``.env`` and the environment interpolated, services checked key by key.
+
+``load`` returns a ``Project``: its name, directory, and services/networks/volumes as
+plain dicts in the specification's long syntax (ports, volumes, depends_on, networks
+normalised), so what starts the containers reads one shape. An unknown key or a value of
+the wrong type is refused in one line naming the file, the service and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from dockyard.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["DEFAULT_FILES", "Project", "interpolate", "load", "project_name"]
+
+DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+_OVERRIDES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
+              "docker-compose.override.yml")  # fmt: skip
+
+# the service keys dockyard reads, and the type each must have (a tuple: any of them)
+_SERVICE_KEYS: dict[str, tuple[type, ...]] = {
+    "image": (str,), "build": (str, dict), "command": (str, list), "entrypoint": (str, list),
+    "environment": (dict, list), "env_file": (str, list), "ports": (list,), "expose": (list,),
+    "volumes": (list,), "networks": (list, dict), "depends_on": (list, dict),
+    "healthcheck": (dict,), "restart": (str,), "deploy": (dict,), "labels": (dict, list),
+    "user": (str, int), "working_dir": (str,), "hostname": (str,), "init": (bool,),
+    "read_only": (bool,), "tmpfs": (str, list), "cap_add": (list,), "cap_drop": (list,),
+    "security_opt": (list,), "stop_signal": (str,), "stop_grace_period": (str, int),
+    "ulimits": (dict,), "extra_hosts": (list, dict), "dns": (str, list), "logging": (dict,),
+    "container_name": (str,), "profiles": (list,), "scale": (int,), "stdin_open": (bool,),
+    "tty": (bool,), "privileged": (bool,), "platform": (str,), "pull_policy": (str,),
+    "domainname": (str,), "dns_search": (str, list), "mem_limit": (str, int), "cpus": (str, int, float),
+    "pids_limit": (int,), "shm_size": (str, int), "sysctls": (dict, list), "extends": (dict, str),
+    "configs": (list,), "secrets": (list,), "network_mode": (str,),
+}  # fmt: skip
+_TOP_KEYS = {"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"}
+_VAR = re.compile(r"\$(?:(\$)|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@dataclass
+class Project:
+    name: str
+    workdir: str
+    files: list[str]
+    services: dict[str, dict[str, Any]]
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def project_name(raw: str) -> str:
+    """Compose's normalisation: lower case, only ``[a-z0-9_-]``, starting with a letter or digit."""
+    name = re.sub(r"[^a-z0-9_-]", "", raw.lower())
+    name = name.lstrip("_-")
+    if not name:
+        raise InvalidArgument(f"project name {raw!r} must contain a letter or a digit")
+    return name
+
+
+def _dotenv(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return out
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.removeprefix("export ").partition("=")
+        if not eq or not key.strip():
+            raise InvalidArgument(f"{path}:{n}: not KEY=VALUE: {line}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def interpolate(text: str, env: dict[str, str], where: str) -> str:
+    """``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``,
+    ``${VAR?error}``, ``${VAR:+alt}``; ``$$`` is a dollar sign."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "$"
+        if m.group(3):
+            return env.get(m.group(3), "")
+        body = m.group(2)
+        op = re.search(r":?[-?+]", body)
+        if not op:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", body):
+                raise InvalidArgument(f"{where}: invalid interpolation format for ${{{body}}}")
+            return env.get(body, "")
+        name, sign, arg = body[: op.start()], op.group(), body[op.end() :]
+        value = env.get(name)
+        unset = value is None or (sign.startswith(":") and value == "")
+        if sign.endswith("-"):
+            return interpolate(arg, env, where) if unset else str(value)
+        if sign.endswith("+"):
+            return "" if unset else interpolate(arg, env, where)
+        if unset:
+            raise InvalidArgument(f"{where}: required variable {name} is missing a value: {arg}")
+        return str(value)
+
+    return _VAR.sub(one, text)
+
+
+def _interpolate_all(node: Any, env: dict[str, str], where: str) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env, where)
+    if isinstance(node, list):
+        return [_interpolate_all(v, env, where) for v in node]
+    if isinstance(node, dict):
+        return {k: _interpolate_all(v, env, f"{where}.{k}") for k, v in node.items()}
+    return node
+
+
+def _merge(base: Any, over: Any, key: str = "") -> Any:
+    """The specification's merge of a later file into an earlier one: mappings merged key
+    by key, sequences of ports/expose/dns appended, other sequences and scalars replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base[k], v, k) if k in base else v
+        return out
+    if (
+        isinstance(base, list)
+        and isinstance(over, list)
+        and key in ("ports", "expose", "dns", "cap_add", "cap_drop", "security_opt", "env_file")
+    ):
+        return base + [v for v in over if v not in base]
+    return over
+
+
+def _read(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise InvalidArgument(f"open {path}: no such file or directory") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise InvalidArgument(f"{path}{at}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if doc is None:
+        raise InvalidArgument(f"{path}: empty compose file")
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"{path}: top-level object must be a mapping")
+    for key in doc:
+        if key not in _TOP_KEYS and not str(key).startswith("x-"):
+            raise InvalidArgument(f"{path}: additional property {key} is not allowed")
+    return doc
+
+
+def find_files(workdir: str) -> list[str]:
+    """The default file of ``workdir`` or the nearest parent (as Compose looks), and its override."""
+    d = os.path.abspath(workdir)
+    while True:
+        for name in DEFAULT_FILES:
+            if os.path.isfile(os.path.join(d, name)):
+                found = [os.path.join(d, name)]
+                found += [
+                    os.path.join(d, o) for o in _OVERRIDES if os.path.isfile(os.path.join(d, o))
+                ][:1]
+                return found
+        parent = os.path.dirname(d)
+        if parent == d:
+            raise InvalidArgument(
+                f"no configuration file provided: not found (looked for {', '.join(DEFAULT_FILES)})"
+            )
+        d = parent
+
+
+def load(files: list[str] | None = None, project: str | None = None, workdir: str | None = None,
+         env_files: list[str] | None = None, profiles: list[str] | None = None) -> Project:  # fmt: skip
+    paths = [os.path.abspath(f) for f in files] if files else find_files(workdir or os.getcwd())
+    base_dir = os.path.abspath(workdir) if workdir else os.path.dirname(paths[0])
+    env: dict[str, str] = {}
+    for ef in env_files or [os.path.join(base_dir, ".env")]:
+        if env_files and not os.path.exists(ef):
+            raise InvalidArgument(f"couldn't find env file: {ef}")
+        env.update(_dotenv(ef))
+    env.update(os.environ)  # the shell's values win over .env's
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = _merge(merged, _interpolate_all(_read(path), env, os.path.basename(path)))
+    name = (
+        project
+        or os.environ.get("COMPOSE_PROJECT_NAME")
+        or merged.get("name")
+        or os.path.basename(base_dir)
+    )
+    services_raw = merged.get("services")
+    if not isinstance(services_raw, dict) or not services_raw:
+        raise InvalidArgument(
+            f"{os.path.basename(paths[0])}: no service defined (services: is empty)"
+        )
+    active = set(profiles or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p])
+    services = {}
+    for sname, svc in services_raw.items():
+        where = f"{os.path.basename(paths[0])}: service {sname}"
+        if not isinstance(svc, dict):
+            raise InvalidArgument(f"{where}: must be a mapping")
+        svc = _extends(svc, services_raw, sname, where)
+        if svc.get("profiles") and not active & set(svc["profiles"]):
+            continue
+        services[sname] = _service(svc, where, base_dir)
+    for sname, svc in services.items():
+        for dep in svc["depends_on"]:
+            if dep not in services:
+                raise InvalidArgument(f"service {sname} depends on undefined service {dep}")
+    _check_cycles(services)
+    networks = {k: dict(v or {}) for k, v in (merged.get("networks") or {}).items()}
+    volumes = {k: dict(v or {}) for k, v in (merged.get("volumes") or {}).items()}
+    for sname, svc in services.items():
+        for net in svc["networks"]:
+            if net != "default" and net not in networks:
+                raise InvalidArgument(
+                    f"service {sname} refers to undefined network {net}: invalid compose project"
+                )
+        for vol in svc["volumes"]:
+            if vol["type"] == "volume" and vol.get("source") and vol["source"] not in volumes:
+                raise InvalidArgument(
+                    f"service {sname} refers to undefined volume {vol['source']}: invalid compose project"
+                )
+    if any("default" in s["networks"] for s in services.values()):
+        networks.setdefault("default", {})
+    return Project(project_name(str(name)), base_dir, paths, services, networks, volumes, env)
+
+
+def _extends(
+    svc: dict[str, Any], all_services: dict[str, Any], name: str, where: str
+) -> dict[str, Any]:
+    ext = svc.get("extends")
+    if ext is None:
+        return svc
+    base_name = ext if isinstance(ext, str) else ext.get("service")
+    if isinstance(ext, dict) and ext.get("file"):
+        raise InvalidArgument(f"{where}: extends from another file is not supported yet")
+    if base_name not in all_services or base_name == name:
+        raise InvalidArgument(f"{where}: extends an undefined service {base_name}")
+    base = _extends(dict(all_services[base_name]), all_services, base_name, where)
+    out = _merge({k: v for k, v in base.items() if k not in ("depends_on", "container_name")}, svc)
+    out.pop("extends", None)
+    return out
+
+
+def _check_cycles(services: dict[str, dict[str, Any]]) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 1:
+            cycle = [*path[path.index(name) :], name]
+            raise InvalidArgument(f"dependency cycle detected: {' -> '.join(cycle)}")
+        if state.get(name) == 2:
+            return
+        state[name] = 1
+        for dep in services[name]["depends_on"]:
+            visit(dep, [*path, name])
+        state[name] = 2
+
+    for name in services:
+        visit(name, [])
+
+
+def _listish(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _mapping(value: Any, where: str) -> dict[str, str]:
+    """``environment``/``labels``/``sysctls``/``extra_hosts``: a mapping, or ``K=V`` items."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in value.items()}  # fmt: skip
+    out = {}
+    for item in value:
+        key, _, val = str(item).partition("=")
+        out[key] = val
+    return out
+
+
+def _service(svc: dict[str, Any], where: str, base_dir: str) -> dict[str, Any]:
+    for key, value in svc.items():
+        if key.startswith("x-"):
+            continue
+        if key not in _SERVICE_KEYS:
+            raise InvalidArgument(f"{where}: additional property {key} is not allowed")
+        if not isinstance(value, _SERVICE_KEYS[key]) or (
+            isinstance(value, bool) and bool not in _SERVICE_KEYS[key]
+        ):
+            want = " or ".join(t.__name__ for t in _SERVICE_KEYS[key])
+            raise InvalidArgument(f"{where}: {key} must be a {want}")
+    if "image" not in svc and "build" not in svc:
+        raise InvalidArgument(f"{where}: has neither an image nor a build context specified")
+    out = dict(svc)
+    build = svc.get("build")
+    if build is not None:
+        build = {"context": build} if isinstance(build, str) else dict(build)
+        build["context"] = os.path.normpath(
+            os.path.join(base_dir, str(build.get("context") or "."))
+        )
+        out["build"] = build
+    out["environment"] = _mapping(svc.get("environment"), where)
+    for env_file in _listish(svc.get("env_file")):
+        path = os.path.join(base_dir, env_file)
+        if not os.path.exists(path):
+            raise InvalidArgument(f"{where}: env file {path} not found")
+        out["environment"] = {**_dotenv(path), **out["environment"]}
+    out["labels"] = _mapping(svc.get("labels"), where)
+    out["ports"] = [_port(p, where) for p in svc.get("ports") or []]
+    out["volumes"] = [_volume(v, where, base_dir) for v in svc.get("volumes") or []]
+    nets = svc.get("networks")
+    if nets is None:
+        nets = {} if svc.get("network_mode") else {"default": {}}
+    out["networks"] = (
+        {n: {} for n in nets}
+        if isinstance(nets, list)
+        else {k: dict(v or {}) for k, v in nets.items()}
+    )
+    deps = svc.get("depends_on") or {}
+    out["depends_on"] = ({d: {"condition": "service_started", "required": True} for d in deps}
+                         if isinstance(deps, list) else
+                         {k: {"condition": "service_started", "required": True, **(v or {})} for k, v in deps.items()})  # fmt: skip
+    for dep, spec in out["depends_on"].items():
+        if spec["condition"] not in (
+            "service_started",
+            "service_healthy",
+            "service_completed_successfully",
+        ):
+            raise InvalidArgument(
+                f"{where}: depends_on.{dep}.condition: unknown condition {spec['condition']}"
+            )
+    for key in ("command", "entrypoint"):
+        if isinstance(svc.get(key), str):
+            import shlex
+
+            out[key] = shlex.split(svc[key])
+    replicas = (svc.get("deploy") or {}).get("replicas")
+    out["replicas"] = int(replicas if replicas is not None else svc.get("scale", 1))
+    return out
+
+
+def _port(spec: Any, where: str) -> dict[str, Any]:
+    if isinstance(spec, int):
+        return {"target": spec, "published": "", "host_ip": "", "protocol": "tcp"}
+    if isinstance(spec, dict):
+        return {"target": int(spec["target"]), "published": str(spec.get("published") or ""),
+                "host_ip": spec.get("host_ip") or "", "protocol": spec.get("protocol") or "tcp"}  # fmt: skip
+    text = str(spec)
+    rest, _, proto = text.partition("/")
+    parts = rest.rsplit(":", 2)
+    try:
+        if len(parts) == 1:
+            return {
+                "target": int(parts[0]),
+                "published": "",
+                "host_ip": "",
+                "protocol": proto or "tcp",
+            }
+        if len(parts) == 2:
+            return {
+                "target": int(parts[1]),
+                "published": parts[0],
+                "host_ip": "",
+                "protocol": proto or "tcp",
+            }
+        return {"target": int(parts[2]), "published": parts[1], "host_ip": parts[0].strip("[]"),
+                "protocol": proto or "tcp"}  # fmt: skip
+    except ValueError:
+        raise InvalidArgument(f"{where}: ports: invalid port {text!r}") from None
+
+
+def _volume(spec: Any, where: str, base_dir: str) -> dict[str, Any]:
+    if isinstance(spec, dict):
+        v = dict(spec)
+        if "target" not in v:
+            raise InvalidArgument(f"{where}: volumes: target is required")
+        v.setdefault("type", "volume")
+    else:
+        parts = str(spec).split(":")
+        mode = parts[2] if len(parts) > 2 else ""
+        if len(parts) == 1:
+            v = {"type": "volume", "source": "", "target": parts[0]}
+        else:
+            source = parts[0]
+            kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+            v = {
+                "type": kind,
+                "source": source,
+                "target": parts[1],
+                "read_only": "ro" in mode.split(","),
+            }
+    if v["type"] == "bind":
+        v["source"] = os.path.normpath(
+            os.path.join(base_dir, os.path.expanduser(str(v.get("source") or "")))
+        )
+    return v
