@@ -193,6 +193,18 @@ _MIGRATIONS = [
     ALTER TABLE published_ports ADD COLUMN name TEXT NOT NULL DEFAULT '';
     UPDATE published_ports SET name = (SELECT c.name FROM containers c WHERE c.id = published_ports.container_id);
     """,
+    # 10: a Compose project's revisions: the resolved model of each up that changed it, with
+    # every image pinned by ID, for ``compose history`` and ``compose rollback``
+    """
+    CREATE TABLE compose_revisions (
+        project TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        model TEXT NOT NULL,
+        summary TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (project, number)
+    );
+    """,
 ]
 
 

@@ -211,3 +211,49 @@ def test_compose_v2_sees_the_same_project(
             pass
     assert not proxy.violations, proxy.violations
     dy("rmi", "kv-web", ok=False)
+
+
+def test_revisions_dry_run_and_rollback(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each up that changes the project is a revision; --dry-run says what up would do and
+    why; rollback brings the previous images back even when the tag has moved since."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo v2 > /v\n")
+    dy("tag", "busybox", "rbapp:1")
+    dy("build", "-q", "-t", "rbapp:2", str(tmp_path))
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  web:\n    image: rbapp:${TAG:-1}\n    stop_grace_period: 1s\n"
+        '    command: sh -c "cat /v 2>/dev/null || echo v1; exec sleep 300"\n'
+        "  db:\n    image: busybox\n    command: sleep 300\n    stop_grace_period: 1s\n"
+    )
+    d = str(tmp_path)
+    env = {**os.environ, "TAG": "2"}
+    try:
+        dy("compose", "-p", "rb", "up", "-d", cwd=d)
+        v1 = dy.record("rb-web-1")["Image"]
+        plan = dy("compose", "-p", "rb", "up", "--dry-run", cwd=d, env=env).stdout.splitlines()
+        assert (
+            plan[0].startswith("web: recreate — image rbapp:2 (")
+            and "replaces rbapp:1 (" in plan[0]
+        )
+        assert plan[1] == "db: keep — unchanged"
+        assert dy.record("rb-web-1")["Image"] == v1  # a dry run changes nothing
+        dy("compose", "-p", "rb", "up", "-d", cwd=d, env=env)
+        assert dy.record("rb-web-1")["Image"] != v1
+        history = dy("compose", "-p", "rb", "history", cwd=d).stdout.splitlines()
+        assert [line.split()[0] for line in history[1:]] == [
+            "1",
+            "2",
+        ] and "web: recreate" in history[2]
+        dy("tag", "rbapp:2", "rbapp:1")  # the tag moves; revision 1 pinned the image by ID
+        dy("compose", "-p", "rb", "rollback", cwd=d)
+        assert dy.record("rb-web-1")["Image"] == v1
+        deadline = time.monotonic() + 20
+        while "rb-web-1  | v1" not in dy("compose", "-p", "rb", "logs", "web", cwd=d).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        history = dy("compose", "-p", "rb", "history", cwd=d).stdout.splitlines()
+        assert [line.split()[0] for line in history[1:]] == ["1", "2", "3"]
+        refused = dy("compose", "-p", "rb", "rollback", "9", cwd=d, ok=False)
+        assert refused.returncode != 0 and "project rb has no revision 9" in refused.stderr
+    finally:
+        dy("compose", "-p", "rb", "down", "-t", "1", cwd=d, ok=False)
+        dy("rmi", "rbapp:1", "rbapp:2", ok=False)

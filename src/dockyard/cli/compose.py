@@ -58,15 +58,23 @@ def _say(line: str) -> None:
     "--wait", is_flag=True, help="Wait for services to be running|healthy (implies --detach)"
 )
 @flags.option("--wait-timeout", type=int, default=120, help="Maximum duration in seconds to wait")
+@flags.option(
+    "--dry-run", is_flag=True, help="Say, per service, what would happen and why; change nothing"
+)
 @flags.argument("services", nargs=-1)
 @flags.pass_context
 def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, no_deps: bool, wait: bool,
-           wait_timeout: int, services: tuple[str, ...]) -> None:  # fmt: skip
+           wait_timeout: int, dry_run: bool, services: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start containers."""
     from dockyard.compose import apply
 
     engine = _engine(ctx)
     project = _project(ctx)
+    if dry_run:
+        for line in apply.up(engine, project, list(services) or None, force_recreate=force_recreate,
+                             no_deps=no_deps, dry_run=True):  # fmt: skip
+            flags.echo(line)
+        return
     ids = apply.up(
         engine, project, list(services) or None, build, force_recreate, no_deps, wait_timeout, _say
     )
@@ -258,3 +266,41 @@ def exec_cmd(
     exec_id = execs.create(engine, recs[0]["id"], {"Cmd": list(command), "Tty": tty, "AttachStdin": True,
                                                    "AttachStdout": True, "AttachStderr": True})  # fmt: skip
     ctx.exit(execs.start(engine, exec_id) or 0)
+
+
+def _name(ctx: flags.Context) -> str:
+    import os
+
+    from dockyard.compose.model import project_name
+
+    opts = ctx.find_root().obj["compose"]
+    given = opts["project"] or os.environ.get("COMPOSE_PROJECT_NAME")
+    return project_name(given) if given else _project(ctx).name
+
+
+@compose_group.command("history")
+@flags.pass_context
+def history_cmd(ctx: flags.Context) -> None:
+    """List the project's revisions: number, time, what changed."""
+    from dockyard.cli.format import table
+    from dockyard.compose.revisions import history
+
+    rows = [["REVISION", "CREATED", "CHANGES"]]
+    rows += [[str(r["number"]), r["created"][:19].replace("T", " "), r["summary"]]
+             for r in history(_engine(ctx), _name(ctx))]  # fmt: skip
+    flags.echo(table(rows), nl=False)
+
+
+@compose_group.command("rollback")
+@flags.argument("revision", type=int, required=False)
+@flags.pass_context
+def rollback_cmd(ctx: flags.Context, revision: int | None) -> None:
+    """Bring the project back to a revision (default: the one before the latest), images
+    pinned as they were."""
+    from dockyard.compose import apply
+    from dockyard.compose.revisions import load_revision
+
+    engine = _engine(ctx)
+    project, images, number = load_revision(engine, _name(ctx), revision)
+    _say(f" Rolling back {project.name} to revision {number}")
+    apply.up(engine, project, say=_say, pinned=images)

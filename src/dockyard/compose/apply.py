@@ -301,16 +301,72 @@ def _wait_for(
         time.sleep(0.1)
 
 
+def plan(engine: Engine, project: Project, names: list[str], images: dict[str, str],
+         force_recreate: bool = False) -> list[tuple[str, str, list[str]]]:  # fmt: skip
+    """(service, keep|create|recreate|scale, reasons) for what ``up`` would do, the reasons
+    from the project's last revision."""
+    from dockyard.compose import revisions
+
+    why = revisions.differences(revisions.latest(engine, project.name), project, images,
+                                {n: s.get("image") or "" for n, s in project.services.items()})  # fmt: skip
+    out = []
+    for name in names:
+        svc = project.services[name]
+        digest = config_hash({**svc, "_image": images.get(name, "")})
+        recs = project_containers(engine, project.name, name)
+        if not recs:
+            out.append((name, "create", why.get(name) or []))
+        elif force_recreate:
+            out.append((name, "recreate", ["--force-recreate"]))
+        elif any(r["config"]["Labels"].get(P + "config-hash") != digest for r in recs):
+            out.append((name, "recreate", why.get(name) or ["configuration changed"]))
+        elif len(recs) != svc["replicas"]:
+            out.append((name, "scale", [f"{len(recs)} -> {svc['replicas']} containers"]))
+        else:
+            out.append((name, "keep", []))
+    return out
+
+
+def describe(steps: list[tuple[str, str, list[str]]]) -> list[str]:
+    """``up --dry-run``'s lines: ``web: recreate — image app:2 replaces app:1``."""
+    return [f"{name}: {action}" + (f" — {'; '.join(reasons)}" if reasons else " — unchanged" if action == "keep" else "")
+            for name, action, reasons in steps]  # fmt: skip
+
+
 def up(engine: Engine, project: Project, services: list[str] | None = None, build: bool = False,
        force_recreate: bool = False, no_deps: bool = False, wait_timeout: float = 120,
-       say: Callable[[str], None] = lambda _line: None) -> list[str]:  # fmt: skip
-    """Bring the project (or ``services``) up, detached; the container IDs it runs."""
+       say: Callable[[str], None] = lambda _line: None, dry_run: bool = False,
+       pinned: dict[str, str] | None = None) -> list[str]:  # fmt: skip
+    """Bring the project (or ``services``) up, detached; the container IDs it runs (with
+    ``dry_run``: the plan's lines, and nothing changed). ``pinned``: image IDs per service
+    to use as they are (a rollback's)."""
+    from dockyard.compose import revisions
+
     names = [s for s in services or []] if no_deps and services else order(project, services)
+    if dry_run:
+        found = {}
+        for name in names:
+            try:
+                ref = (
+                    (pinned or {}).get(name)
+                    or project.services[name].get("image")
+                    or f"{project.name}-{name}"
+                )
+                found[name] = engine.images.resolve(ref)
+            except NotFound:
+                found[name] = "(to be built or pulled)"
+        return describe(plan(engine, project, names, found, force_recreate))
     _ensure_networks(engine, project, say)
     _ensure_volumes(engine, project, say)
-    images = {
-        name: _image(engine, project, name, project.services[name], build, say) for name in names
-    }
+    if pinned:
+        images = {name: pinned[name] for name in names}
+    else:
+        images = {
+            name: _image(engine, project, name, project.services[name], build, say)
+            for name in names
+        }
+    ids = {name: engine.images.resolve(ref) for name, ref in images.items()}
+    steps = plan(engine, project, names, ids, force_recreate)
     running: list[str] = []
     for name in names:
         svc = project.services[name]
@@ -349,6 +405,9 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
             engine.stop(rec["id"], _grace(svc))
             engine.remove(rec["id"], force=True)
             say(f" Container {rec['name']}  Removed")
+    changed = [s for s in steps if s[1] != "keep"]
+    if changed and not services:
+        revisions.record(engine, project, ids, "; ".join(describe(changed)))
     return running
 
 
