@@ -257,3 +257,86 @@ def test_revisions_dry_run_and_rollback(dy: Dy, tmp_path) -> None:  # type: igno
     finally:
         dy("compose", "-p", "rb", "down", "-t", "1", cwd=d, ok=False)
         dy("rmi", "rbapp:1", "rbapp:2", ok=False)
+
+
+ROLLOUT = """\
+services:
+  web:
+    image: busybox
+    environment: {VERSION: "${VERSION:-1}"}
+    command: sh -c "mkdir -p /www && echo v$$VERSION > /www/index.html && exec httpd -f -p 8080 -h /www"
+    deploy: {replicas: 2}
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD-SHELL", "test $$VERSION != 3 || { echo version 3 is broken; exit 1; }"]
+      interval: 1s
+      retries: 2
+    x-dockyard:
+      rollout: {parallelism: 1, timeout: 30s}
+"""
+
+
+def _count(probe_dir: Any) -> tuple[int, int]:
+    """(answers, failures) the probe wrote last; (0, 0) before its first (or mid-write)."""
+    try:
+        words = (probe_dir / "count").read_text().split()
+    except FileNotFoundError:
+        return 0, 0
+    return (int(words[0]), int(words[1])) if len(words) == 2 else (0, 0)
+
+
+def test_a_rollout_keeps_answering_and_a_failing_one_is_undone(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """web's two replicas are replaced one at a time, each new one healthy before an old one
+    leaves DNS and stops: a client asking for ``web`` by name throughout sees no failure.
+    A version whose health check fails stops the rollout: the new container goes, the old
+    ones keep serving, no revision is recorded, exit status 1 with the check's output."""
+    d = str(tmp_path)
+    (tmp_path / "compose.yaml").write_text(ROLLOUT)
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    probe = None
+    try:
+        dy("compose", "-p", "ro", "up", "-d", "--wait", cwd=d)
+        probe = dy("run", "-d", "--network", "ro_default", "-v", f"{probe_dir}:/p", "busybox", "sh", "-c",
+                   "ok=0; bad=0; while [ ! -f /p/stop ]; do "
+                   "if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web 8080 | grep -q '^v'; "
+                   "then ok=$((ok+1)); else bad=$((bad+1)); fi; echo $ok $bad > /p/count; done").stdout.strip()  # fmt: skip
+        deadline = time.monotonic() + 20
+        while _count(probe_dir)[0] < 5:
+            assert time.monotonic() < deadline, "the probe never reached web"
+            time.sleep(0.1)
+        before = {r["Name"] for r in (dy.record(n) for n in ("ro-web-1", "ro-web-2"))}
+        rolled = dy("compose", "-p", "ro", "up", "-d", cwd=d, env={**os.environ, "VERSION": "2"})
+        assert rolled.stderr.count("Healthy") == 2 and rolled.stderr.count("Replaced") == 2
+        names = sorted(
+            dy(
+                "ps", "--filter", "label=com.docker.compose.service=web", "--format", "{{.Names}}"
+            ).stdout.split()
+        )
+        assert len(names) == 2 and not set(names) & {n.lstrip("/") for n in before}
+        failed = dy(
+            "compose", "-p", "ro", "up", "-d", cwd=d, env={**os.environ, "VERSION": "3"}, ok=False
+        )
+        assert failed.returncode == 1 and "rollout of web stopped" in failed.stderr
+        assert "version 3 is broken" in failed.stderr
+        after = sorted(
+            dy(
+                "ps",
+                "-a",
+                "--filter",
+                "label=com.docker.compose.service=web",
+                "--format",
+                "{{.Names}}",
+            ).stdout.split()
+        )
+        assert after == names  # the new one went; the old ones serve on
+        (probe_dir / "stop").touch()
+        assert dy("wait", probe).stdout.strip() == "0"
+        ok, bad = _count(probe_dir)
+        assert ok > 10 and bad == 0, (ok, bad)
+        history = dy("compose", "-p", "ro", "history", cwd=d).stdout.splitlines()
+        assert [line.split()[0] for line in history[1:]] == ["1", "2"]  # the failed one left none
+    finally:
+        if probe:
+            dy("rm", "-f", probe, ok=False)
+        dy("compose", "-p", "ro", "down", "-t", "1", cwd=d, ok=False)

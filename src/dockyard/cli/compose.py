@@ -61,10 +61,12 @@ def _say(line: str) -> None:
 @flags.option(
     "--dry-run", is_flag=True, help="Say, per service, what would happen and why; change nothing"
 )
+@flags.option("--rollout", is_flag=True,
+              help="Replace changed services' containers one at a time, each healthy before an old one goes")  # fmt: skip
 @flags.argument("services", nargs=-1)
 @flags.pass_context
 def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, no_deps: bool, wait: bool,
-           wait_timeout: int, dry_run: bool, services: tuple[str, ...]) -> None:  # fmt: skip
+           wait_timeout: int, dry_run: bool, rollout: bool, services: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start containers."""
     from dockyard.compose import apply
 
@@ -75,9 +77,8 @@ def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, 
                              no_deps=no_deps, dry_run=True):  # fmt: skip
             flags.echo(line)
         return
-    ids = apply.up(
-        engine, project, list(services) or None, build, force_recreate, no_deps, wait_timeout, _say
-    )
+    ids = apply.up(engine, project, list(services) or None, build, force_recreate, no_deps, wait_timeout, _say,
+                   rollout=rollout)  # fmt: skip
     if wait:
         _wait_healthy(engine, project, ids, wait_timeout)
     if not (detach or wait):

@@ -336,7 +336,7 @@ def describe(steps: list[tuple[str, str, list[str]]]) -> list[str]:
 def up(engine: Engine, project: Project, services: list[str] | None = None, build: bool = False,
        force_recreate: bool = False, no_deps: bool = False, wait_timeout: float = 120,
        say: Callable[[str], None] = lambda _line: None, dry_run: bool = False,
-       pinned: dict[str, str] | None = None) -> list[str]:  # fmt: skip
+       pinned: dict[str, str] | None = None, rollout: bool = False) -> list[str]:  # fmt: skip
     """Bring the project (or ``services``) up, detached; the container IDs it runs (with
     ``dry_run``: the plan's lines, and nothing changed). ``pinned``: image IDs per service
     to use as they are (a rollback's)."""
@@ -377,6 +377,15 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
         digest = config_hash({**svc, "_image": image_id})
         existing = {int(r["config"]["Labels"].get(P + "container-number", 0)): r
                     for r in project_containers(engine, project.name, name)}  # fmt: skip
+        rollout_spec = _rollout_of(svc, rollout)
+        stale = [
+            r for r in existing.values() if r["config"]["Labels"].get(P + "config-hash") != digest
+        ]
+        if rollout_spec is not None and stale and not force_recreate:
+            running += _roll_out(
+                engine, project, name, svc, images[name], digest, existing, rollout_spec, say
+            )
+            continue
         for number in range(1, svc["replicas"] + 1):
             rec = existing.pop(number, None)
             if (
@@ -409,6 +418,105 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
     if changed and not services:
         revisions.record(engine, project, ids, "; ".join(describe(changed)))
     return running
+
+
+_DRAIN = 0.5  # seconds an old replica keeps serving after it left DNS
+
+
+class RolloutFailed(DockyardError):
+    """A new container failed its health check: the rollout was undone. Exit status 1."""
+
+    exit_code = 1
+
+
+def _rollout_of(svc: dict[str, Any], asked: bool) -> dict[str, Any] | None:
+    """The rollout settings of a service: ``up --rollout`` or ``x-dockyard: {rollout: ...}``."""
+    spec = (svc.get("x-dockyard") or {}).get("rollout")
+    if spec is None and not asked:
+        return None
+    spec = {} if spec in (None, True) else dict(spec)
+    timeout = spec.get("timeout", "60s")
+    return {"parallelism": int(spec.get("parallelism", 1)),
+            "timeout": duration_ns(str(timeout)) / 1e9 if not isinstance(timeout, (int, float)) else float(timeout)}  # fmt: skip
+
+
+def _ready(engine: Engine, cid: str, timeout: float) -> str | None:
+    """None once the new container serves (healthy, or running when it has no health
+    check); else why not, with its last health-check output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rec = engine.refresh(cid)
+        health = json.loads(rec["health"]) if rec.get("health") else {}
+        status = health.get("Status", "")
+        if rec["status"] == "running" and (
+            status == "healthy" or not rec["config"].get("Healthcheck")
+        ):
+            return None
+        if rec["status"] not in ("running", "paused", "restarting") or status == "unhealthy":
+            last = ((health.get("Log") or [{}])[-1].get("Output") or "").strip()
+            state = status or f"{rec['status']} ({rec['exit_code']})"
+            return f"container {rec['name']} is {state}" + (f": {last}" if last else "")
+        if time.monotonic() > deadline:
+            return f"container {rec['name']} was not healthy within {timeout:g}s"
+        time.sleep(0.1)
+
+
+def _roll_out(engine: Engine, project: Project, name: str, svc: dict[str, Any], image: str, digest: str,
+              existing: dict[int, dict[str, Any]], spec: dict[str, Any],
+              say: Callable[[str], None]) -> list[str]:  # fmt: skip
+    """Replace the service's containers a few at a time: start new ones, wait until they
+    are healthy, then take old ones out of DNS and stop them. A new container that fails
+    ends the rollout: the new ones go, the old ones keep serving, and ``RolloutFailed``
+    says which check failed and how."""
+    from dockyard.engine.networking import admit, withdraw
+
+    old = sorted(
+        existing.values(), key=lambda r: int(r["config"]["Labels"].get(P + "container-number", 0))
+    )
+    number = max(existing, default=0)
+    made: list[str] = []
+    kept = list(old)
+    try:
+        while len(made) < svc["replicas"]:
+            batch = []
+            for _ in range(min(spec["parallelism"], svc["replicas"] - len(made))):
+                number += 1
+                config, host, networking, cname = _documents(
+                    project, name, svc, image, number, digest
+                )
+                cid = engine.create(image, config, host, cname, networking)
+                withdraw(
+                    engine, cid
+                )  # in DNS only once healthy: names lead only to ones that answer
+                engine.start(cid)
+                say(f" Container {cname}  Started (rollout)")
+                batch.append(cid)
+                made.append(cid)
+            for cid in batch:
+                problem = _ready(engine, cid, spec["timeout"])
+                if problem is not None:
+                    raise RolloutFailed(
+                        f"rollout of {name} stopped: {problem}; the previous containers keep serving"
+                    )
+                admit(engine, cid)
+                say(f" Container {engine.record(cid)['name']}  Healthy")
+            for _ in batch:  # as many old ones out as new ones came in
+                if kept:
+                    rec = kept.pop(0)
+                    withdraw(engine, rec["id"])  # out of DNS before it stops answering,
+                    time.sleep(_DRAIN)  # and time for what already found it to finish
+                    engine.stop(rec["id"], _grace(svc))
+                    engine.remove(rec["id"], force=True)
+                    say(f" Container {rec['name']}  Replaced")
+        for rec in kept:  # scaled down meanwhile
+            withdraw(engine, rec["id"])
+            engine.stop(rec["id"], _grace(svc))
+            engine.remove(rec["id"], force=True)
+    except BaseException:
+        for cid in made:
+            engine.remove(cid, force=True)
+        raise
+    return made
 
 
 def _grace(svc: dict[str, Any]) -> int:

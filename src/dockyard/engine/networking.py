@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import Engine
 
 __all__ = [
+    "admit",
     "check",
     "connect",
     "disconnect",
@@ -33,6 +34,7 @@ __all__ = [
     "release",
     "rename",
     "settings",
+    "withdraw",
 ]
 
 
@@ -145,6 +147,21 @@ def ports_text(engine: Engine, cid: str) -> str:
 def rename(c: Any, cid: str, name: str) -> None:
     """In the rename's transaction: the names the container's endpoints answer to."""
     endpoints.rename(c, cid, name, dns_names(cid, name))
+
+
+def withdraw(engine: Engine, cid: str) -> None:
+    """Take the container out of its networks' DNS (its addresses stay until it stops): a
+    rollout does this before it stops an old replica, so that names only lead to ones
+    that still answer."""
+    with engine.db.tx() as c:
+        c.execute("UPDATE endpoints SET dns_names = '[]' WHERE container_id = ?", (cid,))
+
+
+def admit(engine: Engine, cid: str) -> None:
+    """Put the container (back) in its networks' DNS under its names and aliases."""
+    name = engine.record(cid)["name"]
+    with engine.db.tx() as c:
+        endpoints.rename(c, cid, name, dns_names(cid, name))
 
 
 def connect(engine: Engine, network: str, container: str, aliases: list[str], ip: str = "") -> None:

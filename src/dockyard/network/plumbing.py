@@ -42,12 +42,27 @@ def ensure_bridge(name: str, gateway: str, prefix: int) -> bool:
             except NetlinkError as err:
                 if err.errno != 17:
                     raise
+        if _mac_source(name) != 3:  # NET_ADDR_SET
+            # A bridge without an address of its own takes the lowest of its ports' and
+            # changes it as ports come and go: the containers' ARP entry for the gateway
+            # (their DNS server) then points nowhere until it expires. A fixed one, as
+            # dockerd sets (02:42 and the gateway's address), never moves.
+            nl.set_link(index, mac=bytes(int(x, 16) for x in mac_for(gateway).split(":")))
         nl.set_link(index, up=True)
     # Published ports on 127.0.0.1 are DNAT'ed to the container: the kernel must route
     # loopback-sourced packets out of the bridge (masqueraded there).
     _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
     enable_forwarding()
     return made
+
+
+def _mac_source(name: str) -> int:
+    """How the kernel assigned the link's MAC (``addr_assign_type``; 3: set by hand)."""
+    try:
+        with open(f"/sys/class/net/{name}/addr_assign_type") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1
 
 
 def enable_forwarding() -> None:
