@@ -535,9 +535,16 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
     """Stop and remove the project's containers, then its networks (and with ``volumes``
     its named volumes): whatever carries the project's label, so a failed ``up`` is undone."""
     recs = project_containers(engine, project.name)
-    for rec in recs:
-        engine.stop(rec["id"], timeout if timeout is not None else 10)
-        say(f" Container {rec['name']}  Stopped")
+    if recs:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # all at once, as Compose does: each may wait its whole grace period
+        with ThreadPoolExecutor(max_workers=min(len(recs), 16)) as pool:
+            for rec, _ in zip(recs, pool.map(lambda r: engine.stop(r["id"], timeout if timeout is not None
+                                                                   else _grace(project.services.get(
+                                                                       r["config"]["Labels"].get(P + "service"), {}))),
+                                             recs), strict=True):  # fmt: skip
+                say(f" Container {rec['name']}  Stopped")
     for rec in recs:
         engine.remove(rec["id"], force=True)
         say(f" Container {rec['name']}  Removed")
