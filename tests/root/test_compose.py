@@ -340,3 +340,32 @@ def test_a_rollout_keeps_answering_and_a_failing_one_is_undone(dy: Dy, tmp_path)
         if probe:
             dy("rm", "-f", probe, ok=False)
         dy("compose", "-p", "ro", "down", "-t", "1", cwd=d, ok=False)
+
+
+def test_the_lifecycle_verbs(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: busybox\n    ports: ['127.0.0.1::8080']\n    stop_grace_period: 1s\n"
+        "    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"\n"
+    )
+    d = str(tmp_path)
+
+    def c(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return dy("compose", "-p", "verbs", *args, cwd=d, ok=ok)
+
+    try:
+        c("up", "-d")
+        assert c("ls").stdout.splitlines()[1].split()[:2] == ["verbs", "running(1)"]
+        host, port = c("port", "app", "8080").stdout.strip().rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        assert "busybox" in c("images").stdout and "sleep" in c("top").stdout
+        c("stop")
+        assert c("ps").stdout.splitlines()[1:] == [] and "exited(1)" in c("ls", "-a").stdout
+        c("start")
+        assert "Up" in c("ps").stdout
+        c("restart", "-t", "1")
+        c("kill")
+        assert dy("wait", "verbs-app-1").stdout.strip() == "137"
+        c("rm", "-f")
+        assert c("ps", "-a").stdout.splitlines()[1:] == []
+    finally:
+        c("down", "-t", "1", ok=False)

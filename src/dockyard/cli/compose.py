@@ -305,3 +305,172 @@ def rollback_cmd(ctx: flags.Context, revision: int | None) -> None:
     project, images, number = load_revision(engine, _name(ctx), revision)
     _say(f" Rolling back {project.name} to revision {number}")
     apply.up(engine, project, say=_say, pinned=images)
+
+
+def _containers(
+    ctx: flags.Context, services: tuple[str, ...], all_: bool = True
+) -> list[dict[str, Any]]:
+    from dockyard.compose.apply import P, project_containers
+
+    recs = project_containers(_engine(ctx), _name(ctx))
+    return [r for r in recs if (not services or r["config"]["Labels"].get(P + "service") in services)
+            and (all_ or r["status"] in ("running", "paused", "restarting"))]  # fmt: skip
+
+
+@compose_group.command("stop")
+@flags.option("-t", "--timeout", type=int, help="Specify a shutdown timeout in seconds")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def stop_cmd(ctx: flags.Context, timeout: int | None, services: tuple[str, ...]) -> None:
+    """Stop services."""
+    engine = _engine(ctx)
+    for r in _containers(ctx, services, all_=False):
+        engine.stop(r["id"], timeout)
+        _say(f" Container {r['name']}  Stopped")
+
+
+@compose_group.command("start")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def start_cmd(ctx: flags.Context, services: tuple[str, ...]) -> None:
+    """Start services."""
+    engine = _engine(ctx)
+    for r in _containers(ctx, services):
+        engine.start(r["id"])
+        _say(f" Container {r['name']}  Started")
+
+
+@compose_group.command("restart")
+@flags.option("-t", "--timeout", type=int, help="Specify a shutdown timeout in seconds")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def restart_cmd(ctx: flags.Context, timeout: int | None, services: tuple[str, ...]) -> None:
+    """Restart service containers."""
+    engine = _engine(ctx)
+    for r in _containers(ctx, services):
+        engine.restart(r["id"], timeout)
+        _say(f" Container {r['name']}  Started")
+
+
+@compose_group.command("kill")
+@flags.option("-s", "--signal", "sig", default="SIGKILL", help="SIGNAL to send to the container")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def kill_cmd(ctx: flags.Context, sig: str, services: tuple[str, ...]) -> None:
+    """Force stop service containers."""
+    engine = _engine(ctx)
+    for r in _containers(ctx, services, all_=False):
+        engine.kill(r["id"], sig)
+        _say(f" Container {r['name']}  Killed")
+
+
+@compose_group.command("rm")
+@flags.option("-f", "--force", is_flag=True, help="Don't ask to confirm removal")
+@flags.option(
+    "-s", "--stop", is_flag=True, help="Stop the containers, if required, before removing"
+)
+@flags.option(
+    "-v", "--volumes", is_flag=True, help="Remove any anonymous volumes attached to containers"
+)
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def rm_cmd(
+    ctx: flags.Context, force: bool, stop: bool, volumes: bool, services: tuple[str, ...]
+) -> None:
+    """Removes stopped service containers."""
+    engine = _engine(ctx)
+    for r in _containers(ctx, services):
+        if r["status"] in ("running", "paused", "restarting"):
+            if not stop:
+                continue  # as Compose: only stopped containers, unless --stop
+            engine.stop(r["id"])
+        engine.remove(r["id"], volumes=volumes)
+        _say(f" Container {r['name']}  Removed")
+
+
+@compose_group.command("top")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def top_cmd(ctx: flags.Context, services: tuple[str, ...]) -> None:
+    """Display the running processes."""
+    from dockyard.cli.format import table
+
+    engine = _engine(ctx)
+    for r in _containers(ctx, services, all_=False):
+        body = engine.top(r["id"])
+        flags.echo(r["name"])
+        flags.echo(table([body["Titles"], *body["Processes"]]))
+
+
+@compose_group.command("images")
+@flags.option("-q", "--quiet", is_flag=True, help="Only display IDs")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def images_cmd(ctx: flags.Context, quiet: bool, services: tuple[str, ...]) -> None:
+    """List images used by the created containers."""
+    from dockyard.cli.format import table
+
+    recs = _containers(ctx, services)
+    if quiet:
+        for image_id in dict.fromkeys(r["image_id"] for r in recs):
+            flags.echo(image_id.removeprefix("sha256:")[:12])
+        return
+    rows = [["CONTAINER", "IMAGE", "IMAGE ID"]]
+    rows += [[r["name"], r["image_ref"], r["image_id"].removeprefix("sha256:")[:12]] for r in recs]
+    flags.echo(table(rows), nl=False)
+
+
+@compose_group.command("port")
+@flags.option(
+    "--index", type=int, default=1, help="Index of the container if service has multiple replicas"
+)
+@flags.argument("service")
+@flags.argument("private_port")
+@flags.pass_context
+def port_cmd(ctx: flags.Context, index: int, service: str, private_port: str) -> None:
+    """Print the public port for a port binding."""
+    from dockyard.compose.apply import P
+    from dockyard.engine.networking import settings
+    from dockyard.errors import InvalidArgument
+
+    recs = [
+        r
+        for r in _containers(ctx, (service,))
+        if r["config"]["Labels"].get(P + "container-number") == str(index)
+    ]
+    if not recs:
+        raise InvalidArgument(f"service {service!r} has no container {index}")
+    key = private_port if "/" in private_port else f"{private_port}/tcp"
+    bindings = settings(_engine(ctx), recs[0]["id"])["Ports"].get(key) or []
+    if not bindings:
+        raise InvalidArgument(f"no port {key} published for service {service}")
+    flags.echo(f"{bindings[0]['HostIp']}:{bindings[0]['HostPort']}")
+
+
+@compose_group.command("ls")
+@flags.option("-a", "--all", "all_", is_flag=True, help="Show all stopped Compose projects")
+@flags.pass_context
+def ls_cmd(ctx: flags.Context, all_: bool) -> None:
+    """List running compose projects."""
+    from dockyard.cli.format import table
+    from dockyard.compose.apply import P
+
+    projects: dict[str, dict[str, Any]] = {}
+    for r in _engine(ctx).list(all_=True):
+        labels = r["config"].get("Labels") or {}
+        name = labels.get(P + "project")
+        if not name:
+            continue
+        p = projects.setdefault(
+            name, {"running": 0, "exited": 0, "files": labels.get(P + "project.config_files", "")}
+        )
+        p["running" if r["status"] in ("running", "paused", "restarting") else "exited"] += 1
+    rows = [["NAME", "STATUS", "CONFIG FILES"]]
+    for name, p in sorted(projects.items()):
+        if not all_ and not p["running"]:
+            continue
+        status = ", ".join(
+            f"{k}({v})" for k, v in (("running", p["running"]), ("exited", p["exited"])) if v
+        )
+        rows.append([name, status, p["files"]])
+    flags.echo(table(rows), nl=False)
