@@ -367,5 +367,20 @@ def test_the_lifecycle_verbs(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyp
         assert dy("wait", "verbs-app-1").stdout.strip() == "137"
         c("rm", "-f")
         assert c("ps", "-a").stdout.splitlines()[1:] == []
+        # --scale, then back to the file's one replica; a service gone from the file is an orphan
+        c("up", "-d", "--scale", "app=2")
+        assert [line.split()[0] for line in c("ps").stdout.splitlines()[1:]] == [
+            "verbs-app-1",
+            "verbs-app-2",
+        ]
+        c("up", "-d")
+        assert [line.split()[0] for line in c("ps").stdout.splitlines()[1:]] == ["verbs-app-1"]
+        with open(os.path.join(d, "compose.yaml")) as f:
+            text = f.read()
+        with open(os.path.join(d, "compose.yaml"), "w") as f:
+            f.write(text.replace("  app:", "  renamed:"))
+        assert "Found orphan container verbs-app-1" in c("up", "-d").stderr
+        assert "verbs-app-1  Removed (orphan)" in c("up", "-d", "--remove-orphans").stderr
+        assert [line.split()[0] for line in c("ps").stdout.splitlines()[1:]] == ["verbs-renamed-1"]
     finally:
         c("down", "-t", "1", ok=False)

@@ -63,22 +63,35 @@ def _say(line: str) -> None:
 )
 @flags.option("--rollout", is_flag=True,
               help="Replace changed services' containers one at a time, each healthy before an old one goes")  # fmt: skip
+@flags.option(
+    "--remove-orphans", is_flag=True, help="Remove containers for services not in the file"
+)
+@flags.option("--scale", multiple=True, help="Scale SERVICE to NUM instances (SERVICE=NUM)")
 @flags.argument("services", nargs=-1)
 @flags.pass_context
 def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, no_deps: bool, wait: bool,
-           wait_timeout: int, dry_run: bool, rollout: bool, services: tuple[str, ...]) -> None:  # fmt: skip
+           wait_timeout: int, dry_run: bool, rollout: bool, remove_orphans: bool, scale: tuple[str, ...],
+           services: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start containers."""
     from dockyard.compose import apply
+    from dockyard.errors import InvalidArgument
 
     engine = _engine(ctx)
     project = _project(ctx)
+    for item in scale:
+        name, eq, num = item.partition("=")
+        if not eq or not num.isdigit() or name not in project.services:
+            raise InvalidArgument(
+                f"invalid --scale {item!r}: want SERVICE=NUM for a service of the project"
+            )
+        project.services[name]["replicas"] = int(num)
     if dry_run:
         for line in apply.up(engine, project, list(services) or None, force_recreate=force_recreate,
                              no_deps=no_deps, dry_run=True):  # fmt: skip
             flags.echo(line)
         return
     ids = apply.up(engine, project, list(services) or None, build, force_recreate, no_deps, wait_timeout, _say,
-                   rollout=rollout)  # fmt: skip
+                   rollout=rollout, remove_orphans=remove_orphans)  # fmt: skip
     if wait:
         _wait_healthy(engine, project, ids, wait_timeout)
     if not (detach or wait):

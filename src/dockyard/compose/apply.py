@@ -336,7 +336,7 @@ def describe(steps: list[tuple[str, str, list[str]]]) -> list[str]:
 def up(engine: Engine, project: Project, services: list[str] | None = None, build: bool = False,
        force_recreate: bool = False, no_deps: bool = False, wait_timeout: float = 120,
        say: Callable[[str], None] = lambda _line: None, dry_run: bool = False,
-       pinned: dict[str, str] | None = None, rollout: bool = False) -> list[str]:  # fmt: skip
+       pinned: dict[str, str] | None = None, rollout: bool = False, remove_orphans: bool = False) -> list[str]:  # fmt: skip
     """Bring the project (or ``services``) up, detached; the container IDs it runs (with
     ``dry_run``: the plan's lines, and nothing changed). ``pinned``: image IDs per service
     to use as they are (a rollback's)."""
@@ -367,6 +367,16 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
         }
     ids = {name: engine.images.resolve(ref) for name, ref in images.items()}
     steps = plan(engine, project, names, ids, force_recreate)
+    orphans = [r for r in project_containers(engine, project.name)
+               if r["config"]["Labels"].get(P + "service") not in project.services]  # fmt: skip
+    for rec in orphans:
+        if remove_orphans:
+            engine.remove(rec["id"], force=True)
+            say(f" Container {rec['name']}  Removed (orphan)")
+        else:
+            say(
+                f" Found orphan container {rec['name']} for this project; remove it with --remove-orphans"
+            )
     running: list[str] = []
     for name in names:
         svc = project.services[name]
@@ -386,8 +396,17 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
                 engine, project, name, svc, images[name], digest, existing, rollout_spec, say
             )
             continue
-        for number in range(1, svc["replicas"] + 1):
-            rec = existing.pop(number, None)
+        # the replicas there are, by number (a rollout leaves 3 and 4, say), then new numbers
+        current = [existing[n] for n in sorted(existing)]
+        next_number = max(existing, default=0)
+        for index in range(svc["replicas"]):
+            rec = current[index] if index < len(current) else None
+            if rec is not None:
+                number = int(rec["config"]["Labels"].get(P + "container-number", 0))
+                existing.pop(number, None)
+            else:
+                next_number += 1
+                number = next_number
             if (
                 rec is not None
                 and rec["config"]["Labels"].get(P + "config-hash") == digest
