@@ -384,3 +384,35 @@ def test_the_lifecycle_verbs(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyp
         assert [line.split()[0] for line in c("ps").stdout.splitlines()[1:]] == ["verbs-renamed-1"]
     finally:
         c("down", "-t", "1", ok=False)
+
+
+def test_run_build_and_pull(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "tool").mkdir()
+    (tmp_path / "tool" / "Dockerfile").write_text("FROM busybox\nRUN echo tool > /tool\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  db:\n    image: busybox\n    command: sleep 300\n    stop_grace_period: 1s\n"
+        "  tool:\n    build: ./tool\n    depends_on: [db]\n    environment: {WHO: file}\n"
+    )
+    d = str(tmp_path)
+    try:
+        dy("compose", "-p", "oneoff", "build", cwd=d)
+        assert dy("image", "inspect", "oneoff-tool", ok=False).returncode == 0
+        out = dy("compose", "-p", "oneoff", "run", "--rm", "-T", "-e", "WHO=flag", "tool",
+                 "sh", "-c", "cat /tool; echo $WHO; exit 4", cwd=d, ok=False)  # fmt: skip
+        assert (out.returncode, out.stdout) == (4, "tool\nflag\n"), out.stderr
+        # its dependency came up; the one-off went (--rm) and is not a replica of tool
+        names = dy(
+            "ps",
+            "-a",
+            "--filter",
+            "label=com.docker.compose.project=oneoff",
+            "--format",
+            "{{.Names}}",
+        ).stdout
+        assert names.split() == ["oneoff-db-1"]
+        # pull asks the image's registry (Docker Hub here, which the tests never contact)
+        pulled = dy("compose", "-p", "oneoff", "pull", "db", cwd=d, ok=False)
+        assert pulled.returncode != 0 and "registry-1.docker.io: not contacted" in pulled.stderr
+    finally:
+        dy("compose", "-p", "oneoff", "down", "-t", "1", cwd=d, ok=False)
+        dy("rmi", "oneoff-tool", ok=False)

@@ -487,3 +487,56 @@ def ls_cmd(ctx: flags.Context, all_: bool) -> None:
         )
         rows.append([name, status, p["files"]])
     flags.echo(table(rows), nl=False)
+
+
+@compose_group.command("build")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def build_cmd(ctx: flags.Context, services: tuple[str, ...]) -> None:
+    """Build or rebuild services."""
+    from dockyard.compose.apply import build_images
+
+    build_images(_engine(ctx), _project(ctx), list(services) or None, _say)
+
+
+@compose_group.command("pull")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def pull_cmd(ctx: flags.Context, services: tuple[str, ...]) -> None:
+    """Pull service images."""
+    from dockyard.compose.apply import pull_images
+
+    pull_images(_engine(ctx), _project(ctx), list(services) or None, _say)
+
+
+@compose_group.command("run", context_settings={"allow_interspersed_args": False})
+@flags.option("--rm", is_flag=True, help="Automatically remove the container when it exits")
+@flags.option(
+    "-d", "--detach", is_flag=True, help="Run container in background and print container ID"
+)
+@flags.option("-T", "--no-TTY", "no_tty", is_flag=True, help="Disable pseudo-TTY allocation")
+@flags.option("--no-deps", is_flag=True, help="Don't start linked services")
+@flags.option("-e", "--env", multiple=True, help="Set environment variables")
+@flags.argument("service")
+@flags.argument("command", nargs=-1, type=flags.UNPROCESSED)
+@flags.pass_context
+def run_cmd(ctx: flags.Context, rm: bool, detach: bool, no_tty: bool, no_deps: bool, env: tuple[str, ...],
+            service: str, command: tuple[str, ...]) -> None:  # fmt: skip
+    """Run a one-off command on a service."""
+    import os
+
+    from dockyard.cli.containers import _attach
+    from dockyard.compose.apply import one_off
+
+    engine = _engine(ctx)
+    tty = not no_tty and not detach and os.isatty(0)
+    cid = one_off(engine, _project(ctx), service, list(command) or None, dict(e.partition("=")[::2] for e in env),
+                  rm, tty, no_deps, _say)  # fmt: skip
+    if detach:
+        engine.start(cid)
+        flags.echo(cid)
+        return
+    monitor = engine.start(cid, attach=True)
+    code = _attach(engine, cid, True, tty, True, sock=monitor.attach)
+    monitor.wait()
+    ctx.exit(code or 0)

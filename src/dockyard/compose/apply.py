@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from dockyard.compose.model import Project
     from dockyard.engine.containers import Engine
 
-__all__ = ["down", "order", "project_containers", "up"]
+__all__ = ["build_images", "down", "one_off", "order", "project_containers", "pull_images", "up"]
 
 P = "com.docker.compose."
 
@@ -62,13 +62,14 @@ def config_hash(service: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(service, sort_keys=True).encode()).hexdigest()
 
 
-def project_containers(
-    engine: Engine, project: str, service: str | None = None
-) -> list[dict[str, Any]]:
-    """The project's container records (of one service), oldest number first."""
+def project_containers(engine: Engine, project: str, service: str | None = None,
+                       oneoff: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """The project's container records (of one service), oldest number first; one-off
+    (``compose run``) containers only with ``oneoff``."""
     recs = [r for r in engine.list(all_=True)
             if (r["config"].get("Labels") or {}).get(P + "project") == project
-            and (service is None or r["config"]["Labels"].get(P + "service") == service)]  # fmt: skip
+            and (service is None or r["config"]["Labels"].get(P + "service") == service)
+            and (oneoff or r["config"]["Labels"].get(P + "oneoff") != "True")]  # fmt: skip
     return sorted(recs, key=lambda r: (r["config"]["Labels"].get(P + "service", ""),
                                        int(r["config"]["Labels"].get(P + "container-number", "0") or 0)))  # fmt: skip
 
@@ -553,7 +554,7 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
          say: Callable[[str], None] = lambda _line: None) -> None:  # fmt: skip
     """Stop and remove the project's containers, then its networks (and with ``volumes``
     its named volumes): whatever carries the project's label, so a failed ``up`` is undone."""
-    recs = project_containers(engine, project.name)
+    recs = project_containers(engine, project.name, oneoff=True)
     if recs:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -580,3 +581,63 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
             if (labels or {}).get(P + "project") == project.name:
                 engine.volumes.remove(vol["name"])
                 say(f" Volume {vol['name']}  Removed")
+
+
+def build_images(engine: Engine, project: Project, services: list[str] | None,
+                 say: Callable[[str], None]) -> None:  # fmt: skip
+    """``compose build``: every (asked) service with a build section, built again."""
+    for name in services or list(project.services):
+        svc = project.services.get(name)
+        if svc is None:
+            raise InvalidArgument(f"no such service: {name}")
+        if svc.get("build") is not None:
+            _build(engine, svc.get("image") or f"{project.name}-{name}", svc["build"], say)
+
+
+def pull_images(engine: Engine, project: Project, services: list[str] | None,
+                say: Callable[[str], None]) -> None:  # fmt: skip
+    """``compose pull``: the images of (asked) services without a build section."""
+    from dockyard.registry.transfer import pull
+
+    for name in services or list(project.services):
+        svc = project.services.get(name)
+        if svc is None:
+            raise InvalidArgument(f"no such service: {name}")
+        if svc.get("image") and svc.get("build") is None:
+            say(f" {name} Pulling")
+            pull(engine.images, svc["image"], svc.get("platform"), implicit=True)
+            say(f" {name} Pulled")
+
+
+def one_off(engine: Engine, project: Project, name: str, command: list[str] | None, env: dict[str, str],
+            remove: bool, tty: bool, no_deps: bool, say: Callable[[str], None]) -> str:  # fmt: skip
+    """``compose run``: the service's dependencies up (unless ``no_deps``), then a created
+    one-off container of it (``project-service-run-<id>``, ``oneoff=True``); its ID."""
+    if name not in project.services:
+        raise InvalidArgument(f"no such service: {name}")
+    svc = dict(project.services[name])
+    deps = [d for d in order(project, [name]) if d != name]
+    if deps and not no_deps:
+        up(engine, project, deps, say=say)
+    _ensure_networks(engine, project, say)
+    _ensure_volumes(engine, project, say)
+    image = _image(engine, project, name, svc, False, say)
+    svc["environment"] = {**svc["environment"], **env}
+    if command:
+        svc["command"] = command
+    svc["ports"] = []  # as Compose: a one-off publishes nothing unless asked
+    import os as _os
+
+    suffix = _os.urandom(6).hex()
+    config, host, networking, _cname = _documents(project, name, svc, image, 1, config_hash(svc))
+    config["Labels"][P + "oneoff"] = "True"
+    config["Labels"].pop(P + "container-number", None)
+    config["Tty"] = tty
+    config["OpenStdin"] = config["AttachStdin"] = True
+    config["StdinOnce"] = True
+    host["AutoRemove"] = remove
+    host["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    cname = f"{project.name}-{name}-run-{suffix}"
+    for endpoint in networking["EndpointsConfig"].values():
+        endpoint["Aliases"] = [a for a in endpoint["Aliases"] if a != _cname]
+    return engine.create(image, config, host, cname, networking)
