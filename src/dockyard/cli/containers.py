@@ -655,21 +655,20 @@ def attach_cmd(
 
 
 def register_more(cli: flags.Group, group: flags.Group) -> None:
-    from dockyard.cli import container_files
-
-    for cmd in (
-        pause_cmd,
-        unpause_cmd,
-        rename_cmd,
-        exec_cmd,
-        top_cmd,
-        container_files.cp_cmd,
-        update_cmd,
-        container_files.diff_cmd,
-        container_files.commit_cmd,
-        container_files.export_cmd,
-        attach_cmd,
-    ):
+    for cmd in (pause_cmd, unpause_cmd, rename_cmd, exec_cmd, top_cmd, update_cmd, attach_cmd):
         cli.add_command(cmd)
         group.add_command(cmd)
+    for name, text in (("cp", "Copy files between a container and the host"),
+                       ("diff", "Inspect changes to files or directories on a container's filesystem"),
+                       ("commit", "Create a new image from a container's changes"),
+                       ("export", "Export a container's filesystem as a tar archive")):  # fmt: skip
+
+        def load(name: str = name) -> flags.Command:
+            from dockyard.cli import container_files
+
+            return getattr(container_files, f"{name}_cmd")
+
+        lazy = flags.LazyCommand(name, text, load)
+        cli.add_command(lazy)
+        group.add_command(lazy)
     group.add_command(container_prune_cmd)

@@ -421,6 +421,19 @@ def _type_word(kind: Any) -> str:
     return "string"
 
 
+class LazyCommand:
+    """A command whose module is imported only when it runs (or shows its help): the
+    commands off ``run``'s path cost its start-up nothing. ``load`` returns the command."""
+
+    def __init__(self, name: str, help_text: str, load: Callable[[], Command]) -> None:
+        self.name, self.help, self._load = name, help_text, load
+
+    def run(self, ctx: Context, args: list[str]) -> Any:
+        real = self._load()
+        ctx.command = real
+        return real.run(ctx, args)
+
+
 class Group(Command):
     def __init__(self, name: str, callback: Callable[..., Any], settings: dict[str, Any],
                  invoke_without_command: bool) -> None:  # fmt: skip
@@ -428,8 +441,8 @@ class Group(Command):
         self.commands: dict[str, Command] = {}
         self.invoke_without_command = invoke_without_command
 
-    def add_command(self, cmd: Command, name: str | None = None) -> None:
-        self.commands[name or cmd.name] = cmd
+    def add_command(self, cmd: Command | LazyCommand, name: str | None = None) -> None:
+        self.commands[name or cmd.name] = cmd  # type: ignore[assignment]
 
     def command(self, name: str | None = None, **settings: Any) -> Callable[[Any], Command]:
         def make(f: Any) -> Command:

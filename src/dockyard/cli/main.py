@@ -48,14 +48,27 @@ def _register() -> None:
 
     images.register(cli)
     containers.register(cli)
-    from dockyard.cli import service
 
-    images.system_group.add_command(service.service_cmd)
-    from dockyard.cli import build, compose, registry
+    def service_cmd() -> flags.Command:
+        from dockyard.cli import service
+
+        return service.service_cmd
+
+    images.system_group.add_command(flags.LazyCommand("service", "Serve the Docker Engine API on a Unix socket",
+                                                      service_cmd))  # fmt: skip
+    from dockyard.cli import build, registry
 
     build.register(cli)
     registry.register(cli)
-    cli.add_command(compose.compose_group)
+
+    def compose_group() -> flags.Command:
+        from dockyard.cli import compose
+
+        return compose.compose_group
+
+    cli.add_command(
+        flags.LazyCommand("compose", "Define and run multi-container applications", compose_group)
+    )
 
 
 _register()

@@ -105,13 +105,24 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
     return flags, prop, ",".join(data)
 
 
+_last_root: list = []  # [(path, dev, ino, Root)]: a container's set-up resolves many paths in one root
+
+
 def secure_join(root: str, path: str) -> str:
     """``root/path`` with every symlink on the way resolved as if ``root`` were ``/``: the
-    one in-root resolver (``inroot.Root.resolve``), as a host path for mount(2)."""
+    one in-root resolver (``inroot.Root.resolve``), as a host path for mount(2). The root's
+    descriptor is kept for the next call while ``root`` still names the same directory."""
     from dockyard.inroot import Root
 
-    with Root(root) as inside:
-        return os.path.join(root, inside.resolve(path))
+    st = os.stat(root)
+    if _last_root and _last_root[0][:3] == (root, st.st_dev, st.st_ino):
+        inside = _last_root[0][3]
+    else:
+        for entry in _last_root:
+            entry[3].close()
+        inside = Root(root)
+        _last_root[:] = [(root, st.st_dev, st.st_ino, inside)]
+    return os.path.join(root, inside.resolve(path))
 
 
 def _locked_flags(path: str) -> int:
