@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dockyard.metadata import Database
 
-__all__ = ["BuildContext", "Ignore"]
+__all__ = ["BuildContext", "Ignore", "read_dockerfile"]
 
 
 def _clean(path: str) -> str:
@@ -213,3 +213,15 @@ class BuildContext:
                     out[name] = head
         self.remember()
         return out
+
+
+def read_dockerfile(path: str, shown: str) -> str:
+    """The Dockerfile at ``path`` (a host path the user gave); refused as ``docker build``
+    words it, naming the file as ``shown``."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InvalidArgument(
+            f"failed to read dockerfile: open {shown}: no such file or directory"
+        ) from None

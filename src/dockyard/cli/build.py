@@ -77,7 +77,7 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
               progress: str, iidfile: str | None, network: str, explain_cache: bool, platform: str,
               context: str) -> None:  # fmt: skip
     """Build an image from a Dockerfile."""
-    from dockyard.builder.context import BuildContext
+    from dockyard.builder.context import BuildContext, read_dockerfile
     from dockyard.builder.stages import Builder, BuildOptions
 
     engine = _engine(ctx)
@@ -101,13 +101,7 @@ def build_cmd(ctx: flags.Context, tags: tuple[str, ...], file: str | None, build
                 path = file
             else:
                 path = os.path.join(context, name)
-            try:
-                with open(path) as f:
-                    text = f.read()
-            except FileNotFoundError:
-                raise InvalidArgument(
-                    f"failed to read dockerfile: open {name}: no such file or directory"
-                ) from None
+            text = read_dockerfile(path, name)
         options = BuildOptions(tags=list(tags), build_args=_pairs(build_arg), target=target, no_cache=no_cache,
                                labels=_pairs(label), quiet=quiet, explain_cache=explain_cache, network=network, pull=pull,
                                dockerfile_name=os.path.basename(name), platform=platform)  # fmt: skip

@@ -141,19 +141,13 @@ def _image(engine: Engine, project: Project, name: str, svc: dict[str, Any], bui
 def _build(engine: Engine, ref: str, spec: dict[str, Any], say: Callable[[str], None]) -> None:
     import os
 
-    from dockyard.builder.context import BuildContext
+    from dockyard.builder.context import BuildContext, read_dockerfile
     from dockyard.builder.stages import Builder, BuildOptions
 
     context = spec["context"]
     dockerfile = spec.get("dockerfile") or "Dockerfile"
     path = dockerfile if os.path.isabs(dockerfile) else os.path.join(context, dockerfile)
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise InvalidArgument(
-            f"failed to read dockerfile: open {path}: no such file or directory"
-        ) from None
+    text = read_dockerfile(path, path)
     args = spec.get("args") or {}
     args = {str(k): str(v) for k, v in (args.items() if isinstance(args, dict) else
                                           (a.partition("=")[::2] for a in args))}  # fmt: skip
