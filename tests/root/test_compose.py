@@ -416,3 +416,20 @@ def test_run_build_and_pull(dy: Dy, tmp_path) -> None:  # type: ignore[no-untype
     finally:
         dy("compose", "-p", "oneoff", "down", "-t", "1", cwd=d, ok=False)
         dy("rmi", "oneoff-tool", ok=False)
+
+
+def test_up_wait_names_the_unhealthy_service(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  sick:\n    image: busybox\n    stop_grace_period: 1s\n"
+        '    command: sh -c "echo starting up; echo cannot open the database; exec sleep 300"\n'
+        '    healthcheck:\n      test: ["CMD-SHELL", "echo db unreachable; exit 1"]\n'
+        "      interval: 1s\n      retries: 2\n"
+    )
+    d = str(tmp_path)
+    try:
+        proc = dy("compose", "-p", "sick", "up", "--wait", "--wait-timeout", "30", cwd=d, ok=False)
+        assert proc.returncode == 1
+        assert "container sick-sick-1 is unhealthy: db unreachable" in proc.stderr
+        assert "cannot open the database" in proc.stderr  # its last log lines
+    finally:
+        dy("compose", "-p", "sick", "down", "-t", "1", cwd=d, ok=False)

@@ -6,6 +6,7 @@ import sys
 
 from dockyard.cli import flags
 from dockyard.cli._context import engine as _engine
+from dockyard.errors import DockyardError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +103,6 @@ def _wait_healthy(engine: Any, project: Project, ids: list[str], timeout: int) -
     import time
 
     from dockyard import _json as json
-    from dockyard.errors import DockyardError
 
     deadline = time.monotonic() + timeout
     while True:
@@ -121,11 +121,31 @@ def _wait_healthy(engine: Any, project: Project, ids: list[str], timeout: int) -
                     if health
                     else ""
                 )
-                raise DockyardError(f"container {rec['name']} is {health or rec['status']}"
-                                    + (f": {last}" if last else ""))  # fmt: skip
+                raise WaitFailed(f"container {rec['name']} is {health or rec['status']}"
+                                 + (f": {last}" if last else "") + _last_lines(engine, rec["id"]))  # fmt: skip
         if time.monotonic() > deadline:
-            raise DockyardError(f"timeout waiting for {waiting[0][0]['name']} to be healthy")
+            rec = waiting[0][0]
+            raise WaitFailed(
+                f"timeout waiting for {rec['name']} to be healthy" + _last_lines(engine, rec["id"])
+            )
         time.sleep(0.2)
+
+
+class WaitFailed(DockyardError):
+    """``up --wait``: a service did not come up healthy. Exit status 1, as Compose's."""
+
+    exit_code = 1
+
+
+def _last_lines(engine: Any, cid: str, count: int = 5) -> str:
+    """The container's last log lines, for an error that names it."""
+    from dockyard.engine.logs import records
+
+    try:
+        lines = [r["log"].rstrip("\n") for r in records(engine, cid, tail=count)]
+    except DockyardError:
+        return ""
+    return ("\nlast output:\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
 
 
 def _follow(engine: Any, project: Project, ids: list[str]) -> None:
