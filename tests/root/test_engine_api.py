@@ -637,3 +637,35 @@ def test_a_follow_of_a_container_that_just_ended_has_its_last_lines(dy: Dy) -> N
             assert got == f"last words {n}\n"
         finally:
             engine.remove(cid, force=True)
+
+
+def test_a_follow_keeps_the_lines_of_a_container_removed_at_its_exit(dy: Dy) -> None:
+    """docker-py's run removes the container the moment it exits, then reads the follow it
+    opened before: the follow holds the log open, so every line still comes, also to a
+    reader slower than the container."""
+    import threading
+
+    from dockyard.engine.logs import records
+
+    script = "sleep 0.3; i=0; while [ $i -lt 400 ]; do echo line $i; i=$((i+1)); done"
+    engine = Engine(dy.root)
+    cid = engine.create("busybox", {"Cmd": ["sh", "-c", script]}, {"NetworkMode": "none"})
+    engine.start(cid)
+    got: list[str] = []
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for r in records(Engine(dy.root), cid, follow=True):
+                got.append(r["log"])
+                time.sleep(0.002)  # slower than the container: most lines are read after it is gone
+        except BaseException as err:  # the follow must end, not fail, when the container goes
+            failed.append(err)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert engine.wait(cid) == 0
+    engine.remove(cid, force=True)
+    reader.join(30)
+    assert not failed, failed
+    assert got == [f"line {i}\n" for i in range(400)]

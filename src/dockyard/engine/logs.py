@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from dockyard import _json as json
 from dockyard.clock import parse_time
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,33 +84,73 @@ def records(engine: Engine, cid: str, since: float | None = None, until: float |
         return
     path = paths[-1]
     ended = False
-    while True:
-        try:
-            with open(path, "rb") as f:
-                if os.fstat(f.fileno()).st_ino != ino:  # rotated: the new file from its start
-                    ino, pos = os.fstat(f.fileno()).st_ino, 0
-                f.seek(pos)
-                for line in f:
-                    if not line.endswith(b"\n"):
-                        break
-                    pos += len(line)
-                    record = json.loads(line)
-                    if until is not None and parse_time(record["time"]) >= until:
-                        return
+    # The file being followed stays open between rounds: a client that removes the
+    # container as soon as it exits (docker-py's run does) must still get its last lines.
+    current = None
+    try:
+        while True:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            if current is None or (st is not None and st.st_ino != ino):
+                if current is not None:
+                    yield from _new_lines(current, pos, until)  # what the old file still held
+                    current.close()
+                    current = None
+                if st is not None:
+                    try:
+                        current = open(path, "rb")  # noqa: SIM115 - kept open across rounds
+                    except FileNotFoundError:
+                        current = None
+                    if current is not None and os.fstat(current.fileno()).st_ino != ino:
+                        ino, pos = os.fstat(current.fileno()).st_ino, 0  # rotated: from its start
+            if current is not None:
+                current.seek(pos)
+                for record, size in _records_from(current, until):
+                    if record is None:
+                        return  # past ``until``
+                    pos += size
                     yield record
-        except FileNotFoundError:
-            pass
-        if ended:
+            if ended:
+                return
+            try:
+                status = engine.refresh(cid)["status"]
+            except NotFound:
+                status = "removed"
+            if status not in _LIVE:
+                # it stopped (or is gone): once more round the file, for what it wrote
+                # between the read above and its exit
+                ended = True
+                continue
+            if stop is not None and stop.wait(_POLL):
+                return
+            if stop is None:
+                time.sleep(_POLL)
+    finally:
+        if current is not None:
+            current.close()
+
+
+def _records_from(f: Any, until: float | None) -> Iterator[tuple[dict[str, Any] | None, int]]:
+    """(record, bytes) for each complete line from ``f``'s position; (None, 0) once a
+    record is at or past ``until``."""
+    for line in f:
+        if not line.endswith(b"\n"):
             return
-        if engine.refresh(cid)["status"] not in _LIVE:
-            # it stopped: once more round the file, for what it wrote between the read
-            # above and its exit (its monitor writes the log before it records the exit)
-            ended = True
-            continue
-        if stop is not None and stop.wait(_POLL):
+        record = json.loads(line)
+        if until is not None and parse_time(record["time"]) >= until:
+            yield None, 0
             return
-        if stop is None:
-            time.sleep(_POLL)
+        yield record, len(line)
+
+
+def _new_lines(f: Any, pos: int, until: float | None) -> Iterator[dict[str, Any]]:
+    f.seek(pos)
+    for record, _size in _records_from(f, until):
+        if record is None:
+            return
+        yield record
 
 
 def _within(record: dict[str, Any], since: float | None, until: float | None) -> bool:
