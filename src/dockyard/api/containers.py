@@ -11,7 +11,9 @@ from __future__ import annotations
 import select
 import threading
 
+from dockyard.api.http import client_gone
 from dockyard.api.routes import route
+from dockyard.engine import states
 from dockyard.engine import stream as frames
 from dockyard.errors import (
     Conflict,
@@ -88,21 +90,10 @@ def create(api: API, req: Request) -> None:
     host["Mounts"] = list(host.get("Mounts") or [])
     host["Tmpfs"] = _dict(host.get("Tmpfs"), "HostConfig.Tmpfs")
     host["PortBindings"] = _dict(host.get("PortBindings"), "HostConfig.PortBindings")
-    host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-    host["RestartPolicy"] = _dict(host["RestartPolicy"], "HostConfig.RestartPolicy") or {
-        "Name": "no"
-    }
-    host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-    if not (host["LogConfig"] or {}).get("Type"):
-        host["LogConfig"] = {
-            "Type": "json-file",
-            "Config": (host["LogConfig"] or {}).get("Config") or {},
-        }
-    host["Runtime"] = host.get("Runtime") or "dockyard-runtime"
+    host["RestartPolicy"] = _dict(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
+    host["LogConfig"] = _dict(host.get("LogConfig"), "HostConfig.LogConfig")
     if host.get("MemorySwappiness") == -1:
         host["MemorySwappiness"] = None  # the docker CLI's "not set", which dockerd keeps as null
-    if host.get("AutoRemove") and (host["RestartPolicy"].get("Name") or "no") not in ("no", ""):
-        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     networking = _dict(body.get("NetworkingConfig"), "NetworkingConfig") or None
     name = req.arg("name") or None
     try:
@@ -156,7 +147,7 @@ def top(api: API, req: Request, ref: str) -> None:
 def start(api: API, req: Request, ref: str) -> None:
     engine = api.engine
     cid = _cid(api, ref)
-    if engine.refresh(cid)["status"] in ("running", "paused", "restarting"):
+    if engine.refresh(cid)["status"] in states.LIVE:
         raise NotModified("container already started")
     with api.lock:
         waiting = api.waiting_attach.pop(cid, [])
@@ -183,7 +174,7 @@ def start(api: API, req: Request, ref: str) -> None:
 @route("POST", rf"/containers/{_ID}/stop")
 def stop(api: API, req: Request, ref: str) -> None:
     cid = _cid(api, ref)
-    if api.engine.refresh(cid)["status"] not in ("running", "paused", "restarting"):
+    if api.engine.refresh(cid)["status"] not in states.LIVE:
         raise NotModified("container already stopped")
     api.engine.stop(cid, req.int_arg("t"))
     req.send_empty(204)
@@ -256,19 +247,13 @@ def prune(api: API, req: Request) -> None:
 
 @route("POST", rf"/containers/{_ID}/wait")
 def wait(api: API, req: Request, ref: str) -> None:
-    from dockyard.api.http import client_gone
-
     condition = req.arg("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgument(f"invalid condition: {condition!r}")
     cid = _cid(api, ref)
     api.engine.refresh(cid)
     out = req.stream("application/json")  # headers at once: the client starts after them
-    stop = threading.Event()
-    watcher = threading.Thread(
-        target=_watch, args=(req.handler.connection, stop, client_gone), daemon=True
-    )
-    watcher.start()
+    stop = req.until_gone()
     try:
         code = api.engine.wait(cid, condition, stop)
     except ContainerNotFound:
@@ -284,15 +269,8 @@ def wait(api: API, req: Request, ref: str) -> None:
         pass
 
 
-def _watch(sock: Any, stop: threading.Event, gone: Any) -> None:
-    while not stop.wait(0.25):
-        if gone(sock):
-            stop.set()
-
-
 @route("GET", rf"/containers/{_ID}/logs")
 def logs(api: API, req: Request, ref: str) -> None:
-    from dockyard.api.http import client_gone
     from dockyard.engine.logs import records
 
     cid = _cid(api, ref)
@@ -305,13 +283,9 @@ def logs(api: API, req: Request, ref: str) -> None:
     until = _time(req.arg("until"))
     tty = bool(api.engine.record(cid)["config"].get("Tty"))
     follow = req.flag("follow")
-    stop = threading.Event()
-    items = records(api.engine, cid, since or None, until or None, tail, follow, stop)
     out = req.stream(_RAW if tty else _MULTIPLEXED)
-    if follow:
-        threading.Thread(
-            target=_watch, args=(req.handler.connection, stop, client_gone), daemon=True
-        ).start()
+    stop = req.until_gone() if follow else threading.Event()
+    items = records(api.engine, cid, since or None, until or None, tail, follow, stop)
     stamps = req.flag("timestamps")
     batch: list[bytes] = []
     try:
@@ -351,13 +325,8 @@ def stats(api: API, req: Request, ref: str) -> None:
     if not req.flag("stream", True) or req.flag("one-shot"):
         req.send_json(200, engine_stats.sample(api.engine, cid))
         return
-    from dockyard.api.http import client_gone
-
-    stop = threading.Event()
     out = req.stream("application/json")
-    threading.Thread(
-        target=_watch, args=(req.handler.connection, stop, client_gone), daemon=True
-    ).start()
+    stop = req.until_gone()
     try:
         for item in engine_stats.stream(api.engine, cid, stop=stop):
             out.json(item)
@@ -388,23 +357,9 @@ def export(api: API, req: Request, ref: str) -> None:
     cid = _cid(api, ref)
     out = req.stream("application/x-tar")
     try:
-        export_snapshot(api.engine.images, cid, _Writer(out))
+        export_snapshot(api.engine.images, cid, out)  # type: ignore[arg-type]
         out.end()
     except OSError:
-        pass
-
-
-class _Writer:
-    """A file-like face of a chunked stream, for code that writes tars."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-
-    def write(self, data: bytes) -> int:
-        self.out.write(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
         pass
 
 
@@ -454,7 +409,7 @@ class _Attach:
         try:
             if wait_for_start:
                 while not self._handed.wait(0.25):
-                    if _peer_closed(sock):
+                    if client_gone(sock):
                         return
                     try:
                         self.api.engine.record(self.cid)
@@ -512,16 +467,6 @@ class _Attach:
                     self._send(kind, payload)
 
 
-def _peer_closed(sock: socket.socket) -> bool:
-    import socket as socket_mod
-
-    try:
-        ready, _, _ = select.select([sock], [], [], 0)
-        return bool(ready) and sock.recv(1, socket_mod.MSG_PEEK) == b""
-    except OSError:
-        return True
-
-
 @route("POST", rf"/containers/{_ID}/attach")
 def attach(api: API, req: Request, ref: str) -> None:
     engine = api.engine
@@ -530,7 +475,7 @@ def attach(api: API, req: Request, ref: str) -> None:
     if not req.flag("stream") and not req.flag("logs"):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     client = _Attach(api, req, cid)
-    running = rec["status"] in ("running", "paused")
+    running = rec["status"] in ("running", "paused")  # restarting: refused below
     if not running and rec["status"] not in ("created", "exited", "dead"):
         raise Conflict(f"Container {cid} is restarting, wait until the container is running")
     if not running:
@@ -553,7 +498,7 @@ def attach(api: API, req: Request, ref: str) -> None:
 
 @route("HEAD", rf"/containers/{_ID}/archive")
 def archive_head(api: API, req: Request, ref: str) -> None:
-    stat = _stat(api, req, ref)
+    stat = _files(api, ref).stat(_path(req))
     req.send_empty(
         200,
         {"X-Docker-Container-Path-Stat": _stat_header(stat), "Content-Type": "application/x-tar"},
@@ -562,12 +507,7 @@ def archive_head(api: API, req: Request, ref: str) -> None:
 
 @route("GET", rf"/containers/{_ID}/archive")
 def archive_get(api: API, req: Request, ref: str) -> None:
-    from dockyard.engine.copy import ContainerFiles
-
-    path = req.arg("path")
-    if not path:
-        raise InvalidArgument("path is required")
-    stat, chunks = ContainerFiles(api.engine, _cid(api, ref)).get(path)
+    stat, chunks = _files(api, ref).get(_path(req))
     out = req.stream(
         "application/x-tar", headers={"X-Docker-Container-Path-Stat": _stat_header(stat)}
     )
@@ -581,26 +521,25 @@ def archive_get(api: API, req: Request, ref: str) -> None:
 
 @route("PUT", rf"/containers/{_ID}/archive")
 def archive_put(api: API, req: Request, ref: str) -> None:
-    from dockyard.engine.copy import ContainerFiles
-
-    path = req.arg("path")
-    if not path:
-        raise InvalidArgument("path is required")
-    files = ContainerFiles(api.engine, _cid(api, ref))
     from dockyard.fsutil import ChunkReader
 
-    files.put(path, ChunkReader(req.body_chunks()), no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"),
+    _files(api, ref).put(_path(req), ChunkReader(req.body_chunks()), no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"),
               copy_uid_gid=req.flag("copyUIDGID"))  # fmt: skip
     req.send_empty(200)
 
 
-def _stat(api: API, req: Request, ref: str) -> dict[str, Any]:
-    from dockyard.engine.copy import ContainerFiles
-
+def _path(req: Request) -> str:
     path = req.arg("path")
     if not path:
         raise InvalidArgument("path is required")
-    return ContainerFiles(api.engine, _cid(api, ref)).stat(path)
+    return path
+
+
+def _files(api: API, ref: str) -> Any:
+    """The container's files, every path resolved inside the container (``engine.copy``)."""
+    from dockyard.engine.copy import ContainerFiles
+
+    return ContainerFiles(api.engine, _cid(api, ref))
 
 
 def _stat_header(stat: dict[str, Any]) -> str:

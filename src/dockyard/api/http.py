@@ -161,6 +161,20 @@ class Request:
         self.handler.wfile.flush()
         return Stream(self.handler)
 
+    def until_gone(self) -> threading.Event:
+        """An event set once the client hangs up (watched every quarter second), for a
+        follow that may stay silent for long; the handler sets it too when it is done."""
+        stop = threading.Event()
+        sock = self.handler.connection
+
+        def watch() -> None:
+            while not stop.wait(0.25):
+                if client_gone(sock):
+                    stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        return stop
+
     def hijack(self, content_type: str) -> socket.socket:
         """The connection as a raw socket: ``101 UPGRADED`` where the client asked to
         upgrade (the docker CLI, docker-py), else a 200 whose body is the stream."""
@@ -187,11 +201,16 @@ class Stream:
         self._wfile = handler.wfile
         self.closed = False
 
-    def write(self, data: bytes) -> None:
-        """Raises BrokenPipeError (an OSError) once the client has gone."""
+    def write(self, data: bytes) -> int:
+        """Raises BrokenPipeError (an OSError) once the client has gone. A file's ``write``,
+        so that code writing tars (save, export) writes straight to the response."""
         if data:
-            self._wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self._wfile.write(b"%x\r\n%s\r\n" % (len(data), bytes(data)))
             self._wfile.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        pass  # every write is sent at once
 
     def json(self, obj: Any) -> None:
         self.write(json.dumps(obj).encode() + b"\r\n")

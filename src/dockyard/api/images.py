@@ -217,17 +217,8 @@ def _save(api: API, req: Request, names: list[str]) -> None:
     for name in names:
         _resolve(api, name)
     out = req.stream("application/x-tar")
-
-    class Sink:
-        def write(self, data: bytes) -> int:
-            out.write(bytes(data))
-            return len(data)
-
-        def flush(self) -> None:
-            pass
-
     try:
-        save(api.engine.images, names, Sink())  # type: ignore[arg-type]
+        save(api.engine.images, names, out)  # type: ignore[arg-type]
         out.end()
     except OSError:
         pass

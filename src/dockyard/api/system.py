@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import platform
 import sys
-import threading
 
 from dockyard.api.routes import route
 from dockyard.errors import InvalidArgument, Unavailable
@@ -88,7 +87,6 @@ def auth(api: API, req: Request) -> None:
 
 @route("GET", r"/events")
 def events(api: API, req: Request) -> None:
-    from dockyard.api.http import client_gone
     from dockyard.clock import time_bound
     from dockyard.engine.events import stream
     from dockyard.filters import Filters
@@ -96,11 +94,8 @@ def events(api: API, req: Request) -> None:
     since = time_bound(req.arg("since")) if req.arg("since") else None
     until = time_bound(req.arg("until")) if req.arg("until") else None
     flt = Filters.from_json(req.arg("filters"))
-    stop = threading.Event()
-    sock = req.handler.connection
     out = req.stream("application/json")
-    watcher = threading.Thread(target=_watch, args=(sock, stop, client_gone), daemon=True)
-    watcher.start()
+    stop = req.until_gone()
     try:
         for message in stream(api.engine.db, since, until, flt, stop):
             out.json(message)
@@ -109,13 +104,6 @@ def events(api: API, req: Request) -> None:
     finally:
         stop.set()
     out.end()
-
-
-def _watch(sock: object, stop: threading.Event, gone: object) -> None:
-    """Set ``stop`` once the client of a follow stream hangs up."""
-    while not stop.wait(0.25):
-        if gone(sock):  # type: ignore[operator]
-            stop.set()
 
 
 @route("GET", r"/plugins")

@@ -6,7 +6,6 @@ import sys
 
 from dockyard.cli import flags
 from dockyard.cli._context import engine as _engine
-from dockyard.errors import DockyardError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,58 +93,9 @@ def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, 
     ids = apply.up(engine, project, list(services) or None, build, force_recreate, no_deps, wait_timeout, _say,
                    rollout=rollout, remove_orphans=remove_orphans)  # fmt: skip
     if wait:
-        _wait_healthy(engine, project, ids, wait_timeout)
+        apply.wait_healthy(engine, ids, wait_timeout)
     if not (detach or wait):
         _follow(engine, project, ids)
-
-
-def _wait_healthy(engine: Any, project: Project, ids: list[str], timeout: int) -> None:
-    import time
-
-    from dockyard import _json as json
-
-    deadline = time.monotonic() + timeout
-    while True:
-        waiting = []
-        for cid in ids:
-            rec = engine.refresh(cid)
-            health = json.loads(rec["health"])["Status"] if rec.get("health") else ""
-            if rec["status"] != "running" or health in ("starting", "unhealthy"):
-                waiting.append((rec, health))
-        if not waiting:
-            return
-        for rec, health in waiting:
-            if rec["status"] == "exited" or health == "unhealthy":
-                last = (
-                    (json.loads(rec["health"]).get("Log") or [{}])[-1].get("Output", "").strip()
-                    if health
-                    else ""
-                )
-                raise WaitFailed(f"container {rec['name']} is {health or rec['status']}"
-                                 + (f": {last}" if last else "") + _last_lines(engine, rec["id"]))  # fmt: skip
-        if time.monotonic() > deadline:
-            rec = waiting[0][0]
-            raise WaitFailed(
-                f"timeout waiting for {rec['name']} to be healthy" + _last_lines(engine, rec["id"])
-            )
-        time.sleep(0.2)
-
-
-class WaitFailed(DockyardError):
-    """``up --wait``: a service did not come up healthy. Exit status 1, as Compose's."""
-
-    exit_code = 1
-
-
-def _last_lines(engine: Any, cid: str, count: int = 5) -> str:
-    """The container's last log lines, for an error that names it."""
-    from dockyard.engine.logs import records
-
-    try:
-        lines = [r["log"].rstrip("\n") for r in records(engine, cid, tail=count)]
-    except DockyardError:
-        return ""
-    return ("\nlast output:\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
 
 
 def _follow(engine: Any, project: Project, ids: list[str]) -> None:

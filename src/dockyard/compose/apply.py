@@ -11,6 +11,7 @@ dockyard's Engine API sees the same project. A service whose resolved configurat
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 
 from dockyard import _json as json
@@ -139,8 +140,6 @@ def _image(engine: Engine, project: Project, name: str, svc: dict[str, Any], bui
 
 
 def _build(engine: Engine, ref: str, spec: dict[str, Any], say: Callable[[str], None]) -> None:
-    import os
-
     from dockyard.builder.context import BuildContext, read_dockerfile
     from dockyard.builder.stages import Builder, BuildOptions
 
@@ -241,7 +240,7 @@ def _documents(project: Project, name: str, svc: dict[str, Any], image: str, num
         "LogConfig": {"Type": (svc.get("logging") or {}).get("driver") or "json-file",
                       "Config": (svc.get("logging") or {}).get("options") or {}},
         "Memory": ram_in_bytes(str(memory)) if memory else 0, "NanoCpus": int(float(cpus) * 1e9) if cpus else 0,
-        "PidsLimit": svc.get("pids_limit"), "Runtime": "dockyard-runtime",
+        "PidsLimit": svc.get("pids_limit"),
     }  # fmt: skip
     endpoints = {}
     for key in networks:
@@ -437,6 +436,33 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
 _DRAIN = 0.5  # seconds an old replica keeps serving after it left DNS
 
 
+class WaitFailed(DockyardError):
+    """``up --wait``: a service did not come up healthy. Exit status 1, as Compose's."""
+
+    exit_code = 1
+
+
+def wait_healthy(engine: Engine, ids: list[str], timeout: float) -> None:
+    """``up --wait``: until every container is running and healthy (those with a check);
+    WaitFailed names the first that is not, with its check's output and last log lines."""
+    deadline = time.monotonic() + timeout
+    for cid in ids:
+        problem = _ready(engine, cid, timeout, deadline)
+        if problem is not None:
+            raise WaitFailed(problem + _last_lines(engine, cid))
+
+
+def _last_lines(engine: Engine, cid: str, count: int = 5) -> str:
+    """The container's last log lines, for an error that names it."""
+    from dockyard.engine.logs import records
+
+    try:
+        lines = [r["log"].rstrip("\n") for r in records(engine, cid, tail=count)]
+    except DockyardError:
+        return ""
+    return ("\nlast output:\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
+
+
 class RolloutFailed(DockyardError):
     """A new container failed its health check: the rollout was undone. Exit status 1."""
 
@@ -454,17 +480,17 @@ def _rollout_of(svc: dict[str, Any], asked: bool) -> dict[str, Any] | None:
             "timeout": duration_ns(str(timeout)) / 1e9 if not isinstance(timeout, (int, float)) else float(timeout)}  # fmt: skip
 
 
-def _ready(engine: Engine, cid: str, timeout: float) -> str | None:
-    """None once the new container serves (healthy, or running when it has no health
-    check); else why not, with its last health-check output."""
-    deadline = time.monotonic() + timeout
+def _ready(engine: Engine, cid: str, timeout: float, deadline: float | None = None) -> str | None:
+    """None once the container serves (healthy, or running when it has no health check);
+    else why not, with its last health-check output. ``deadline``: a shared one, for
+    several containers within one ``timeout``."""
+    deadline = time.monotonic() + timeout if deadline is None else deadline
     while True:
         rec = engine.refresh(cid)
         health = json.loads(rec["health"]) if rec.get("health") else {}
         status = health.get("Status", "")
-        if rec["status"] == "running" and (
-            status == "healthy" or not rec["config"].get("Healthcheck")
-        ):
+        checked = (rec["config"].get("Healthcheck") or {}).get("Test") not in (None, [], ["NONE"])
+        if rec["status"] == "running" and (status == "healthy" or not checked):
             return None
         if rec["status"] not in ("running", "paused", "restarting") or status == "unhealthy":
             last = ((health.get("Log") or [{}])[-1].get("Output") or "").strip()
@@ -620,9 +646,7 @@ def one_off(engine: Engine, project: Project, name: str, command: list[str] | No
     if command:
         svc["command"] = command
     svc["ports"] = []  # as Compose: a one-off publishes nothing unless asked
-    import os as _os
-
-    suffix = _os.urandom(6).hex()
+    suffix = os.urandom(6).hex()
     config, host, networking, _cname = _documents(project, name, svc, image, 1, config_hash(svc))
     config["Labels"][P + "oneoff"] = "True"
     config["Labels"].pop(P + "container-number", None)

@@ -300,6 +300,16 @@ class Engine:
                 f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
         host = dict(host)
+        # what a HostConfig that leaves them out means (and what inspect shows), for every face
+        host["RestartPolicy"] = host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}
+        if not (host.get("LogConfig") or {}).get("Type"):
+            host["LogConfig"] = {
+                "Type": "json-file",
+                "Config": (host.get("LogConfig") or {}).get("Config") or {},
+            }
+        host["Runtime"] = host.get("Runtime") or "dockyard-runtime"
+        if host.get("AutoRemove") and (host["RestartPolicy"].get("Name") or "no") not in ("no", ""):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         # dockyard gives every container a cgroup namespace unless asked for the host's (on
         # cgroup v1 too, where dockerd's default is the host's): the record says so
         host["CgroupnsMode"] = host.get("CgroupnsMode") or "private"
