@@ -440,9 +440,24 @@ class Group(Command):
         super().__init__(name, callback, settings)
         self.commands: dict[str, Command] = {}
         self.invoke_without_command = invoke_without_command
+        self._deferred: list[Callable[[], None]] = []
 
     def add_command(self, cmd: Command | LazyCommand, name: str | None = None) -> None:
         self.commands[name or cmd.name] = cmd  # type: ignore[assignment]
+
+    def defer(self, register: Callable[[], None]) -> None:
+        """Commands ``register`` adds once a word is not among those here, or help lists
+        them all: building every command's options costs each ``run`` a few ms."""
+        self._deferred.append(register)
+
+    def _complete(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)()
+
+    def subcommand(self, name: str) -> Command | None:
+        if name not in self.commands:
+            self._complete()
+        return self.commands.get(name)
 
     def command(self, name: str | None = None, **settings: Any) -> Callable[[Any], Command]:
         def make(f: Any) -> Command:
@@ -460,7 +475,7 @@ class Group(Command):
             echo(self.help_text(ctx))
             return 0
         name, rest = rest[0], rest[1:]
-        sub = self.commands.get(name)
+        sub = self.subcommand(name)
         if sub is None:
             raise UsageError(f"'{name}' is not a {ctx.command_path} command, "
                              f"see '{ctx.command_path} --help'")  # fmt: skip
@@ -472,6 +487,7 @@ class Group(Command):
         return f"{ctx.command_path} [OPTIONS] COMMAND"
 
     def help_text(self, ctx: Context) -> str:
+        self._complete()
         lines = [f"Usage:  {self.usage(ctx)}", "", self.help, ""]
         if self._options():
             lines += ["Options:", *self._options_help(), ""]

@@ -44,22 +44,10 @@ def version_cmd() -> None:
 
 
 def _register() -> None:
-    from dockyard.cli import containers, images
+    from dockyard.cli import containers
 
-    images.register(cli)
     containers.register(cli)
-
-    def service_cmd() -> flags.Command:
-        from dockyard.cli import service
-
-        return service.service_cmd
-
-    images.system_group.add_command(flags.LazyCommand("service", "Serve the Docker Engine API on a Unix socket",
-                                                      service_cmd))  # fmt: skip
-    from dockyard.cli import build, registry
-
-    build.register(cli)
-    registry.register(cli)
+    cli.defer(_register_the_rest)
 
     def compose_group() -> flags.Command:
         from dockyard.cli import compose
@@ -69,6 +57,24 @@ def _register() -> None:
     cli.add_command(
         flags.LazyCommand("compose", "Define and run multi-container applications", compose_group)
     )
+
+
+def _register_the_rest() -> None:
+    """Image, build and registry commands: registered only when the word is not a
+    container command (``run`` does not pay for them)."""
+    from dockyard.cli import build, images, registry
+
+    images.register(cli)
+
+    def service_cmd() -> flags.Command:
+        from dockyard.cli import service
+
+        return service.service_cmd
+
+    images.system_group.add_command(flags.LazyCommand("service", "Serve the Docker Engine API on a Unix socket",
+                                                      service_cmd))  # fmt: skip
+    build.register(cli)
+    registry.register(cli)
 
 
 _register()

@@ -9,7 +9,6 @@ never leaves ``ps`` lying.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 
 from dockyard import _json as json
@@ -28,6 +27,7 @@ from dockyard.errors import (
 from dockyard.fsutil import remove_tree
 from dockyard.image import reference
 from dockyard.image.store import ImageStore
+from dockyard.metadata import IntegrityError
 from dockyard.runtime import lifecycle
 
 TYPE_CHECKING = False
@@ -346,7 +346,7 @@ class Engine:
                 try:
                     self._insert((cid, name, image_id, image, merged, host, endpoints_cfg))
                     break
-                except sqlite3.IntegrityError:
+                except IntegrityError:
                     # the name is the only unique column a new random ID can collide on
                     if not self.db.query("SELECT 1 FROM containers WHERE name = ?", (name,)):
                         raise

@@ -210,8 +210,7 @@ def finish(engine: Engine, cid: str, code: int) -> None:
     runtime = engine.runtime(cid)
     oom = False
     try:
-        stats = runtime.cgroup(cid).stats()
-        oom = bool((stats.get("memory") or {}).get("oom_kill"))
+        oom = runtime.cgroup(cid).oom_kills() > 0
     except Exception:  # no cgroup left to read: the exit is recorded without OOM
         pass
     try:

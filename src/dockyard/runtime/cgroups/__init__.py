@@ -45,6 +45,10 @@ if TYPE_CHECKING:
         def thaw(self) -> None: ...
         def kill_all(self, sig: int = 9) -> None: ...
         def stats(self) -> dict[str, Any]: ...
+        def oom_kills(self) -> int:
+            """Processes the kernel's OOM killer took in this cgroup: one file, not stats()."""
+            ...
+
         def destroy(self) -> None: ...
 
 
@@ -85,6 +89,9 @@ class NullCgroup:
 
     def stats(self) -> dict[str, Any]:
         return {}
+
+    def oom_kills(self) -> int:
+        return 0
 
     def destroy(self) -> None:
         pass

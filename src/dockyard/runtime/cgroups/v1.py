@@ -277,6 +277,10 @@ class CgroupV1:
             out["blkio"] = {"io_service_bytes": _blkio_bytes(blkio)}
         return out
 
+    def oom_kills(self) -> int:
+        mem = self.paths.get("memory")
+        return read_keyed(mem, "memory.oom_control").get("oom_kill", 0) if mem else 0
+
     def destroy(self) -> None:
         for path in self._dirs():
             # Children first: a container may have made sub-cgroups of its own.

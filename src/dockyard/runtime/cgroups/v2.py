@@ -171,6 +171,9 @@ class CgroupV2:
             except ProcessLookupError:
                 pass
 
+    def oom_kills(self) -> int:
+        return read_keyed(self.path, "memory.events").get("oom_kill", 0)
+
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if os.path.exists(os.path.join(self.path, "memory.current")):
