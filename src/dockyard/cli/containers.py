@@ -152,6 +152,9 @@ def _attach(engine: Engine, cid: str, stdin: bool, tty: bool, sig_proxy: bool,
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, forward)
+    from dockyard.engine.monitor import warm_finish
+
+    warm_finish()
     watch: list[Any] = [session] + ([0] if stdin else [])
     keys = DetachKeys(detach_keys if tty else b"")
     try:
