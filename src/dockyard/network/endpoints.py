@@ -380,12 +380,15 @@ def release(store: NetworkStore, eid: str, network_id: str | None = None) -> Non
 
 def prefetch(
     db: Database, eids: list[str]
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:
-    """The endpoints and published ports of many at once (a listing's two queries instead of
-    two per entry): ({eid: endpoints}, {eid: port rows}), for ``settings``."""
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]], dict[str, str]]:
+    """The endpoints and published ports of many at once (a listing's three queries instead
+    of several per entry): ({eid: endpoints}, {eid: port rows}, {"host"/"none": network
+    ID}), for ``settings``."""
     eps: dict[str, list[dict[str, Any]]] = {e: [] for e in eids}
     ports: dict[str, list[Any]] = {e: [] for e in eids}
     marks = ", ".join("?" * len(eids))
+    predefined = {r["name"]: r["id"] for r in db.query(
+        "SELECT name, id FROM networks WHERE name IN ('host', 'none')")}  # fmt: skip
     if eids:
         for r in db.query(
             "SELECT e.rowid AS rowid, e.*, n.name AS network, n.bridge, n.subnet, n.gateway, n.internal "
@@ -395,14 +398,14 @@ def prefetch(
         for r in db.query(f"SELECT * FROM published_ports WHERE container_id IN ({marks}) ORDER BY rowid",
                           tuple(eids)):  # fmt: skip
             ports[r["container_id"]].append(r)
-    return eps, ports
+    return eps, ports, predefined
 
 
 def settings(store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], pid: int,
-             prefetched: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+             prefetched: tuple[dict[str, Any], dict[str, Any], dict[str, str]] | None = None) -> dict[str, Any]:  # fmt: skip
     """Docker's NetworkSettings for ``inspect``: ``exposed`` is Config.ExposedPorts, ``pid``
     the namespace's process (0: none runs); ``prefetched`` what ``prefetch`` read."""
-    eps_by_id, ports_by_id = prefetched or prefetch(store.db, [eid])
+    eps_by_id, ports_by_id, predefined = prefetched or prefetch(store.db, [eid])
     eps = eps_by_id[eid]
     ports: dict[str, Any] = {}
     for p in sorted(exposed):
@@ -432,8 +435,8 @@ def settings(store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], 
             "DNSNames": json.loads(ep["dns_names"]) or None,
         }
     if mode in ("host", "none"):
-        net = store.get(mode)
-        networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net["id"],
+        net_id = predefined.get(mode) or store.get(mode)["id"]
+        networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net_id,
                           "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                           "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": ""}  # fmt: skip
     default = networks.get("bridge") or {}
