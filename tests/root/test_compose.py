@@ -342,6 +342,117 @@ def test_a_rollout_keeps_answering_and_a_failing_one_is_undone(dy: Dy, tmp_path)
         dy("compose", "-p", "ro", "down", "-t", "1", cwd=d, ok=False)
 
 
+FRONT = """\
+services:
+  front:
+    image: busybox
+    environment: {VERSION: "${VERSION:-1}"}
+    command: sh -c "mkdir -p /www && echo v$$VERSION > /www/index.html && exec httpd -f -p 8080 -h /www"
+    ports: ["127.0.0.1:${PORT}:8080"]
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD-SHELL", "test $$VERSION != 3 || { echo version 3 is broken; exit 1; }"]
+      interval: 1s
+      retries: 2
+    x-dockyard:
+      rollout: {timeout: 30s}
+"""
+
+
+class _PortProbe:
+    """A client on the host asking 127.0.0.1:PORT over and over, a new connection each
+    time, counting answers by version and failures."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port, self.seen, self.failures = port, {}, []  # type: ignore[var-annotated]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import socket
+
+        while not self._stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=3) as s:
+                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    data = b""
+                    while chunk := s.recv(4096):
+                        data += chunk
+                body = data.partition(b"\r\n\r\n")[2].decode().strip()
+                if data.split(b" ", 2)[1:2] != [b"200"] or not body.startswith("v"):
+                    raise OSError(f"answer {data[:60]!r}")
+                self.seen[body] = self.seen.get(body, 0) + 1
+            except OSError as err:
+                self.failures.append(str(err))
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_a_rollout_hands_a_published_port_over(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One replica behind a fixed host port: the new container is healthy before it takes the
+    port over (one firewall rewrite), and the old one drains before it stops — a client on
+    the host's loopback sees v1, then v2, and never a failure. A failing version leaves the
+    port with the container that serves."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = str(tmp_path)
+    (tmp_path / "compose.yaml").write_text(FRONT)
+    env = {**os.environ, "PORT": str(port)}
+    probe = None
+    try:
+        dy("compose", "-p", "hand", "up", "-d", "--wait", cwd=d, env=env)
+        probe = _PortProbe(port)
+        deadline = time.monotonic() + 20
+        while probe.seen.get("v1", 0) < 5:
+            assert time.monotonic() < deadline, f"nothing answered on {port}: {probe.failures[-3:]}"
+            time.sleep(0.05)
+        rolled = dy("compose", "-p", "hand", "up", "-d", cwd=d, env={**env, "VERSION": "2"})
+        assert "Replaced" in rolled.stderr
+        deadline = time.monotonic() + 10
+        while probe.seen.get("v2", 0) < 5:
+            assert time.monotonic() < deadline, (
+                f"v2 never answered: {probe.seen} {probe.failures[-3:]}"
+            )
+            time.sleep(0.05)
+        (new,) = dy(
+            "ps", "--filter", "label=com.docker.compose.project=hand", "--format", "{{.Names}}"
+        ).stdout.split()
+        assert new == "hand-front-2"
+        assert (
+            dy("compose", "-p", "hand", "port", "front", "8080", cwd=d, env=env).stdout.strip()
+            == f"127.0.0.1:{port}"
+        )
+        bindings = dy.record(new)["HostConfig"]["PortBindings"]
+        assert bindings == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+        failed = dy(
+            "compose", "-p", "hand", "up", "-d", cwd=d, env={**env, "VERSION": "3"}, ok=False
+        )
+        assert failed.returncode == 1 and "version 3 is broken" in failed.stderr
+        v2 = probe.seen["v2"]
+        deadline = time.monotonic() + 10
+        while probe.seen["v2"] < v2 + 5:
+            assert time.monotonic() < deadline, f"v2 stopped answering: {probe.failures[-3:]}"
+            time.sleep(0.05)
+        probe.stop()
+        assert probe.failures == [] and set(probe.seen) == {"v1", "v2"}, (
+            probe.seen,
+            probe.failures[:3],
+        )
+    finally:
+        if probe:
+            probe.stop()
+        dy("compose", "-p", "hand", "down", "-t", "1", cwd=d, env=env, ok=False)
+
+
 def test_the_lifecycle_verbs(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "compose.yaml").write_text(
         "services:\n  app:\n    image: busybox\n    ports: ['127.0.0.1::8080']\n    stop_grace_period: 1s\n"

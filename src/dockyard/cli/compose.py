@@ -226,7 +226,7 @@ def logs_cmd(
 @compose_group.command("exec", context_settings={"allow_interspersed_args": False})
 @flags.option("-T", "--no-TTY", "no_tty", is_flag=True, help="Disable pseudo-TTY allocation")
 @flags.option(
-    "--index", type=int, default=1, help="Index of the container if service has multiple replicas"
+    "--index", type=int, default=0, help="Index of the container if service has multiple replicas"
 )
 @flags.argument("service")
 @flags.argument("command", nargs=-1, required=True, type=flags.UNPROCESSED)
@@ -237,19 +237,28 @@ def exec_cmd(
     """Execute a command in a running container."""
     import os
 
-    from dockyard.compose.apply import P, project_containers
+    from dockyard.compose.apply import project_containers
     from dockyard.engine import execs
     from dockyard.errors import InvalidArgument
 
     engine = _engine(ctx)
-    recs = [r for r in project_containers(engine, _project(ctx).name, service)
-            if r["config"]["Labels"].get(P + "container-number") == str(index)]  # fmt: skip
+    recs = _replica(project_containers(engine, _project(ctx).name, service), index)
     if not recs:
         raise InvalidArgument(f"service {service!r} is not running")
     tty = not no_tty and os.isatty(0)
     exec_id = execs.create(engine, recs[0]["id"], {"Cmd": list(command), "Tty": tty, "AttachStdin": True,
                                                    "AttachStdout": True, "AttachStderr": True})  # fmt: skip
     ctx.exit(execs.start(engine, exec_id) or 0)
+
+
+def _replica(recs: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """``--index N``: the container numbered N; without it (0), the service's first, as
+    Compose picks (numbers grow past 1 once a rollout replaced a container)."""
+    from dockyard.compose.apply import P
+
+    if index:
+        return [r for r in recs if r["config"]["Labels"].get(P + "container-number") == str(index)]
+    return recs[:1]  # project_containers sorts by number
 
 
 def _name(ctx: flags.Context) -> str:
@@ -405,24 +414,19 @@ def images_cmd(ctx: flags.Context, quiet: bool, services: tuple[str, ...]) -> No
 
 @compose_group.command("port")
 @flags.option(
-    "--index", type=int, default=1, help="Index of the container if service has multiple replicas"
+    "--index", type=int, default=0, help="Index of the container if service has multiple replicas"
 )
 @flags.argument("service")
 @flags.argument("private_port")
 @flags.pass_context
 def port_cmd(ctx: flags.Context, index: int, service: str, private_port: str) -> None:
     """Print the public port for a port binding."""
-    from dockyard.compose.apply import P
     from dockyard.engine.networking import settings
     from dockyard.errors import InvalidArgument
 
-    recs = [
-        r
-        for r in _containers(ctx, (service,))
-        if r["config"]["Labels"].get(P + "container-number") == str(index)
-    ]
+    recs = _replica(_containers(ctx, (service,)), index)
     if not recs:
-        raise InvalidArgument(f"service {service!r} has no container {index}")
+        raise InvalidArgument(f"service {service!r} has no container {index or ''}".rstrip())
     key = private_port if "/" in private_port else f"{private_port}/tcp"
     bindings = settings(_engine(ctx), recs[0]["id"])["Ports"].get(key) or []
     if not bindings:

@@ -508,7 +508,7 @@ def _roll_out(engine: Engine, project: Project, name: str, svc: dict[str, Any], 
     are healthy, then take old ones out of DNS and stop them. A new container that fails
     ends the rollout: the new ones go, the old ones keep serving, and ``RolloutFailed``
     says which check failed and how."""
-    from dockyard.engine.networking import admit, withdraw
+    from dockyard.engine.networking import admit, publish, withdraw
 
     old = sorted(
         existing.values(), key=lambda r: int(r["config"]["Labels"].get(P + "container-number", 0))
@@ -524,25 +524,39 @@ def _roll_out(engine: Engine, project: Project, name: str, svc: dict[str, Any], 
                 config, host, networking, cname = _documents(
                     project, name, svc, image, number, digest
                 )
+                # A fixed host port is the old container's until this one is healthy: it is
+                # published then, taken over from the old one (see below)
+                fixed = {
+                    k: [b for b in v if b["HostPort"]] for k, v in host["PortBindings"].items()
+                }
+                fixed = {k: v for k, v in fixed.items() if v}
+                loose = {
+                    k: [b for b in v if not b["HostPort"]] for k, v in host["PortBindings"].items()
+                }
+                host["PortBindings"] = {k: v for k, v in loose.items() if v}
                 cid = engine.create(image, config, host, cname, networking)
                 withdraw(
                     engine, cid
                 )  # in DNS only once healthy: names lead only to ones that answer
                 engine.start(cid)
                 say(f" Container {cname}  Started (rollout)")
-                batch.append(cid)
+                batch.append((cid, fixed))
                 made.append(cid)
-            for cid in batch:
+            for cid, _fixed in batch:
                 problem = _ready(engine, cid, spec["timeout"])
                 if problem is not None:
                     raise RolloutFailed(
                         f"rollout of {name} stopped: {problem}; the previous containers keep serving"
                     )
+            for cid, fixed in batch:  # as many old ones out as new ones came in
+                rec = kept.pop(0) if kept else None
+                if fixed:
+                    # new connections to the published ports reach the new container from
+                    # here on; the old one's finish while it drains
+                    publish(engine, cid, fixed, taking_from=rec["id"] if rec else None)
                 admit(engine, cid)
                 say(f" Container {engine.record(cid)['name']}  Healthy")
-            for _ in batch:  # as many old ones out as new ones came in
-                if kept:
-                    rec = kept.pop(0)
+                if rec is not None:
                     withdraw(engine, rec["id"])  # out of DNS before it stops answering,
                     time.sleep(_DRAIN)  # and time for what already found it to finish
                     engine.stop(rec["id"], _grace(svc))

@@ -555,7 +555,7 @@ class Engine:
         host = rec["host_config"]
         auto_remove = bool(host.get("AutoRemove"))
         if auto_remove:  # its monitor removes it at the exit it sees: not this time
-            self._set_host_config(cid, {**host, "AutoRemove": False})
+            self.set_host_config(cid, {**host, "AutoRemove": False})
         try:
             note = self.stop(cid, timeout)
             # the old monitor's process, not its record: it clears the record's PID before
@@ -566,12 +566,13 @@ class Engine:
                 time.sleep(0.01)
         finally:
             if auto_remove:
-                self._set_host_config(cid, host)
+                self.set_host_config(cid, host)
         self.start(cid)
         self.emit(cid, "restart")
         return note
 
-    def _set_host_config(self, cid: str, host: dict[str, Any]) -> None:
+    def set_host_config(self, cid: str, host: dict[str, Any]) -> None:
+        """Replace the record's HostConfig (what the next start reads)."""
         with self.db.tx() as c:
             c.execute("UPDATE containers SET host_config = ? WHERE id = ?", (json.dumps(host), cid))
 
@@ -766,7 +767,7 @@ class Engine:
         rec = self.refresh(cid)
         host = rec["host_config"]
         host.update({k: v for k, v in resources.items() if v is not None})
-        self._set_host_config(cid, host)
+        self.set_host_config(cid, host)
         if rec["status"] in ("running", "paused"):
             from dockyard.engine.spec import oci_spec
 

@@ -150,6 +150,27 @@ def rename(c: Any, cid: str, name: str) -> None:
     endpoints.rename(c, cid, name, dns_names(cid, name))
 
 
+def publish(
+    engine: Engine,
+    cid: str,
+    bindings: dict[str, list[dict[str, str]]],
+    taking_from: str | None = None,
+) -> None:
+    """Publish ``bindings`` (HostConfig.PortBindings' shape) for running container ``cid``,
+    taking over the host ports that container ``taking_from`` holds (a rollout's handover,
+    see ``endpoints.publish``); ``cid``'s HostConfig records them, so a restart keeps them."""
+    rec = engine.record(cid)
+    flat = [(port, b.get("HostIp") or "", str(b.get("HostPort") or ""))
+            for port, items in bindings.items() for b in items or [{}]]  # fmt: skip
+    endpoints.publish(engine.networks, cid, rec["name"], flat, taking_from)
+    host = dict(rec["host_config"])
+    merged = {k: list(v or []) for k, v in (host.get("PortBindings") or {}).items()}
+    for port, items in bindings.items():
+        merged.setdefault(port, []).extend(items or [])
+    host["PortBindings"] = merged
+    engine.set_host_config(cid, host)
+
+
 def withdraw(engine: Engine, cid: str) -> None:
     """Take the container out of its networks' DNS (its addresses stay until it stops): a
     rollout does this before it stops an old replica, so that names only lead to ones

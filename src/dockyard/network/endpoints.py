@@ -217,6 +217,28 @@ def allocate(store: NetworkStore, eid: str, name: str,
     return _endpoints(db, eid)
 
 
+def publish(
+    store: NetworkStore,
+    eid: str,
+    name: str,
+    bindings: list[tuple[str, str, str]],
+    taking_from: str | None = None,
+) -> None:
+    """Publish more host ports for ``eid`` (``bindings`` as ``allocate`` takes them) while it
+    runs. Ports ``taking_from`` holds pass to ``eid`` in the same transaction, and the
+    firewall is rewritten in one go: new connections reach ``eid`` from then on, while
+    those already made finish on the other (conntrack keeps their translation)."""
+    with store.db.tx() as c:
+        for port, host_ip, host_port in bindings:
+            number, _, proto = port.partition("/")
+            proto = proto or "tcp"
+            if taking_from and host_port:
+                c.execute("DELETE FROM published_ports WHERE container_id = ? AND proto = ? AND host_port = ? "
+                          "AND host_ip = ?", (taking_from, proto, int(host_port), host_ip))  # fmt: skip
+            _publish(c, eid, name, proto, int(number), host_ip, int(host_port) if host_port else 0)
+    store.sync_firewall()
+
+
 def _mac(ip: str) -> str:
     from dockyard.network.plumbing import mac_for
 
