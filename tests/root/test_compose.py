@@ -154,12 +154,25 @@ def test_bad_projects_are_refused_in_one_line(dy: Dy, tmp_path) -> None:  # type
                               "service a refers to undefined network nope"),
         "required-var": ("services:\n  a: {image: \"${NEEDED:?set NEEDED}\"}\n",
                          "required variable NEEDED is missing a value: set NEEDED"),
+        "undefined-config": ("services:\n  a: {image: busybox, configs: [nope]}\n",
+                             "service a refers to undefined config nope"),
+        "missing-config-file": ("services:\n  a: {image: busybox}\nconfigs:\n  c: {file: ./gone.conf}\n",
+                                "compose.yaml: configs.c: file "),
+        "swarm-secret": ("services:\n  a: {image: busybox}\nsecrets:\n  s: {external: true}\n",
+                         "external configs and secrets live in a Swarm"),
+        "include-clash": ("include: [other.yaml]\nservices:\n  a: {image: busybox}\n",
+                          "include other.yaml: service a conflicts with one of the same name"),
+        "extends-missing": ("services:\n  a: {extends: {file: other.yaml, service: nope}}\n",
+                            "extends an undefined service nope of"),
+        "bad-ulimit": ("services:\n  a: {image: busybox, ulimits: {nofile: {soft: 9, hard: 1}}}\n",
+                       "ulimits.nofile: soft and hard must be numbers, soft <= hard"),
     }  # fmt: skip
     for name, (text, message) in cases.items():
         d = tmp_path / name
         d.mkdir()
         if text is not None:
             (d / "compose.yaml").write_text(text)
+            (d / "other.yaml").write_text("services:\n  a: {image: busybox:other}\n")
         proc = dy("compose", "config", cwd=str(d), ok=False)
         assert proc.returncode != 0 and message in proc.stderr, (name, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -174,6 +187,74 @@ def test_bad_projects_are_refused_in_one_line(dy: Dy, tmp_path) -> None:  # type
     dy("compose", "-p", "broken", "down", "-t", "1", cwd=str(d))
     assert "broken" not in dy("ps", "-a", "--format", "{{.Names}}").stdout
     assert "broken_" not in dy("network", "ls", "--format", "{{.Name}}").stdout
+
+
+def test_include_extends_configs_secrets_ulimits(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A service extending one from a file in another directory (its bind source leads where
+    it did there), a service from an included file (interpolated with that directory's
+    .env), configs and secrets as read-only files, ulimits; a changed config file recreates
+    the service using it, and only it; down leaves nothing of the written secrets."""
+    (tmp_path / "base" / "seed").mkdir(parents=True)
+    (tmp_path / "base" / "seed" / "seed.txt").write_text("seeded\n")
+    (tmp_path / "base" / "common.yaml").write_text(
+        "services:\n  base:\n    image: busybox\n    environment: {FROM_BASE: 'yes'}\n"
+        "    volumes: ['./seed:/data:ro']\n    stop_grace_period: 1s\n"
+    )
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / ".env").write_text("DBNAME=from-lib\n")
+    (tmp_path / "lib" / "db.yaml").write_text(
+        "services:\n  db:\n    image: busybox\n    environment: {NAME: '${DBNAME}'}\n"
+        "    command: sleep 300\n    stop_grace_period: 1s\n"
+    )
+    (tmp_path / "app.conf").write_text("conf-one\n")
+    (tmp_path / "compose.yaml").write_text(
+        "include:\n  - lib/db.yaml\n"
+        "services:\n  app:\n    extends: {file: base/common.yaml, service: base}\n    depends_on: [db]\n"
+        "    configs: [appconf, {source: greeting, target: /etc/greeting}]\n    secrets: [token]\n"
+        "    ulimits: {nofile: {soft: 1024, hard: 2048}}\n"
+        "    command: sh -c 'for f in /appconf /etc/greeting /run/secrets/token /data/seed.txt; do cat $$f; echo; done; "
+        "ulimit -n; ulimit -Hn; touch /run/secrets/token 2>/dev/null || echo read-only; exec sleep 300'\n"
+        "configs:\n  appconf: {file: ./app.conf}\n  greeting: {content: 'hello ${WHO:-world}'}\n"
+        "secrets:\n  token: {environment: TOKEN}\n"
+    )
+    d = str(tmp_path)
+    env = {**os.environ, "TOKEN": "s3cret", "WHO": "compose"}
+
+    def c(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return dy("compose", "-p", "inc", *args, cwd=d, env=env, ok=ok)
+
+    try:
+        c("up", "-d")
+        deadline = time.monotonic() + 20
+        while "read-only" not in (out := c("logs", "--no-log-prefix", "app").stdout):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+        assert out.split() == [
+            "conf-one",
+            "hello",
+            "compose",
+            "s3cret",
+            "seeded",
+            "1024",
+            "2048",
+            "read-only",
+        ]
+        assert dy("exec", "inc-app-1", "sh", "-c", "echo $FROM_BASE").stdout.strip() == "yes"
+        assert dy("exec", "inc-db-1", "sh", "-c", "echo $NAME").stdout.strip() == "from-lib"
+        assert "s3cret" not in c("config").stdout
+        (tmp_path / "app.conf").write_text("conf-two\n")
+        assert c("up", "-d", "--dry-run").stdout.splitlines() == [
+            "db: keep — unchanged",
+            "app: recreate — configs changed",
+        ]
+        c("up", "-d")
+        deadline = time.monotonic() + 20
+        while "conf-two" not in c("logs", "app").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        c("down", "-t", "1", ok=False)
+    assert not os.path.exists(os.path.join(dy.root, "compose", "inc"))
 
 
 def test_compose_v2_sees_the_same_project(

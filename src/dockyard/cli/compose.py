@@ -186,6 +186,10 @@ def config_cmd(ctx: flags.Context, services: bool, volumes: bool, fmt: str) -> N
         return
     model = {"name": project.name, "services": project.services, "networks": project.networks,
              "volumes": project.volumes}  # fmt: skip
+    for kind in ("configs", "secrets"):  # what they hold stays out of the printout
+        if getattr(project, kind):
+            model[kind] = {k: {"file": v["file"]} if "file" in v else {"content": "(hidden)"}
+                           for k, v in getattr(project, kind).items()}  # fmt: skip
     if fmt == "json":
         from dockyard import _json as json
 

@@ -176,8 +176,36 @@ def _healthcheck(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _files_dir(engine: Engine, project: Project) -> str:
+    """Where configs and secrets given as content or environment are written, to be
+    bind-mounted; ``down`` removes it."""
+    return os.path.join(engine.root, "compose", project.name)
+
+
+def _file_mounts(project: Project, svc: dict[str, Any], files_dir: str) -> list[dict[str, Any]]:
+    """The service's configs and secrets as read-only bind mounts (Compose without Swarm
+    does the same): a file source as it is, content written under ``files_dir`` first."""
+    mounts = []
+    for kind in ("configs", "secrets"):
+        for ref in svc.get(kind) or []:
+            source = getattr(project, kind)[ref["source"]]
+            path = source.get("file")
+            if path is None:
+                d = os.path.join(files_dir, kind)
+                os.makedirs(d, mode=0o700, exist_ok=True)
+                path = os.path.join(d, ref["source"])
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444), "w") as f:
+                    f.write(source["content"])
+                os.rename(tmp, path)
+            mounts.append(
+                {"Type": "bind", "Source": path, "Target": ref["target"], "ReadOnly": True}
+            )
+    return mounts
+
+
 def _documents(project: Project, name: str, svc: dict[str, Any], image: str, number: int,
-               digest: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:  # fmt: skip
+               digest: str, files_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:  # fmt: skip
     """(Config, HostConfig, NetworkingConfig, container name) for replica ``number``."""
     cname = svc.get("container_name") or f"{project.name}-{name}-{number}"
     labels = {**svc["labels"], P + "project": project.name, P + "service": name,
@@ -217,6 +245,7 @@ def _documents(project: Project, name: str, svc: dict[str, Any], image: str, num
             source = _volume_name(project, source)
         mounts.append({"Type": v["type"], "Source": source, "Target": v["target"],
                        "ReadOnly": bool(v.get("read_only"))})  # fmt: skip
+    mounts += _file_mounts(project, svc, files_dir)
     tmpfs = {
         t: ""
         for t in ([svc["tmpfs"]] if isinstance(svc.get("tmpfs"), str) else svc.get("tmpfs") or [])
@@ -240,7 +269,7 @@ def _documents(project: Project, name: str, svc: dict[str, Any], image: str, num
         "LogConfig": {"Type": (svc.get("logging") or {}).get("driver") or "json-file",
                       "Config": (svc.get("logging") or {}).get("options") or {}},
         "Memory": ram_in_bytes(str(memory)) if memory else 0, "NanoCpus": int(float(cpus) * 1e9) if cpus else 0,
-        "PidsLimit": svc.get("pids_limit"),
+        "PidsLimit": svc.get("pids_limit"), "Ulimits": list(svc.get("ulimits") or []),
     }  # fmt: skip
     endpoints = {}
     for key in networks:
@@ -416,7 +445,7 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
                 engine.remove(rec["id"], force=True)
                 say(f" Container {rec['name']}  Recreated")
             config, host, networking, cname = _documents(
-                project, name, svc, images[name], number, digest
+                project, name, svc, images[name], number, digest, _files_dir(engine, project)
             )
             cid = engine.create(images[name], config, host, cname, networking)
             say(f" Container {cname}  Created")
@@ -522,7 +551,7 @@ def _roll_out(engine: Engine, project: Project, name: str, svc: dict[str, Any], 
             for _ in range(min(spec["parallelism"], svc["replicas"] - len(made))):
                 number += 1
                 config, host, networking, cname = _documents(
-                    project, name, svc, image, number, digest
+                    project, name, svc, image, number, digest, _files_dir(engine, project)
                 )
                 # A fixed host port is the old container's until this one is healthy: it is
                 # published then, taken over from the old one (see below)
@@ -609,6 +638,9 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
                 say(f" Network {net['name']}  Removed")
             except DockyardError as err:
                 say(f" Network {net['name']}  {err}")
+    from dockyard.fsutil import remove_tree
+
+    remove_tree(_files_dir(engine, project), ignore_errors=True)
     if volumes:
         for vol in engine.volumes.list():
             labels = json.loads(vol["labels"]) if isinstance(vol["labels"], str) else vol["labels"]
@@ -661,7 +693,8 @@ def one_off(engine: Engine, project: Project, name: str, command: list[str] | No
         svc["command"] = command
     svc["ports"] = []  # as Compose: a one-off publishes nothing unless asked
     suffix = os.urandom(6).hex()
-    config, host, networking, _cname = _documents(project, name, svc, image, 1, config_hash(svc))
+    config, host, networking, _cname = _documents(project, name, svc, image, 1, config_hash(svc),
+                                                  _files_dir(engine, project))  # fmt: skip
     config["Labels"][P + "oneoff"] = "True"
     config["Labels"].pop(P + "container-number", None)
     config["Tty"] = tty

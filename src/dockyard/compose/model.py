@@ -54,6 +54,8 @@ class Project:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def project_name(raw: str) -> str:
@@ -183,47 +185,41 @@ def find_files(workdir: str) -> list[str]:
         d = parent
 
 
-def load(files: list[str] | None = None, project: str | None = None, workdir: str | None = None,
-         env_files: list[str] | None = None, profiles: list[str] | None = None) -> Project:  # fmt: skip
-    paths = [os.path.abspath(f) for f in files] if files else find_files(workdir or os.getcwd())
-    base_dir = os.path.abspath(workdir) if workdir else os.path.dirname(paths[0])
+def _environment(base_dir: str, env_files: list[str] | None) -> dict[str, str]:
+    """What interpolation reads: the env files (``.env`` of the project directory by
+    default), then the shell's variables, which win."""
     env: dict[str, str] = {}
     for ef in env_files or [os.path.join(base_dir, ".env")]:
         if env_files and not os.path.exists(ef):
             raise InvalidArgument(f"couldn't find env file: {ef}")
         env.update(_dotenv(ef))
-    env.update(os.environ)  # the shell's values win over .env's
-    merged: dict[str, Any] = {}
-    for path in paths:
-        merged = _merge(merged, _interpolate_all(_read(path), env, os.path.basename(path)))
+    env.update(os.environ)
+    return env
+
+
+def load(files: list[str] | None = None, project: str | None = None, workdir: str | None = None,
+         env_files: list[str] | None = None, profiles: list[str] | None = None) -> Project:  # fmt: skip
+    paths = [os.path.abspath(f) for f in files] if files else find_files(workdir or os.getcwd())
+    base_dir = os.path.abspath(workdir) if workdir else os.path.dirname(paths[0])
+    env = _environment(base_dir, env_files)
+    active = set(profiles or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p])
+    parts = _parts(paths, base_dir, env, active, [])
+    first = os.path.basename(paths[0])
     name = (
         project
         or os.environ.get("COMPOSE_PROJECT_NAME")
-        or merged.get("name")
+        or parts["name"]
         or os.path.basename(base_dir)
     )
-    services_raw = merged.get("services")
-    if not isinstance(services_raw, dict) or not services_raw:
-        raise InvalidArgument(
-            f"{os.path.basename(paths[0])}: no service defined (services: is empty)"
-        )
-    active = set(profiles or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p])
-    services = {}
-    for sname, svc in services_raw.items():
-        where = f"{os.path.basename(paths[0])}: service {sname}"
-        if not isinstance(svc, dict):
-            raise InvalidArgument(f"{where}: must be a mapping")
-        svc = _extends(svc, services_raw, sname, where)
-        if svc.get("profiles") and not active & set(svc["profiles"]):
-            continue
-        services[sname] = _service(svc, where, base_dir)
+    services = parts["services"]
+    if not services:
+        raise InvalidArgument(f"{first}: no service defined (services: is empty)")
     for sname, svc in services.items():
         for dep in svc["depends_on"]:
             if dep not in services:
                 raise InvalidArgument(f"service {sname} depends on undefined service {dep}")
     _check_cycles(services)
-    networks = {k: dict(v or {}) for k, v in (merged.get("networks") or {}).items()}
-    volumes = {k: dict(v or {}) for k, v in (merged.get("volumes") or {}).items()}
+    networks, volumes = parts["networks"], parts["volumes"]
     for sname, svc in services.items():
         for net in svc["networks"]:
             if net != "default" and net not in networks:
@@ -235,25 +231,162 @@ def load(files: list[str] | None = None, project: str | None = None, workdir: st
                 raise InvalidArgument(
                     f"service {sname} refers to undefined volume {vol['source']}: invalid compose project"
                 )
+        for kind in ("configs", "secrets"):
+            for ref in svc[kind]:
+                if ref["source"] not in parts[kind]:
+                    raise InvalidArgument(f"service {sname} refers to undefined {kind[:-1]} "
+                                          f"{ref['source']}: invalid compose project")  # fmt: skip
+                ref["digest"] = parts[kind][ref["source"]][
+                    "digest"
+                ]  # its content is part of the service
     if any("default" in s["networks"] for s in services.values()):
         networks.setdefault("default", {})
-    return Project(project_name(str(name)), base_dir, paths, services, networks, volumes, env)
+    return Project(project_name(str(name)), base_dir, paths, services, networks, volumes, env,
+                   parts["configs"], parts["secrets"])  # fmt: skip
 
 
-def _extends(
-    svc: dict[str, Any], all_services: dict[str, Any], name: str, where: str
-) -> dict[str, Any]:
+def _parts(paths: list[str], base_dir: str, env: dict[str, str], active: set[str],
+           seen: list[str]) -> dict[str, Any]:  # fmt: skip
+    """The files at ``paths`` merged, their services normalised (paths made absolute from
+    ``base_dir``), with what they ``include`` added: name, services, networks, volumes,
+    configs, secrets."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = _merge(merged, _interpolate_all(_read(path), env, os.path.basename(path)))
+    first = os.path.basename(paths[0])
+    services_raw = merged.get("services") or {}
+    if not isinstance(services_raw, dict):
+        raise InvalidArgument(f"{first}: services must be a mapping")
+    services = {}
+    for sname, svc in services_raw.items():
+        where = f"{first}: service {sname}"
+        if not isinstance(svc, dict):
+            raise InvalidArgument(f"{where}: must be a mapping")
+        svc = _extends(svc, services_raw, sname, where, os.path.dirname(paths[0]), env)
+        if svc.get("profiles") and not active & set(svc["profiles"]):
+            continue
+        services[sname] = _service(svc, where, base_dir)
+    out: dict[str, Any] = {
+        "name": merged.get("name"),
+        "services": services,
+        "networks": {k: dict(v or {}) for k, v in (merged.get("networks") or {}).items()},
+        "volumes": {k: dict(v or {}) for k, v in (merged.get("volumes") or {}).items()},
+    }
+    for kind in ("configs", "secrets"):
+        for k in merged.get(kind) or {}:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(k)):
+                raise InvalidArgument(
+                    f"{first}: {kind}.{k}: a name of letters, digits, '_', '.', '-'"
+                )
+        out[kind] = {k: _file_source(v, f"{first}: {kind}.{k}", base_dir, env)
+                     for k, v in (merged.get(kind) or {}).items()}  # fmt: skip
+    includes = merged.get("include") or []
+    if not isinstance(includes, list):
+        raise InvalidArgument(f"{first}: include must be a list")
+    for item in includes:
+        spec = {"path": item} if isinstance(item, str) else item
+        if not isinstance(spec, dict) or not spec.get("path"):
+            raise InvalidArgument(f"{first}: include: each entry needs a path")
+        sub_paths = [os.path.normpath(os.path.join(base_dir, p)) for p in _listish(spec["path"])]
+        if any(p in seen or p in paths for p in sub_paths):
+            raise InvalidArgument(
+                f"{first}: include cycle through {os.path.basename(sub_paths[0])}"
+            )
+        sub_dir = os.path.normpath(os.path.join(base_dir, spec.get("project_directory") or
+                                                os.path.dirname(sub_paths[0])))  # fmt: skip
+        env_files = [os.path.join(sub_dir, e) for e in _listish(spec.get("env_file"))] or None
+        sub = _parts(sub_paths, sub_dir, _environment(sub_dir, env_files), active, [*seen, *paths])
+        for kind in ("services", "networks", "volumes", "configs", "secrets"):
+            for key, value in sub[kind].items():
+                if key in out[kind] and out[kind][key] != value:
+                    raise InvalidArgument(f"{first}: include {spec['path']}: {kind[:-1]} {key} "
+                                          "conflicts with one of the same name")  # fmt: skip
+                out[kind][key] = value
+    return out
+
+
+def _file_source(spec: Any, where: str, base_dir: str, env: dict[str, str]) -> dict[str, Any]:
+    """A top-level config or secret: ``file`` (made absolute), ``content`` or
+    ``environment`` (read now); each with a digest of what it holds, so that a changed
+    file recreates the services using it."""
+    import hashlib
+
+    if not isinstance(spec, dict):
+        raise InvalidArgument(f"{where}: must be a mapping")
+    if spec.get("external"):
+        raise InvalidArgument(f"{where}: external configs and secrets live in a Swarm; "
+                              "use file, content or environment")  # fmt: skip
+    if spec.get("file") is not None:
+        path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(spec["file"]))))
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise InvalidArgument(f"{where}: file {path}: {err.strerror}") from None
+        return {"file": path, "digest": hashlib.sha256(data).hexdigest()}
+    if spec.get("content") is not None:
+        text = str(spec["content"])
+    elif spec.get("environment") is not None:
+        if spec["environment"] not in env:
+            raise InvalidArgument(f"{where}: environment variable {spec['environment']} is not set")
+        text = env[spec["environment"]]
+    else:
+        raise InvalidArgument(f"{where}: needs file, content or environment")
+    return {"content": text, "digest": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _extends(svc: dict[str, Any], all_services: dict[str, Any], name: str, where: str,
+             file_dir: str, env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """``svc`` with what it ``extends`` underneath: a service of this file, or of another
+    (``file:``, relative to this one), whose relative paths then lead where they did there."""
     ext = svc.get("extends")
     if ext is None:
         return svc
     base_name = ext if isinstance(ext, str) else ext.get("service")
     if isinstance(ext, dict) and ext.get("file"):
-        raise InvalidArgument(f"{where}: extends from another file is not supported yet")
-    if base_name not in all_services or base_name == name:
-        raise InvalidArgument(f"{where}: extends an undefined service {base_name}")
-    base = _extends(dict(all_services[base_name]), all_services, base_name, where)
+        path = os.path.normpath(os.path.join(file_dir, str(ext["file"])))
+        others = _interpolate_all(_read(path), env, os.path.basename(path)).get("services") or {}
+        if base_name not in others:
+            raise InvalidArgument(f"{where}: extends an undefined service {base_name} of {path}")
+        base = _extends(
+            dict(others[base_name]), others, base_name, where, os.path.dirname(path), env
+        )
+        base = _absolute_paths(base, os.path.dirname(path))
+    else:
+        if base_name not in all_services or base_name == name:
+            raise InvalidArgument(f"{where}: extends an undefined service {base_name}")
+        base = _extends(
+            dict(all_services[base_name]), all_services, base_name, where, file_dir, env
+        )
     out = _merge({k: v for k, v in base.items() if k not in ("depends_on", "container_name")}, svc)
     out.pop("extends", None)
+    return out
+
+
+def _absolute_paths(svc: dict[str, Any], d: str) -> dict[str, Any]:
+    """A service's relative paths (build context, env files, bind sources) made absolute
+    from directory ``d``, for a service taken from a file in another directory."""
+
+    def local(p: str) -> bool:
+        return p.startswith((".", "/", "~"))
+
+    out = dict(svc)
+    build = svc.get("build")
+    if isinstance(build, str):
+        out["build"] = os.path.join(d, build)
+    elif isinstance(build, dict):
+        out["build"] = {**build, "context": os.path.join(d, str(build.get("context") or "."))}
+    if svc.get("env_file") is not None:
+        out["env_file"] = [os.path.join(d, e) for e in _listish(svc["env_file"])]
+    vols = []
+    for v in svc.get("volumes") or []:
+        if isinstance(v, str) and local(v.split(":")[0]) and ":" in v:
+            v = os.path.join(d, os.path.expanduser(v.split(":")[0])) + v[len(v.split(":")[0]) :]
+        elif isinstance(v, dict) and v.get("type") == "bind" and v.get("source"):
+            v = {**v, "source": os.path.join(d, os.path.expanduser(str(v["source"])))}
+        vols.append(v)
+    if vols:
+        out["volumes"] = vols
     return out
 
 
@@ -351,6 +484,29 @@ def _service(svc: dict[str, Any], where: str, base_dir: str) -> dict[str, Any]:
             import shlex
 
             out[key] = shlex.split(svc[key])
+    for kind in ("configs", "secrets"):
+        refs = []
+        for ref in svc.get(kind) or []:
+            ref = {"source": ref} if isinstance(ref, str) else dict(ref)
+            if not ref.get("source"):
+                raise InvalidArgument(f"{where}: {kind}: each entry needs a source")
+            target = str(ref.get("target") or ref["source"])
+            if kind == "secrets" and not target.startswith("/"):
+                target = f"/run/secrets/{target}"
+            refs.append({"source": str(ref["source"]), "target": "/" + target.lstrip("/")})
+        out[kind] = refs
+    ulimits = []
+    for uname, value in (svc.get("ulimits") or {}).items():
+        if isinstance(value, dict):
+            soft, hard = value.get("soft"), value.get("hard")
+        else:
+            soft = hard = value
+        if not isinstance(soft, int) or not isinstance(hard, int) or soft > hard:
+            raise InvalidArgument(
+                f"{where}: ulimits.{uname}: soft and hard must be numbers, soft <= hard"
+            )
+        ulimits.append({"Name": str(uname), "Soft": soft, "Hard": hard})
+    out["ulimits"] = ulimits
     replicas = (svc.get("deploy") or {}).get("replicas")
     out["replicas"] = int(replicas if replicas is not None else svc.get("scale", 1))
     return out

@@ -24,13 +24,14 @@ __all__ = ["differences", "history", "latest", "load_revision", "record"]
 
 # keys whose change the explanation names by their Compose spelling
 _NAMED = ("command", "entrypoint", "environment", "ports", "volumes", "networks", "healthcheck",
-          "labels", "user", "working_dir", "restart", "replicas", "build")  # fmt: skip
+          "labels", "user", "working_dir", "restart", "replicas", "build", "configs", "secrets",
+          "ulimits")  # fmt: skip
 
 
 def _model(project: Project, images: dict[str, str]) -> dict[str, Any]:
     return {"name": project.name, "workdir": project.workdir, "files": project.files,
             "services": project.services, "networks": project.networks, "volumes": project.volumes,
-            "images": images}  # fmt: skip
+            "configs": project.configs, "secrets": project.secrets, "images": images}  # fmt: skip
 
 
 def latest(engine: Engine, name: str) -> dict[str, Any] | None:
@@ -108,5 +109,6 @@ def load_revision(
         row = found[0]
     model = json.loads(row["model"])
     project = Project(model["name"], model["workdir"], model["files"], model["services"], model["networks"],
-                      model["volumes"])  # fmt: skip
+                      model["volumes"], configs=model.get("configs") or {},
+                      secrets=model.get("secrets") or {})  # fmt: skip
     return project, model["images"], row["number"]
