@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Dy, engine_for_module
+from .conftest import DOCKYARD, Dy, engine_for_module
 
 pytestmark = pytest.mark.root
 
@@ -255,6 +255,97 @@ def test_include_extends_configs_secrets_ulimits(dy: Dy, tmp_path) -> None:  # t
     finally:
         c("down", "-t", "1", ok=False)
     assert not os.path.exists(os.path.join(dy.root, "compose", "inc"))
+
+
+def test_push_events_logs_and_down_rmi(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``push`` sends the named images to a loopback registry (which then has them),
+    ``events`` streams the project's container events (text and JSON), ``logs`` colours
+    each container's prefix on a terminal and not elsewhere, ``down`` leaves an orphan
+    unless asked and removes images with ``--rmi`` (``local``: the built one only)."""
+    import pty
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    registry = subprocess.Popen([DOCKYARD, "--root", str(tmp_path / "reg-root"), "registry", "serve", "--addr",
+                                 f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM busybox\nRUN echo built > /built\n")
+    text = (
+        "services:\n"
+        f"  named: {{build: ./app, image: '127.0.0.1:{port}/team/named:1', command: sh -c 'echo one; exec sleep 300', "
+        "stop_grace_period: 1s}\n"
+        "  local: {build: ./app, command: sh -c 'echo two; exec sleep 300', stop_grace_period: 1s}\n"
+    )
+    (tmp_path / "compose.yaml").write_text(text)
+    d = str(tmp_path)
+
+    def c(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return dy("compose", "-p", "pev", *args, cwd=d, ok=ok)
+
+    events = subprocess.Popen([DOCKYARD, "--root", dy.root, "compose", "-p", "pev", "events", "--json"], cwd=d,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        c("up", "-d")
+        c("push")
+        dy("rmi", f"127.0.0.1:{port}/team/named:1")
+        dy("pull", f"127.0.0.1:{port}/team/named:1")  # the registry has it
+        logs = c("logs").stdout  # not a terminal: plain prefixes
+        assert "\x1b[" not in logs and "pev-local-1  | two" in logs and "pev-named-1  | one" in logs
+        main, sub = pty.openpty()
+        proc = subprocess.run([DOCKYARD, "--root", dy.root, "compose", "-p", "pev", "logs", "named", "local"], cwd=d,
+                              stdout=sub, stderr=subprocess.PIPE, timeout=60)  # fmt: skip
+        os.close(sub)
+        out = b""
+        try:
+            while chunk := os.read(main, 4096):
+                out += chunk
+        except OSError:
+            pass
+        os.close(main)
+        assert proc.returncode == 0
+        assert (
+            b"\x1b[36mpev-local-1  |\x1b[0m two" in out
+            and b"\x1b[33mpev-named-1  |\x1b[0m one" in out
+        ), out
+        (tmp_path / "compose.yaml").write_text(text.split("  local:")[0])  # local is an orphan now
+        down = c("down", "-t", "1", "--rmi", "local")
+        assert "orphan container pev-local-1" in down.stderr
+        assert dy("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["pev-local-1"]
+        images = dy("images", "--format", "{{.Repository}}").stdout.split()
+        assert f"127.0.0.1:{port}/team/named" in images  # --rmi local keeps the named image
+        (tmp_path / "compose.yaml").write_text(text)
+        c("down", "-t", "1", "--rmi", "all")
+        assert dy("ps", "-a", "--format", "{{.Names}}").stdout.split() == []
+        images = dy("images", "--format", "{{.Repository}}").stdout.split()
+        assert "pev-local" not in images and f"127.0.0.1:{port}/team/named" not in images
+        assert (
+            c("down", "--rmi", "some", ok=False).stderr.strip()
+            == 'dockyard: invalid --rmi value "some": use local or all'
+        )
+    finally:
+        events.terminate()
+        out_events = events.communicate(timeout=30)[0]
+        registry.terminate()
+        registry.wait(30)
+        c("down", "-t", "1", "--remove-orphans", ok=False)
+    seen = [json.loads(line) for line in out_events.splitlines()]
+    actions = [(e["service"], e["action"]) for e in seen]
+    for service in ("named", "local"):
+        for action in ("create", "start", "die", "destroy"):
+            assert (service, action) in actions, (service, action, actions)
+    assert all(
+        e["type"] == "container" and e["attributes"]["name"].startswith("pev-") for e in seen
+    )
 
 
 def test_compose_v2_sees_the_same_project(

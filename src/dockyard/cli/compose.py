@@ -98,23 +98,50 @@ def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, 
         _follow(engine, project, ids)
 
 
-def _follow(engine: Any, project: Project, ids: list[str]) -> None:
-    """``up`` in the foreground: every container's output, prefixed, until they all end."""
+# Compose's colours for log prefixes, given out in turn (cyan, yellow, green, magenta,
+# blue, then their bright forms)
+_RAINBOW = ("36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1")
+
+
+class _Prefixes:
+    """``name  | `` before each line, the names padded to one width and coloured one
+    colour each when the output is a terminal (unless ``--no-color``), as Compose does."""
+
+    def __init__(self, names: list[str], colour: bool, shown: bool = True) -> None:
+        self.width = max((len(n) for n in names), default=0)
+        self.colours = {n: _RAINBOW[i % len(_RAINBOW)] for i, n in enumerate(names)}
+        self.colour, self.shown = colour, shown
+
+    def __call__(self, name: str) -> str:
+        if not self.shown:
+            return ""
+        text = f"{name.ljust(self.width)}  |"
+        return f"\033[{self.colours.get(name, '0')}m{text}\033[0m " if self.colour else f"{text} "
+
+
+def _line(record: dict[str, Any], timestamps: bool) -> str:
+    return f"{record['time']} {record['log']}" if timestamps else record["log"]
+
+
+def _follow(engine: Any, project: Project, ids: list[str], prefixes: _Prefixes | None = None,
+            timestamps: bool = False, tail: int | None = None) -> None:  # fmt: skip
+    """Every container's output, prefixed, until they all end (``up`` in the foreground,
+    ``logs -f``)."""
     import threading
 
     from dockyard.engine.logs import records
 
-    width = max((len(engine.record(c)["name"]) for c in ids), default=0)
+    names = {c: engine.record(c)["name"] for c in ids}
+    prefix = prefixes or _Prefixes(list(names.values()), sys.stdout.isatty())
     lock = threading.Lock()
 
     def follow(cid: str) -> None:
-        name = engine.record(cid)["name"].ljust(width)
         from dockyard.engine.containers import Engine
 
         mine = Engine(engine.root, engine.snapshotter)  # a database connection of its own
-        for r in records(mine, cid, follow=True):
+        for r in records(mine, cid, tail=tail, follow=True):
             with lock:
-                sys.stdout.write(f"{name}  | {r['log']}")
+                sys.stdout.write(prefix(names[cid]) + _line(r, timestamps))
                 sys.stdout.flush()
 
     threads = [threading.Thread(target=follow, args=(cid,), daemon=True) for cid in ids]
@@ -127,12 +154,24 @@ def _follow(engine: Any, project: Project, ids: list[str]) -> None:
 @compose_group.command("down")
 @flags.option("-v", "--volumes", is_flag=True, help="Remove named volumes declared in the project")
 @flags.option("-t", "--timeout", type=int, help="Specify a shutdown timeout in seconds")
+@flags.option("--rmi", default="", help='Remove images used by services: "local" or "all"')
+@flags.option(
+    "--remove-orphans",
+    is_flag=True,
+    help="Remove containers for services not defined in the Compose file",
+)
 @flags.pass_context
-def down_cmd(ctx: flags.Context, volumes: bool, timeout: int | None) -> None:
-    """Stop and remove containers, networks (and volumes)."""
+def down_cmd(
+    ctx: flags.Context, volumes: bool, timeout: int | None, rmi: str, remove_orphans: bool
+) -> None:
+    """Stop and remove containers, networks (and volumes, images)."""
     from dockyard.compose import apply
 
-    apply.down(_engine(ctx), _project(ctx), volumes, timeout, _say)
+    if rmi and rmi not in ("local", "all"):
+        from dockyard.errors import InvalidArgument
+
+        raise InvalidArgument(f'invalid --rmi value "{rmi}": use local or all')
+    apply.down(_engine(ctx), _project(ctx), volumes, timeout, _say, remove_orphans, rmi)
 
 
 @compose_group.command("ps")
@@ -203,28 +242,38 @@ def config_cmd(ctx: flags.Context, services: bool, volumes: bool, fmt: str) -> N
 @compose_group.command("logs")
 @flags.option("-f", "--follow", is_flag=True, help="Follow log output")
 @flags.option("--no-log-prefix", is_flag=True, help="Don't print prefix in logs")
+@flags.option("--no-color", is_flag=True, help="Produce monochrome output")
+@flags.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@flags.option(
+    "-n",
+    "--tail",
+    default="all",
+    help="Number of lines to show from the end of the logs for each container",
+)
 @flags.argument("services", nargs=-1)
 @flags.pass_context
-def logs_cmd(
-    ctx: flags.Context, follow: bool, no_log_prefix: bool, services: tuple[str, ...]
-) -> None:
+def logs_cmd(ctx: flags.Context, follow: bool, no_log_prefix: bool, no_color: bool, timestamps: bool,
+             tail: str, services: tuple[str, ...]) -> None:  # fmt: skip
     """View output from containers."""
     from dockyard.compose.apply import P, project_containers
     from dockyard.engine.logs import records
+    from dockyard.errors import InvalidArgument
 
     engine = _engine(ctx)
     recs = [r for r in project_containers(engine, _project(ctx).name)
             if not services or r["config"]["Labels"].get(P + "service") in services]  # fmt: skip
+    if tail != "all" and not tail.lstrip("-").isdigit():
+        raise InvalidArgument(f"invalid tail value: {tail}")
+    lines = None if tail == "all" else int(tail)
+    prefixes = _Prefixes(
+        [r["name"] for r in recs], sys.stdout.isatty() and not no_color, not no_log_prefix
+    )
     if follow:
-        _follow(engine, _project(ctx), [r["id"] for r in recs])
+        _follow(engine, _project(ctx), [r["id"] for r in recs], prefixes, timestamps, lines)
         return
-    width = max((len(r["name"]) for r in recs), default=0)
     for r in recs:
-        for line in records(engine, r["id"]):
-            flags.echo(
-                line["log"] if no_log_prefix else f"{r['name'].ljust(width)}  | {line['log']}",
-                nl=False,
-            )
+        for line in records(engine, r["id"], tail=lines):
+            flags.echo(prefixes(r["name"]) + _line(line, timestamps), nl=False)
 
 
 @compose_group.command("exec", context_settings={"allow_interspersed_args": False})
@@ -485,6 +534,60 @@ def pull_cmd(ctx: flags.Context, services: tuple[str, ...]) -> None:
     from dockyard.compose.apply import pull_images
 
     pull_images(_engine(ctx), _project(ctx), list(services) or None, _say)
+
+
+@compose_group.command("push")
+@flags.option(
+    "--ignore-push-failures", is_flag=True, help="Push what images can be pushed, ignoring failures"
+)
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def push_cmd(ctx: flags.Context, ignore_push_failures: bool, services: tuple[str, ...]) -> None:
+    """Push service images."""
+    from dockyard.compose.apply import push_images
+
+    push_images(_engine(ctx), _project(ctx), list(services) or None, ignore_push_failures, _say)
+
+
+@compose_group.command("events")
+@flags.option("--json", "as_json", is_flag=True, help="Output events as a stream of json objects")
+@flags.option("--since", help="Show all events created since timestamp")
+@flags.option("--until", help="Stream events until this timestamp")
+@flags.argument("services", nargs=-1)
+@flags.pass_context
+def events_cmd(ctx: flags.Context, as_json: bool, since: str | None, until: str | None,
+               services: tuple[str, ...]) -> None:  # fmt: skip
+    """Receive real time events from containers."""
+    from dockyard import _json as json
+    from dockyard.clock import time_bound
+    from dockyard.compose.apply import P
+    from dockyard.engine.events import stream
+    from dockyard.filters import Filters
+
+    name = _name(ctx)
+    flt = Filters.parse((f"label={P}project={name}", "type=container"))
+    for ev in stream(_engine(ctx).db, time_bound(since), time_bound(until), flt):
+        attrs = dict(ev["Actor"]["Attributes"])
+        service = attrs.get(P + "service", "")
+        if services and service not in services:
+            continue
+        stamp = ev["timeNano"] / 1e9
+        if as_json:
+            from dockyard.clock import rfc3339
+
+            line = json.dumps({"time": rfc3339(stamp), "type": "container", "action": ev["Action"],
+                               "id": ev["Actor"]["ID"], "service": service, "attributes": {
+                                   "image": attrs.get("image", ""), "name": attrs.get("name", "")}})  # fmt: skip
+        else:
+            import time
+
+            when = (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+                + f".{int(stamp % 1 * 1e6):06d}"
+            )
+            line = (f"{when} container {ev['Action']} {ev['Actor']['ID']} "
+                    f"(image={attrs.get('image', '')}, name={attrs.get('name', '')})")  # fmt: skip
+        flags.echo(line)
 
 
 @compose_group.command("run", context_settings={"allow_interspersed_args": False})

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from dockyard.compose.model import Project
     from dockyard.engine.containers import Engine
 
-__all__ = ["build_images", "down", "one_off", "order", "project_containers", "pull_images", "up"]
+__all__ = ["build_images", "down", "one_off", "order", "project_containers", "pull_images", "push_images",
+           "remove_images", "up"]  # fmt: skip
 
 P = "com.docker.compose."
 
@@ -614,10 +615,20 @@ def _grace(svc: dict[str, Any]) -> int:
 
 
 def down(engine: Engine, project: Project, volumes: bool = False, timeout: int | None = None,
-         say: Callable[[str], None] = lambda _line: None) -> None:  # fmt: skip
-    """Stop and remove the project's containers, then its networks (and with ``volumes``
-    its named volumes): whatever carries the project's label, so a failed ``up`` is undone."""
-    recs = project_containers(engine, project.name, oneoff=True)
+         say: Callable[[str], None] = lambda _line: None, remove_orphans: bool = False,
+         rmi: str = "") -> None:  # fmt: skip
+    """Stop and remove the project's containers (those of services the file no longer has
+    only with ``remove_orphans``, as Compose), then its networks (and with ``volumes`` its
+    named volumes, with ``rmi`` its images): whatever carries the project's label, so a
+    failed ``up`` is undone."""
+    recs = []
+    for rec in project_containers(engine, project.name, oneoff=True):
+        if rec["config"]["Labels"].get(P + "service") in project.services or remove_orphans:
+            recs.append(rec)
+        else:
+            say(
+                f" Found orphan container {rec['name']} for this project; remove it with --remove-orphans"
+            )
     if recs:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -641,6 +652,8 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
     from dockyard.fsutil import remove_tree
 
     remove_tree(_files_dir(engine, project), ignore_errors=True)
+    if rmi:
+        remove_images(engine, project, rmi, say)
     if volumes:
         for vol in engine.volumes.list():
             labels = json.loads(vol["labels"]) if isinstance(vol["labels"], str) else vol["labels"]
@@ -673,6 +686,53 @@ def pull_images(engine: Engine, project: Project, services: list[str] | None,
             say(f" {name} Pulling")
             pull(engine.images, svc["image"], svc.get("platform"), implicit=True)
             say(f" {name} Pulled")
+
+
+def push_images(engine: Engine, project: Project, services: list[str] | None, ignore_failures: bool,
+                say: Callable[[str], None]) -> None:  # fmt: skip
+    """``compose push``: the image of every (asked) service that names one, as Compose
+    (a service without ``image:`` has no name to push to)."""
+    from dockyard.registry.transfer import push
+
+    for name in services or list(project.services):
+        svc = project.services.get(name)
+        if svc is None:
+            raise InvalidArgument(f"no such service: {name}")
+        if not svc.get("image"):
+            continue
+        say(f" {name} Pushing")
+        try:
+            push(engine.images, svc["image"])
+        except DockyardError as err:
+            if not ignore_failures:
+                raise
+            say(f" {name} Push failed: {err}")
+            continue
+        say(f" {name} Pushed")
+
+
+def remove_images(engine: Engine, project: Project, which: str, say: Callable[[str], None]) -> None:
+    """``down --rmi``: ``local`` — the images made for services without an ``image:`` name;
+    ``all`` — every service's image. One still used by another container stays."""
+    if which not in ("local", "all"):
+        raise InvalidArgument(f'invalid --rmi value "{which}": use local or all')
+    refs = []
+    for name, svc in project.services.items():
+        if svc.get("image") and which == "all":
+            refs.append(svc["image"])
+        elif not svc.get("image"):
+            refs.append(f"{project.name}-{name}")
+    from dockyard.engine.images import remove
+
+    for ref in dict.fromkeys(refs):
+        try:
+            remove(engine, ref)
+        except NotFound:
+            continue
+        except DockyardError as err:
+            say(f" Image {ref}  {err}")
+            continue
+        say(f" Image {ref}  Removed")
 
 
 def one_off(engine: Engine, project: Project, name: str, command: list[str] | None, env: dict[str, str],
