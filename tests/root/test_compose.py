@@ -363,6 +363,7 @@ def test_compose_v2_sees_the_same_project(
         os.makedirs(plugins, exist_ok=True)
         os.symlink(os.path.realpath(PLUGIN), os.path.join(plugins, "docker-compose"))
         _compose(dy, project, "up", "-d")
+        ours = _shape(dy)
         theirs = subprocess.run(["docker", "compose", "-p", "kv", "ps", "--format", "{{.Name}} {{.Service}}"],
                                 cwd=project, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
         assert theirs.returncode == 0, theirs.stderr
@@ -377,12 +378,66 @@ def test_compose_v2_sees_the_same_project(
         assert _ids(dy) == {}
         assert "kv_" not in dy("network", "ls", "--format", "{{.Name}}").stdout
         assert "kv_data" not in dy("volume", "ls", "-q").stdout
+        # the same file brought up by Compose v2: the same names, labels, networks, volumes
+        up = subprocess.run(["docker", "compose", "-p", "kv", "up", "-d"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        assert _shape(dy) == ours
+        down = subprocess.run(["docker", "compose", "-p", "kv", "down", "-v", "-t", "1"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert down.returncode == 0, down.stderr
     finally:
         _compose(dy, project, "down", "-v", "-t", "1", ok=False)
         for _ in stack:
             pass
     assert not proxy.violations, proxy.violations
     dy("rmi", "kv-web", ok=False)
+
+
+# labels whose values are each tool's own: the version that made the object, and the
+# config hash (Compose hashes its Go structures; see docs/compose.md)
+_OWN_VALUES = ("com.docker.compose.version", "com.docker.compose.config-hash")
+
+
+def _shape(dy: Dy) -> dict[str, Any]:
+    """What two tools running one file must agree on: per container its name, labels and
+    networks (with aliases); the project's networks and volumes with their labels."""
+
+    def labels(found: dict[str, str]) -> dict[str, str]:
+        return {
+            k: ("(own)" if k in _OWN_VALUES else v)
+            for k, v in found.items()
+            if k.startswith("com.docker.compose.")
+        }
+
+    containers = {}
+    for name in _ids(dy):
+        rec = dy.record(name)
+        nets = rec["NetworkSettings"]["Networks"]
+        containers[name] = {
+            "labels": labels(rec["Config"]["Labels"]),
+            "networks": {
+                n: sorted(set(v["Aliases"] or []) - {rec["Id"][:12]}) for n, v in nets.items()
+            },
+            "image": rec["Config"]["Image"],
+            "command": rec["Config"]["Cmd"],
+            "mounts": sorted(
+                (m["Type"], m.get("Name") or m["Source"], m["Destination"]) for m in rec["Mounts"]
+            ),
+        }
+    networks = {}
+    for line in dy("network", "ls", "--format", "{{.Name}}").stdout.split():
+        if line.startswith("kv_"):
+            networks[line] = labels(
+                json.loads(dy("network", "inspect", line).stdout)[0]["Labels"] or {}
+            )
+    volumes = {}
+    for line in dy("volume", "ls", "-q").stdout.split():
+        if line.startswith("kv_"):
+            volumes[line] = labels(
+                json.loads(dy("volume", "inspect", line).stdout)[0]["Labels"] or {}
+            )
+    return {"containers": containers, "networks": networks, "volumes": volumes}
 
 
 def test_revisions_dry_run_and_rollback(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]

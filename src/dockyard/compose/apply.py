@@ -30,6 +30,7 @@ __all__ = ["build_images", "down", "one_off", "order", "project_containers", "pu
            "remove_images", "up"]  # fmt: skip
 
 P = "com.docker.compose."
+VERSION = "dockyard"  # com.docker.compose.version: which tool made the object
 
 
 def order(project: Project, only: list[str] | None = None) -> list[str]:
@@ -91,7 +92,8 @@ def _ensure_networks(engine: Engine, project: Project, say: Callable[[str], None
                 ) from None
         ipam = (spec.get("ipam") or {}).get("config") or [{}]
         labels = {**{str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
-                  P + "network": key, P + "project": project.name}  # fmt: skip
+                  P + "network": key, P + "project": project.name, P + "version": VERSION,
+                  P + "config-hash": config_hash(spec)}  # fmt: skip
         engine.networks.create(name, ipam[0].get("subnet"), ipam[0].get("gateway"), bool(spec.get("internal")),
                                labels, spec.get("driver") or "bridge")  # fmt: skip
         say(f" Network {name}  Created")
@@ -110,7 +112,8 @@ def _ensure_volumes(engine: Engine, project: Project, say: Callable[[str], None]
             if spec.get("external"):
                 raise InvalidArgument(f"external volume {name} not found") from None
         labels = {**{str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
-                  P + "volume": key, P + "project": project.name}  # fmt: skip
+                  P + "volume": key, P + "project": project.name, P + "version": VERSION,
+                  P + "config-hash": config_hash(spec)}  # fmt: skip
         engine.volumes.create(name, labels)
         say(f" Volume {name}  Created")
 
@@ -206,13 +209,16 @@ def _file_mounts(project: Project, svc: dict[str, Any], files_dir: str) -> list[
 
 
 def _documents(project: Project, name: str, svc: dict[str, Any], image: str, number: int,
-               digest: str, files_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:  # fmt: skip
+               digest: str, files_dir: str, image_id: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:  # fmt: skip
     """(Config, HostConfig, NetworkingConfig, container name) for replica ``number``."""
     cname = svc.get("container_name") or f"{project.name}-{name}-{number}"
+    # Compose's "dependency:condition:restart", sorted (Compose joins them in map order)
+    deps = ",".join(f"{dep}:{spec['condition']}:{str(bool(spec.get('restart'))).lower()}"
+                    for dep, spec in sorted(svc["depends_on"].items()))  # fmt: skip
     labels = {**svc["labels"], P + "project": project.name, P + "service": name,
               P + "container-number": str(number), P + "oneoff": "False", P + "config-hash": digest,
-              P + "project.working_dir": project.workdir,
-              P + "project.config_files": ",".join(project.files), P + "version": "dockyard"}  # fmt: skip
+              P + "project.working_dir": project.workdir, P + "depends_on": deps, P + "image": image_id,
+              P + "project.config_files": ",".join(project.files), P + "version": VERSION}  # fmt: skip
     config: dict[str, Any] = {
         "Image": image, "Labels": labels, "Hostname": svc.get("hostname") or "",
         "Env": [f"{k}={v}" for k, v in svc["environment"].items()], "User": str(svc.get("user") or ""),
@@ -446,7 +452,14 @@ def up(engine: Engine, project: Project, services: list[str] | None = None, buil
                 engine.remove(rec["id"], force=True)
                 say(f" Container {rec['name']}  Recreated")
             config, host, networking, cname = _documents(
-                project, name, svc, images[name], number, digest, _files_dir(engine, project)
+                project,
+                name,
+                svc,
+                images[name],
+                number,
+                digest,
+                _files_dir(engine, project),
+                image_id,
             )
             cid = engine.create(images[name], config, host, cname, networking)
             say(f" Container {cname}  Created")
@@ -552,7 +565,14 @@ def _roll_out(engine: Engine, project: Project, name: str, svc: dict[str, Any], 
             for _ in range(min(spec["parallelism"], svc["replicas"] - len(made))):
                 number += 1
                 config, host, networking, cname = _documents(
-                    project, name, svc, image, number, digest, _files_dir(engine, project)
+                    project,
+                    name,
+                    svc,
+                    image,
+                    number,
+                    digest,
+                    _files_dir(engine, project),
+                    engine.images.resolve(image),
                 )
                 # A fixed host port is the old container's until this one is healthy: it is
                 # published then, taken over from the old one (see below)
@@ -754,7 +774,7 @@ def one_off(engine: Engine, project: Project, name: str, command: list[str] | No
     svc["ports"] = []  # as Compose: a one-off publishes nothing unless asked
     suffix = os.urandom(6).hex()
     config, host, networking, _cname = _documents(project, name, svc, image, 1, config_hash(svc),
-                                                  _files_dir(engine, project))  # fmt: skip
+                                                  _files_dir(engine, project), engine.images.resolve(image))  # fmt: skip
     config["Labels"][P + "oneoff"] = "True"
     config["Labels"].pop(P + "container-number", None)
     config["Tty"] = tty
