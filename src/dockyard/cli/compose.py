@@ -31,11 +31,13 @@ def compose_group(ctx: flags.Context, files: tuple[str, ...], project: str | Non
 
 
 def _project(ctx: flags.Context) -> Project:
+    import os
+
     from dockyard.compose.model import load
 
     opts = ctx.find_root().obj["compose"]
     return load(opts["files"] or None, opts["project"], opts["workdir"], opts["env_files"] or None,
-                opts["profiles"] or None)  # fmt: skip
+                opts["profiles"] or None, os.path.join(ctx.find_root().obj["root"], "compose", ".parsed"))  # fmt: skip
 
 
 def _say(line: str) -> None:

@@ -446,8 +446,9 @@ class Group(Command):
         self.commands[name or cmd.name] = cmd  # type: ignore[assignment]
 
     def defer(self, register: Callable[[], None]) -> None:
-        """Commands ``register`` adds once a word is not among those here, or help lists
-        them all: building every command's options costs each ``run`` a few ms."""
+        """Commands ``register`` adds once a word is not among those here (registrations
+        run in turn until it is), or help lists them all: building every command's options
+        costs each ``run`` a few ms."""
         self._deferred.append(register)
 
     def _complete(self) -> None:
@@ -455,8 +456,8 @@ class Group(Command):
             self._deferred.pop(0)()
 
     def subcommand(self, name: str) -> Command | None:
-        if name not in self.commands:
-            self._complete()
+        while name not in self.commands and self._deferred:
+            self._deferred.pop(0)()
         return self.commands.get(name)
 
     def command(self, name: str | None = None, **settings: Any) -> Callable[[Any], Command]:

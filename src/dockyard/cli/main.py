@@ -44,9 +44,12 @@ def version_cmd() -> None:
 
 
 def _register() -> None:
-    from dockyard.cli import containers
+    def container_commands() -> None:
+        from dockyard.cli import containers
 
-    containers.register(cli)
+        containers.register(cli)
+
+    cli.defer(container_commands)  # first: `run` finds itself after one registration
     cli.defer(_register_the_rest)
 
     def compose_group() -> flags.Command:

@@ -10,7 +10,6 @@ dockyard's Engine API sees the same project. A service whose resolved configurat
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
@@ -62,7 +61,9 @@ def _volume_name(project: Project, key: str) -> str:
 
 
 def config_hash(service: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(service, sort_keys=True).encode()).hexdigest()
+    from dockyard.digest import sha256_hex
+
+    return sha256_hex(json.dumps(service, sort_keys=True).encode())
 
 
 def project_containers(engine: Engine, project: str, service: str | None = None,
@@ -634,6 +635,28 @@ def _grace(svc: dict[str, Any]) -> int:
     )
 
 
+def _all_at_once(work: Callable[[Any], None], items: list[Any]) -> None:
+    """``work`` on every item, each in a thread of its own (threads, not a pool: the pool
+    module imports logging, ~9 ms of each ``down``); the first error, once all are done."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def one(item: Any) -> None:
+        try:
+            work(item)
+        except BaseException as err:  # kept for the caller, raised once every item is done
+            errors.append(err)
+
+    threads = [threading.Thread(target=one, args=(item,)) for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def down(engine: Engine, project: Project, volumes: bool = False, timeout: int | None = None,
          say: Callable[[str], None] = lambda _line: None, remove_orphans: bool = False,
          rmi: str = "") -> None:  # fmt: skip
@@ -649,19 +672,15 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
             say(
                 f" Found orphan container {rec['name']} for this project; remove it with --remove-orphans"
             )
-    if recs:
-        from concurrent.futures import ThreadPoolExecutor
 
-        # all at once, as Compose does: each may wait its whole grace period
-        with ThreadPoolExecutor(max_workers=min(len(recs), 16)) as pool:
-            for rec, _ in zip(recs, pool.map(lambda r: engine.stop(r["id"], timeout if timeout is not None
-                                                                   else _grace(project.services.get(
-                                                                       r["config"]["Labels"].get(P + "service"), {}))),
-                                             recs), strict=True):  # fmt: skip
-                say(f" Container {rec['name']}  Stopped")
-    for rec in recs:
+    def take_down(rec: dict[str, Any]) -> None:
+        grace = _grace(project.services.get(rec["config"]["Labels"].get(P + "service"), {}))
+        engine.stop(rec["id"], timeout if timeout is not None else grace)
+        say(f" Container {rec['name']}  Stopped")
         engine.remove(rec["id"], force=True)
         say(f" Container {rec['name']}  Removed")
+
+    _all_at_once(take_down, recs)  # as Compose: each may wait its whole grace period
     for net in engine.networks.list():
         if (net.get("labels") or {}).get(P + "project") == project.name:
             try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 from dockyard.errors import InvalidArgument
 
@@ -45,17 +44,24 @@ _TOP_KEYS = {"version", "name", "services", "networks", "volumes", "configs", "s
 _VAR = re.compile(r"\$(?:(\$)|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
-@dataclass
 class Project:
-    name: str
-    workdir: str
-    files: list[str]
-    services: dict[str, dict[str, Any]]
-    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    environment: dict[str, str] = field(default_factory=dict)
-    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A loaded project: its name, directory, files, and the normalised model."""
+
+    __slots__ = ("configs", "environment", "files", "name", "networks", "secrets", "services",
+                 "volumes", "workdir")  # fmt: skip
+
+    # a plain class, not a dataclass: the dataclasses module imports inspect (~8 ms of
+    # every compose command)
+    def __init__(self, name: str, workdir: str, files: list[str], services: dict[str, dict[str, Any]],
+                 networks: dict[str, dict[str, Any]] | None = None, volumes: dict[str, dict[str, Any]] | None = None,
+                 environment: dict[str, str] | None = None, configs: dict[str, dict[str, Any]] | None = None,
+                 secrets: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+        self.name, self.workdir, self.files, self.services = name, workdir, files, services
+        self.networks = networks if networks is not None else {}
+        self.volumes = volumes if volumes is not None else {}
+        self.environment = environment if environment is not None else {}
+        self.configs = configs if configs is not None else {}
+        self.secrets = secrets if secrets is not None else {}
 
 
 def project_name(raw: str) -> str:
@@ -144,18 +150,66 @@ def _merge(base: Any, over: Any, key: str = "") -> Any:
     return over
 
 
-def _read(path: str) -> dict[str, Any]:
+def _parse(data: bytes, path: str, cache: str | None) -> Any:
+    """YAML to Python, through ``cache`` (a directory of documents by the SHA-256 of their
+    bytes) where one is given: importing PyYAML and compiling its resolvers' patterns cost
+    every compose command ~45 ms. A document that JSON cannot carry as it is (a date, a
+    number as a key) is not cached."""
+    from dockyard import _json as json
+    from dockyard.digest import sha256_hex
+
+    entry = os.path.join(cache, sha256_hex(data) + ".json") if cache else None
+    if entry is not None:
+        try:
+            with open(entry, "rb") as f:
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            pass
     import yaml
 
     try:
-        with open(path) as f:
-            doc = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise InvalidArgument(f"open {path}: no such file or directory") from None
+        doc = yaml.safe_load(data)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
         raise InvalidArgument(f"{path}{at}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if entry is not None:
+        try:
+            text = json.dumps(doc)
+            if json.loads(text) == doc:
+                os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
+                _trim(os.path.dirname(entry))
+                tmp = f"{entry}.{os.getpid()}.tmp"
+                with open(tmp, "w") as f:
+                    f.write(text)
+                os.rename(tmp, entry)
+        except (TypeError, ValueError, OSError):
+            pass  # not JSON's shape, or no room: parsed again next time
+    return doc
+
+
+def _trim(cache: str, keep: int = 256) -> None:
+    """At most ``keep`` parsed documents: the oldest go (each edit of a file adds one)."""
+    names = [n for n in os.listdir(cache) if n.endswith(".json")]
+    if len(names) < keep:
+        return
+    names.sort(key=lambda n: os.stat(os.path.join(cache, n)).st_mtime)
+    for name in names[: len(names) - keep + 1]:
+        try:
+            os.unlink(os.path.join(cache, name))
+        except FileNotFoundError:
+            pass
+
+
+def _read(path: str, cache: str | None = None) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise InvalidArgument(f"open {path}: no such file or directory") from None
+    except OSError as err:
+        raise InvalidArgument(f"open {path}: {err.strerror}") from None
+    doc = _parse(data, path, cache)
     if doc is None:
         raise InvalidArgument(f"{path}: empty compose file")
     if not isinstance(doc, dict):
@@ -198,12 +252,15 @@ def _environment(base_dir: str, env_files: list[str] | None) -> dict[str, str]:
 
 
 def load(files: list[str] | None = None, project: str | None = None, workdir: str | None = None,
-         env_files: list[str] | None = None, profiles: list[str] | None = None) -> Project:  # fmt: skip
+         env_files: list[str] | None = None, profiles: list[str] | None = None,
+         cache: str | None = None) -> Project:  # fmt: skip
+    """The project of ``files`` (or the default file found from ``workdir``); ``cache``: a
+    directory where parsed files are kept by content (see ``_parse``)."""
     paths = [os.path.abspath(f) for f in files] if files else find_files(workdir or os.getcwd())
     base_dir = os.path.abspath(workdir) if workdir else os.path.dirname(paths[0])
     env = _environment(base_dir, env_files)
     active = set(profiles or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p])
-    parts = _parts(paths, base_dir, env, active, [])
+    parts = _parts(paths, base_dir, env, active, [], cache)
     first = os.path.basename(paths[0])
     name = (
         project
@@ -246,13 +303,13 @@ def load(files: list[str] | None = None, project: str | None = None, workdir: st
 
 
 def _parts(paths: list[str], base_dir: str, env: dict[str, str], active: set[str],
-           seen: list[str]) -> dict[str, Any]:  # fmt: skip
+           seen: list[str], cache: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The files at ``paths`` merged, their services normalised (paths made absolute from
     ``base_dir``), with what they ``include`` added: name, services, networks, volumes,
     configs, secrets."""
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = _merge(merged, _interpolate_all(_read(path), env, os.path.basename(path)))
+        merged = _merge(merged, _interpolate_all(_read(path, cache), env, os.path.basename(path)))
     first = os.path.basename(paths[0])
     services_raw = merged.get("services") or {}
     if not isinstance(services_raw, dict):
@@ -262,7 +319,7 @@ def _parts(paths: list[str], base_dir: str, env: dict[str, str], active: set[str
         where = f"{first}: service {sname}"
         if not isinstance(svc, dict):
             raise InvalidArgument(f"{where}: must be a mapping")
-        svc = _extends(svc, services_raw, sname, where, os.path.dirname(paths[0]), env)
+        svc = _extends(svc, services_raw, sname, where, os.path.dirname(paths[0]), env, cache)
         if svc.get("profiles") and not active & set(svc["profiles"]):
             continue
         services[sname] = _service(svc, where, base_dir)
@@ -295,7 +352,9 @@ def _parts(paths: list[str], base_dir: str, env: dict[str, str], active: set[str
         sub_dir = os.path.normpath(os.path.join(base_dir, spec.get("project_directory") or
                                                 os.path.dirname(sub_paths[0])))  # fmt: skip
         env_files = [os.path.join(sub_dir, e) for e in _listish(spec.get("env_file"))] or None
-        sub = _parts(sub_paths, sub_dir, _environment(sub_dir, env_files), active, [*seen, *paths])
+        sub = _parts(
+            sub_paths, sub_dir, _environment(sub_dir, env_files), active, [*seen, *paths], cache
+        )
         for kind in ("services", "networks", "volumes", "configs", "secrets"):
             for key, value in sub[kind].items():
                 if key in out[kind] and out[kind][key] != value:
@@ -309,7 +368,7 @@ def _file_source(spec: Any, where: str, base_dir: str, env: dict[str, str]) -> d
     """A top-level config or secret: ``file`` (made absolute), ``content`` or
     ``environment`` (read now); each with a digest of what it holds, so that a changed
     file recreates the services using it."""
-    import hashlib
+    from dockyard.digest import sha256_hex
 
     if not isinstance(spec, dict):
         raise InvalidArgument(f"{where}: must be a mapping")
@@ -323,7 +382,7 @@ def _file_source(spec: Any, where: str, base_dir: str, env: dict[str, str]) -> d
                 data = f.read()
         except OSError as err:
             raise InvalidArgument(f"{where}: file {path}: {err.strerror}") from None
-        return {"file": path, "digest": hashlib.sha256(data).hexdigest()}
+        return {"file": path, "digest": sha256_hex(data)}
     if spec.get("content") is not None:
         text = str(spec["content"])
     elif spec.get("environment") is not None:
@@ -332,11 +391,11 @@ def _file_source(spec: Any, where: str, base_dir: str, env: dict[str, str]) -> d
         text = env[spec["environment"]]
     else:
         raise InvalidArgument(f"{where}: needs file, content or environment")
-    return {"content": text, "digest": hashlib.sha256(text.encode()).hexdigest()}
+    return {"content": text, "digest": sha256_hex(text.encode())}
 
 
 def _extends(svc: dict[str, Any], all_services: dict[str, Any], name: str, where: str,
-             file_dir: str, env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+             file_dir: str, env: dict[str, str], cache: str | None = None) -> dict[str, Any]:  # fmt: skip
     """``svc`` with what it ``extends`` underneath: a service of this file, or of another
     (``file:``, relative to this one), whose relative paths then lead where they did there."""
     ext = svc.get("extends")
@@ -345,18 +404,20 @@ def _extends(svc: dict[str, Any], all_services: dict[str, Any], name: str, where
     base_name = ext if isinstance(ext, str) else ext.get("service")
     if isinstance(ext, dict) and ext.get("file"):
         path = os.path.normpath(os.path.join(file_dir, str(ext["file"])))
-        others = _interpolate_all(_read(path), env, os.path.basename(path)).get("services") or {}
+        others = (
+            _interpolate_all(_read(path, cache), env, os.path.basename(path)).get("services") or {}
+        )
         if base_name not in others:
             raise InvalidArgument(f"{where}: extends an undefined service {base_name} of {path}")
         base = _extends(
-            dict(others[base_name]), others, base_name, where, os.path.dirname(path), env
+            dict(others[base_name]), others, base_name, where, os.path.dirname(path), env, cache
         )
         base = _absolute_paths(base, os.path.dirname(path))
     else:
         if base_name not in all_services or base_name == name:
             raise InvalidArgument(f"{where}: extends an undefined service {base_name}")
         base = _extends(
-            dict(all_services[base_name]), all_services, base_name, where, file_dir, env
+            dict(all_services[base_name]), all_services, base_name, where, file_dir, env, cache
         )
     out = _merge({k: v for k, v in base.items() if k not in ("depends_on", "container_name")}, svc)
     out.pop("extends", None)

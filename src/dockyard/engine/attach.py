@@ -93,6 +93,30 @@ class AttachSession:
         if data:
             self.sock.sendall(stream.frame(stream.STDIN, data))
 
+    def claim_finish(self) -> None:
+        """Offer to record the exit (a client about to stop the container): the monitor
+        then leaves the end to this session, unless the client it was started for is still
+        attached, instead of starting an interpreter to finish it."""
+        self.sock.sendall(stream.frame(stream.CLAIM, b""))
+
+    def wait(self, timeout: float) -> bool:
+        """Read (output dropped) until the exit or ``timeout`` seconds; whether it exited."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                ready, _, _ = select.select([self.sock], [], [], left)
+            except InterruptedError:
+                continue
+            if ready:
+                self.read()
+        return True
+
     def close_stdin(self) -> None:
         self.sock.sendall(stream.frame(stream.STDIN_CLOSE, b""))
 

@@ -530,17 +530,23 @@ class Engine:
         self.emit(cid, "stop")
         stop_signal = rec["config"].get("StopSignal") or "SIGTERM"
         wait = timeout if timeout is not None else rec["config"].get("StopTimeout") or 10
+        session = self._finishing_session(rec)
         try:
-            self.runtime(cid).kill(cid, lifecycle.parse_signal(stop_signal))
-        except Exception:  # a signal that cannot be sent is followed by SIGKILL
-            pass
-        if self._wait_exit(cid, wait):
-            return ""
-        try:
-            self.runtime(cid).kill(cid, 9)
-        except NotRunning:
-            pass  # it exited on its own after the wait ended
-        self._wait_exit(cid, 30)
+            try:
+                self.runtime(cid).kill(cid, lifecycle.parse_signal(stop_signal))
+            except Exception:  # a signal that cannot be sent is followed by SIGKILL
+                pass
+            if session.wait(wait) if session else self._wait_exit(cid, wait):
+                return ""
+            try:
+                self.runtime(cid).kill(cid, 9)
+            except NotRunning:
+                pass  # it exited on its own after the wait ended
+            if session is None or not session.wait(30):
+                self._wait_exit(cid, 30)
+        finally:
+            if session is not None:
+                session.close()
         if wait == 0:
             return ""  # a kill was asked for: nothing to explain
         args = rec["config"].get("Entrypoint") or rec["config"].get("Cmd") or []
@@ -575,6 +581,26 @@ class Engine:
         """Replace the record's HostConfig (what the next start reads)."""
         with self.db.tx() as c:
             c.execute("UPDATE containers SET host_config = ? WHERE id = ?", (json.dumps(host), cid))
+
+    def _finishing_session(self, rec: ContainerRecord) -> Any:
+        """An attach session that has claimed the exit of the container about to be
+        stopped, so that this process records it (no interpreter started for the
+        monitor's finisher); None where the monitor keeps the end (a restart policy) or
+        cannot be reached (then the exit is awaited in the record)."""
+        if ((rec["host_config"].get("RestartPolicy") or {}).get("Name") or "no") != "no":
+            return None
+        from dockyard.engine.attach import AttachSession
+
+        try:
+            session = AttachSession(self, rec["id"])
+        except OSError:
+            return None
+        try:
+            session.claim_finish()
+        except OSError:
+            session.close()
+            return None
+        return session
 
     def _wait_exit(self, cid: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -660,11 +686,17 @@ class Engine:
             if not force:
                 states.check_verb("remove", cid, rec["status"])
             self.set_state(cid, stopped_by_user=1)
+            session = self._finishing_session(rec)
             try:
-                self.runtime(cid).kill(cid, 9)
-            except NotRunning:
-                pass  # it exited since the status was read: nothing left to kill
-            self._wait_exit(cid, 30)
+                try:
+                    self.runtime(cid).kill(cid, 9)
+                except NotRunning:
+                    pass  # it exited since the status was read: nothing left to kill
+                if session is None or not session.wait(30):
+                    self._wait_exit(cid, 30)
+            finally:
+                if session is not None:
+                    session.close()
         if _alive(rec["monitor_pid"]):
             deadline = time.monotonic() + 10
             while _alive(rec["monitor_pid"]) and time.monotonic() < deadline:

@@ -29,7 +29,7 @@ import posix as os  # not ``os``: that module and what it imports cost ~170 KiB 
 import select
 import time
 
-STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED = 0, 1, 2, 3, 4, 5, 6
+STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED, CLAIM = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 def now():
@@ -128,6 +128,9 @@ def main(argv, in_process=()):
             client_fds.append(int(fd))
         else:
             outs[int(fd)] = name
+    # Who may record the exit (ClientFinish): the client the container was started for,
+    # else the first client that claimed it (one stopping the container) still connected
+    claims = list(client_fds)
     log = Log(log_path, int(max_size), int(max_files))
     listener = _socket.socket(fileno=listen_fd)
     clients = {fd: [_socket.socket(fileno=fd), b""] for fd in client_fds}
@@ -204,6 +207,8 @@ def main(argv, in_process=()):
                             os.write(in_fd, payload)
                         except OSError:
                             pass
+                    elif kind == CLAIM:
+                        claims.append(fd)
                     elif kind == STDIN_CLOSE and in_fd >= 0 and not tty:
                         os.close(in_fd)
                         in_fd = -1
@@ -259,7 +264,8 @@ def main(argv, in_process=()):
     if in_fd >= 0 and not tty:
         os.close(in_fd)
     _signal.set_wakeup_fd(-1)
-    if client_finish == "1" and clients and handed_over(clients, exited):
+    finisher = next((fd for fd in claims if fd in clients), None)
+    if client_finish == "1" and finisher is not None and handed_over(clients, exited, finisher):
         os._exit(0)
     args = _scan()(monitor_argv, 0)[0]
     args += ["--finish", str(exited), "--listen-fd", str(listen_fd)]
@@ -291,20 +297,22 @@ def read_frames(clients, fd):
     return frames
 
 
-def handed_over(clients, code):
-    """Offer the exit to the attached clients; True once one of them has recorded it."""
-    payload = ('{"ExitCode":' + str(code) + ',"ClientFinish":true}').encode()
+def handed_over(clients, code, finisher):
+    """Offer the exit to client ``finisher`` (the others are told the code); True once it
+    has recorded the exit."""
     for fd, (sock, _buf) in list(clients.items()):
+        extra = ',"ClientFinish":true' if fd == finisher else ""
         try:
-            sock.sendall(frame(EXIT, payload))
+            sock.sendall(frame(EXIT, ('{"ExitCode":' + str(code) + extra + "}").encode()))
         except OSError:
             del clients[fd]
     deadline = time.monotonic() + 30
-    while clients and time.monotonic() < deadline:
-        ready, _, _ = select.select(list(clients), [], [], deadline - time.monotonic())
-        for fd in ready:
-            if any(kind == FINISHED for kind, _payload in read_frames(clients, fd) or ()):
-                return True
+    while finisher in clients and time.monotonic() < deadline:
+        ready, _, _ = select.select([finisher], [], [], deadline - time.monotonic())
+        if ready and any(
+            kind == FINISHED for kind, _payload in read_frames(clients, finisher) or ()
+        ):
+            return True
     return False
 
 

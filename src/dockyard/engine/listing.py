@@ -7,10 +7,9 @@ accepts are Docker's (dockerd refuses others in one line, and so does this).
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import time
 
+from dockyard import _json as json
 from dockyard.engine import states
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.filters import Filters
@@ -145,6 +144,8 @@ def _uses_volume(engine: Engine, rec: dict[str, Any], value: str) -> bool:
 
 def reference_matches(tags: list[str], pattern: str) -> list[str]:
     """The tags whose familiar name, with or without its tag, matches ``pattern``."""
+    import fnmatch  # only a reference filter needs it (it imports re)
+
     out = []
     for t in tags:
         ref = reference.parse(t)

@@ -4,7 +4,9 @@ Each frame is an 8-byte header (stream id, three zero bytes, big-endian
 length) and the payload. Streams: 0 stdin (client to monitor), 1 stdout,
 2 stderr, 3 the container's exit (JSON payload: ``{"ExitCode": n, ...}``),
 4 stdin closed, 5 terminal resize (JSON ``{"h": rows, "w": cols}``), 6 the client has
-recorded the exit (sent after an exit frame that says ``"ClientFinish": true``).
+recorded the exit (sent after an exit frame that says ``"ClientFinish": true``), 7 the
+client offers to record the exit (one about to stop the container; the monitor offers it
+to the client it was started for first).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import struct
 
 __all__ = [
+    "CLAIM",
     "EXIT",
     "RESIZE",
     "STDERR",
@@ -24,7 +27,7 @@ __all__ = [
     "frame",
 ]
 
-STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED = 0, 1, 2, 3, 4, 5, 6
+STDIN, STDOUT, STDERR, EXIT, STDIN_CLOSE, RESIZE, FINISHED, CLAIM = 0, 1, 2, 3, 4, 5, 6, 7
 _HEADER = struct.Struct(">B3xI")
 
 

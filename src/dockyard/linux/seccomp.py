@@ -237,10 +237,8 @@ def cached_bpf(profile: dict[str, Any], no_new_privileges: bool, cache_dir: str)
     text = _json.dumps(
         [profile, no_new_privileges, os.uname().machine, [v.major, v.minor, v.micro]]
     )
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]
-    except ImportError:  # 3.12 and later
-        from _sha2 import sha256  # type: ignore[import-not-found,no-redef]
+    from dockyard.digest import sha256
+
     path = os.path.join(cache_dir, sha256(text.encode()).hexdigest() + ".bpf")
     try:
         with open(path, "rb") as f:
