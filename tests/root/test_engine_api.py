@@ -449,6 +449,39 @@ def test_detached_exec_from_a_threaded_process(dy: Dy) -> None:
         engine.remove(cid, force=True)
 
 
+def test_a_stopping_client_records_the_exit_once(dy: Dy) -> None:
+    """``stop`` claims the exit on the attach socket and records it itself; a second client
+    attached meanwhile is told the code once it is recorded, and does not record it too:
+    one die event, the right code, an --rm container removed by the stop."""
+    from dockyard.engine.attach import AttachSession
+
+    engine = Engine(dy.root)
+    since = time.time()
+    trap = ["sh", "-c", "trap 'exit 7' TERM; sleep 300 & wait"]
+    cid = engine.create("busybox", {"Cmd": trap}, {"NetworkMode": "none"})
+    try:
+        engine.start(cid)
+        watcher = AttachSession(engine, cid)
+        engine.stop(cid, 10)
+        rec = engine.record(cid)
+        assert (rec["status"], rec["exit_code"]) == ("exited", 7)
+        assert watcher.wait(10) and watcher.exit_code == 7
+        watcher.close()
+        deadline = time.monotonic() + 10
+        while engine.record(cid)["monitor_pid"]:
+            assert time.monotonic() < deadline, "the monitor never went"
+            time.sleep(0.05)
+        dies = [m for m in stream(engine.db, since, time.time(), Filters.parse((f"container={cid}",)))
+                if m["Action"] == "die"]  # fmt: skip
+        assert [m["Actor"]["Attributes"]["exitCode"] for m in dies] == ["7"]
+    finally:
+        engine.remove(cid, force=True)
+    cid = engine.create("busybox", {"Cmd": trap}, {"NetworkMode": "none", "AutoRemove": True})
+    engine.start(cid)
+    engine.stop(cid, 10)
+    assert cid not in [r["id"] for r in engine.list(all_=True)]
+
+
 def test_attach_is_an_engine_session(dy: Dy) -> None:
     """The run path without a terminal: the session gets the monitor's socket, sends stdin,
     reads stdout and stderr apart, and finishes the container (--rm) before it returns."""

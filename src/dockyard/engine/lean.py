@@ -298,20 +298,23 @@ def read_frames(clients, fd):
 
 
 def handed_over(clients, code, finisher):
-    """Offer the exit to client ``finisher`` (the others are told the code); True once it
-    has recorded the exit."""
-    for fd, (sock, _buf) in list(clients.items()):
-        extra = ',"ClientFinish":true' if fd == finisher else ""
-        try:
-            sock.sendall(frame(EXIT, ('{"ExitCode":' + str(code) + extra + "}").encode()))
-        except OSError:
-            del clients[fd]
+    """Offer the exit to client ``finisher``; True once it has recorded it, and then the
+    other clients are told the code (after the record, as the finisher would)."""
+    sock = clients[finisher][0]
+    try:
+        sock.sendall(frame(EXIT, ('{"ExitCode":' + str(code) + ',"ClientFinish":true}').encode()))
+    except OSError:
+        return False
     deadline = time.monotonic() + 30
     while finisher in clients and time.monotonic() < deadline:
         ready, _, _ = select.select([finisher], [], [], deadline - time.monotonic())
-        if ready and any(
-            kind == FINISHED for kind, _payload in read_frames(clients, finisher) or ()
-        ):
+        if ready and any(kind == FINISHED for kind, _payload in read_frames(clients, finisher) or ()):
+            for fd, (other, _buf) in list(clients.items()):
+                if fd != finisher:
+                    try:
+                        other.sendall(frame(EXIT, ('{"ExitCode":' + str(code) + "}").encode()))
+                    except OSError:
+                        pass
             return True
     return False
 
