@@ -457,10 +457,20 @@ def test_a_stopping_client_records_the_exit_once(dy: Dy) -> None:
 
     engine = Engine(dy.root)
     since = time.time()
-    trap = ["sh", "-c", "trap 'exit 7' TERM; sleep 300 & wait"]
+    trap = ["sh", "-c", "trap 'exit 7' TERM; echo trapped; sleep 300 & wait"]
+
+    def trapping(cid: str) -> None:  # a SIGTERM before the trap is set would be ignored (PID 1)
+        from dockyard.engine.logs import records
+
+        deadline = time.monotonic() + 10
+        while not any(r["log"] == "trapped\n" for r in records(engine, cid)):
+            assert time.monotonic() < deadline, "the trap was never set"
+            time.sleep(0.02)
+
     cid = engine.create("busybox", {"Cmd": trap}, {"NetworkMode": "none"})
     try:
         engine.start(cid)
+        trapping(cid)
         watcher = AttachSession(engine, cid)
         engine.stop(cid, 10)
         rec = engine.record(cid)
@@ -478,6 +488,7 @@ def test_a_stopping_client_records_the_exit_once(dy: Dy) -> None:
         engine.remove(cid, force=True)
     cid = engine.create("busybox", {"Cmd": trap}, {"NetworkMode": "none", "AutoRemove": True})
     engine.start(cid)
+    trapping(cid)
     engine.stop(cid, 10)
     assert cid not in [r["id"] for r in engine.list(all_=True)]
 

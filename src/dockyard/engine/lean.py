@@ -264,6 +264,19 @@ def main(argv, in_process=()):
     if in_fd >= 0 and not tty:
         os.close(in_fd)
     _signal.set_wakeup_fd(-1)
+    # A stopping client claims the exit before it signals, so its claim may still sit
+    # unread (or its connection unaccepted) when the exit is seen: take those in first.
+    for _ in range(8):
+        ready, _, _ = select.select([listen_fd, *clients], [], [], 0)
+        if not ready:
+            break
+        for fd in ready:
+            if fd == listen_fd:
+                cfd, _addr = listener._accept()
+                os.set_inheritable(cfd, True)
+                clients[cfd] = [_socket.socket(fileno=cfd), b""]
+            elif fd in clients:
+                claims += [fd for kind, _payload in read_frames(clients, fd) or () if kind == CLAIM]
     finisher = next((fd for fd in claims if fd in clients), None)
     if client_finish == "1" and finisher is not None and handed_over(clients, exited, finisher):
         os._exit(0)
@@ -308,7 +321,9 @@ def handed_over(clients, code, finisher):
     deadline = time.monotonic() + 30
     while finisher in clients and time.monotonic() < deadline:
         ready, _, _ = select.select([finisher], [], [], deadline - time.monotonic())
-        if ready and any(kind == FINISHED for kind, _payload in read_frames(clients, finisher) or ()):
+        if ready and any(
+            kind == FINISHED for kind, _payload in read_frames(clients, finisher) or ()
+        ):
             for fd, (other, _buf) in list(clients.items()):
                 if fd != finisher:
                     try:

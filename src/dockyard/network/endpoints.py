@@ -401,7 +401,7 @@ def release(store: NetworkStore, eid: str, network_id: str | None = None) -> Non
 
 
 def prefetch(
-    db: Database, eids: list[str]
+    db: Database, eids: list[str], predefined_too: bool = True
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]], dict[str, str]]:
     """The endpoints and published ports of many at once (a listing's three queries instead
     of several per entry): ({eid: endpoints}, {eid: port rows}, {"host"/"none": network
@@ -410,7 +410,7 @@ def prefetch(
     ports: dict[str, list[Any]] = {e: [] for e in eids}
     marks = ", ".join("?" * len(eids))
     predefined = {r["name"]: r["id"] for r in db.query(
-        "SELECT name, id FROM networks WHERE name IN ('host', 'none')")}  # fmt: skip
+        "SELECT name, id FROM networks WHERE name IN ('host', 'none')")} if predefined_too else {}  # fmt: skip
     if eids:
         for r in db.query(
             "SELECT e.rowid AS rowid, e.*, n.name AS network, n.bridge, n.subnet, n.gateway, n.internal "
@@ -427,7 +427,9 @@ def settings(store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], 
              prefetched: tuple[dict[str, Any], dict[str, Any], dict[str, str]] | None = None) -> dict[str, Any]:  # fmt: skip
     """Docker's NetworkSettings for ``inspect``: ``exposed`` is Config.ExposedPorts, ``pid``
     the namespace's process (0: none runs); ``prefetched`` what ``prefetch`` read."""
-    eps_by_id, ports_by_id, predefined = prefetched or prefetch(store.db, [eid])
+    eps_by_id, ports_by_id, predefined = prefetched or prefetch(
+        store.db, [eid], predefined_too=False
+    )
     eps = eps_by_id[eid]
     ports: dict[str, Any] = {}
     for p in sorted(exposed):
