@@ -56,7 +56,7 @@ def container_json(engine: Engine, cid: str) -> dict[str, Any]:
         "HostConfig": rec["host_config"],
         "Mounts": mount_points(rec["host_config"]),
         "Config": cfg,
-        "NetworkSettings": settings(engine, cid),
+        "NetworkSettings": settings(engine, cid, rec),
     }
 
 

@@ -428,7 +428,7 @@ def settings(store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], 
     """Docker's NetworkSettings for ``inspect``: ``exposed`` is Config.ExposedPorts, ``pid``
     the namespace's process (0: none runs); ``prefetched`` what ``prefetch`` read."""
     eps_by_id, ports_by_id, predefined = prefetched or prefetch(
-        store.db, [eid], predefined_too=False
+        store.db, [eid], predefined_too=mode in ("host", "none")
     )
     eps = eps_by_id[eid]
     ports: dict[str, Any] = {}
