@@ -36,6 +36,7 @@ Commands:
   pause      freeze every process of a container
   resume     thaw a paused container
   events     print resource usage of a container (--stats)
+  update     set new resource limits (--resources FILE|-, or --memory, --pids-limit, ...)
   features   print the features this runtime supports as JSON
 
 Global options:
@@ -115,6 +116,12 @@ _COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "resume": {},
     "events": {"--stats": ("stats", "bool"), "--interval": ("interval", "str")},
     "features": {},
+    "update": {"--resources": ("resources", "str"), "-r": ("resources", "str"), "--memory": ("memory", "str"),
+               "--memory-swap": ("memory_swap", "str"), "--memory-reservation": ("memory_reservation", "str"),
+               "--cpu-period": ("cpu_period", "int"), "--cpu-quota": ("cpu_quota", "int"),
+               "--cpu-share": ("cpu_share", "int"), "--cpuset-cpus": ("cpuset_cpus", "str"),
+               "--cpuset-mems": ("cpuset_mems", "str"), "--pids-limit": ("pids_limit", "int"),
+               "--blkio-weight": ("blkio_weight", "int")},
 }  # fmt: skip
 
 

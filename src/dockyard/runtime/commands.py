@@ -315,6 +315,48 @@ def cmd_events(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
+def cmd_update(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
+    """``runc update``: ``--resources`` (LinuxResources JSON, ``-`` for stdin: how
+    containerd's shim calls it) or runc's single-limit flags."""
+    cid = _need_id(pos, "update")
+    res: dict[str, Any] = {}
+    if f.get("resources"):
+        try:
+            if f["resources"] == "-":
+                res = _json.loads(sys.stdin.read())  # type: ignore[assignment]
+            else:
+                with open(f["resources"]) as fh:
+                    res = _json.loads(fh.read())  # type: ignore[assignment]
+        except (OSError, ValueError) as err:
+            raise ct.ContainerError(f"update {cid}: resources: {err}") from None
+        if not isinstance(res, dict):
+            raise ct.ContainerError(f"update {cid}: resources must be a JSON object")
+
+    def size(value: str) -> int:
+        from dockyard.units import ram_in_bytes
+
+        return -1 if value == "-1" else ram_in_bytes(value)
+
+    for flag, key in (
+        ("memory", "limit"),
+        ("memory_swap", "swap"),
+        ("memory_reservation", "reservation"),
+    ):
+        if f.get(flag):
+            res.setdefault("memory", {})[key] = size(f[flag])
+    cpu_flags = {"cpu_period": "period", "cpu_quota": "quota", "cpu_share": "shares",
+                 "cpuset_cpus": "cpus", "cpuset_mems": "mems"}  # fmt: skip
+    for flag, key in cpu_flags.items():
+        if f.get(flag) is not None:
+            res.setdefault("cpu", {})[key] = f[flag]
+    if f.get("pids_limit") is not None:
+        res["pids"] = {"limit": f["pids_limit"]}
+    if f.get("blkio_weight") is not None:
+        res["blockIO"] = {"weight": f["blkio_weight"]}
+    ct.update(_opts(g), cid, res)
+    return 0
+
+
 def cmd_features(g: dict[str, Any], f: dict[str, Any], pos: list[str]) -> int:
     from dockyard.linux.capabilities import CAPABILITIES, cap_last
     from dockyard.linux.seccomp import _ACTIONS_FIXED, _ARCH_NAMES, _FLAG_ATTRS, _OPS

@@ -212,6 +212,18 @@ def resume(opts: Options, cid: str) -> None:
         raise ContainerError(f"resume {cid}: {err.strerror or err}") from None
 
 
+def update(opts: Options, cid: str, resources: dict[str, Any]) -> None:
+    """New limits (an OCI ``linux.resources`` object) for a created, running or paused
+    container's cgroup, as ``runc update`` sets them."""
+    state = st.load(opts.root, cid)
+    if st.status(opts.root, state) == "stopped":
+        raise ContainerError(f"container not running: {cid}", "not-running")
+    try:
+        cgroups.from_state(state.get("cgroup") or {}).apply(resources)
+    except OSError as err:
+        raise ContainerError(f"update {cid}: {err.strerror or err}") from None
+
+
 def mounts_under(path: str) -> list[tuple[int, str]]:
     """(mount ID, mount point) of the mounts at or below ``path`` in this mount namespace,
     deepest first."""
