@@ -9,8 +9,10 @@ packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux ipro
 extra=""
 if [ "${1:-}" = "--test" ]; then
   # golang-github-docker-docker-dev: the Engine API's swagger.yaml the API tests check
-  # answers against; docker-compose: Compose v1, one of the API's real clients
-  packages+=(runc crun skopeo umoci docker-registry apache2-utils golang-github-docker-docker-dev docker-compose)
+  # answers against; docker-compose: Compose v1, one of the API's real clients;
+  # containerd: its runc v2 shim drives dockyard-runtime as a Kubernetes node would
+  packages+=(runc crun skopeo umoci docker-registry apache2-utils golang-github-docker-docker-dev docker-compose
+             containerd)
   extra="[test]"
 fi
 missing=()
