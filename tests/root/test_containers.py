@@ -939,7 +939,9 @@ def test_more_run_flags_docker_users_reach_for(dy: Dy, tmp_path) -> None:  # typ
         ).stdout.split()[0]
         == host_init
     )
-    assert dy(*run, "--uts", "host", "busybox", "hostname").stdout.strip() == os.uname().nodename
+    before = os.uname().nodename
+    assert dy(*run, "--uts", "host", "busybox", "hostname").stdout.strip() == before
+    assert os.uname().nodename == before  # the host's name is the host's: not renamed
     marker = f"/dev/shm/dockyard-test-{os.getpid()}"
     open(marker, "w").close()
     try:
@@ -1051,3 +1053,51 @@ def test_stats_count_network_and_block_io(dy: Dy) -> None:
         assert float(written[:-2]) >= 8
     finally:
         dy("rm", "-f", "iosrv", "iocli", ok=False)
+
+
+def test_ipc_and_pid_of_another_container(dy: Dy) -> None:
+    """``--ipc container:NAME`` (the donor ``shareable``: its /dev/shm, a tmpfs the engine
+    mounts on the host, is bound into the joiner too) and ``--pid container:NAME``: the
+    same namespaces, the donor's files in /dev/shm and its processes; refusals in dockerd's
+    words; the donor's /dev/shm unmounted when it stops."""
+    try:
+        dy("run", "-d", "--name", "ipc-donor", "--ipc", "shareable", "busybox", "sh", "-c",
+           "echo shared > /dev/shm/note; touch /tmp/ready; exec sleep 300")  # fmt: skip
+        deadline = time.monotonic() + 10
+        while dy("exec", "ipc-donor", "test", "-f", "/tmp/ready", ok=False).returncode != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        probe = "cat /dev/shm/note; readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid; ps -o comm | grep -c '^sleep'"
+        joined = dy("run", "--rm", "--ipc", "container:ipc-donor", "--pid", "container:ipc-donor", "busybox", "sh", "-c",
+                    probe).stdout.split()  # fmt: skip
+        donor = dy("exec", "ipc-donor", "sh", "-c", probe).stdout.split()
+        assert joined[0] == "shared" and joined[:3] == donor[:3] and joined[3] == "1"
+        alone = dy("run", "--rm", "busybox", "sh", "-c", probe, ok=False).stdout.split()
+        assert (
+            alone[0] != donor[1] and donor[1] not in alone and alone[-1] == "0"
+        )  # no note, no sleep
+        dy("run", "-d", "--name", "ipc-private", "busybox", "sleep", "300")
+        refused = {
+            ("--ipc", "container:ipc-private"): "non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
+            ("--ipc", "container:nosuch"): "No such container: nosuch",
+            ("--ipc", "sideways"): "invalid --ipc: sideways (private, shareable, host, none, container:NAME)",
+        }  # fmt: skip
+        for flags_, message in refused.items():
+            proc = dy("run", "--rm", *flags_, "busybox", "true", ok=False)
+            assert proc.returncode == 125 and proc.stderr.strip() == f"dockyard: {message}", (
+                proc.stderr
+            )
+        dy("stop", "-t", "0", "ipc-private")
+        proc = dy("run", "--rm", "--pid", "container:ipc-private", "busybox", "true", ok=False)
+        assert (
+            proc.stderr.strip()
+            == "dockyard: cannot join PID of a non running container: ipc-private"
+        )
+        shm = os.path.join(dy.root, "containers", dy.record("ipc-donor")["Id"], "shm")
+        with open("/proc/self/mountinfo") as f:
+            assert shm in f.read()
+        dy("stop", "-t", "0", "ipc-donor")
+        with open("/proc/self/mountinfo") as f:
+            assert shm not in f.read()
+    finally:
+        dy("rm", "-f", "ipc-donor", "ipc-private", ok=False)

@@ -713,3 +713,28 @@ def test_a_follow_keeps_the_lines_of_a_container_removed_at_its_exit(dy: Dy) -> 
     reader.join(30)
     assert not failed, failed
     assert got == [f"line {i}\n" for i in range(400)]
+
+
+def test_uts_of_another_container(dy: Dy) -> None:
+    """``UTSMode: container:NAME`` (engine-level, for a pod's containers; Docker's command
+    line refuses it): the donor's UTS namespace and so its host name, which the joiner
+    does not change."""
+    engine = Engine(dy.root)
+    donor = engine.create("busybox", {"Cmd": ["sleep", "300"], "Hostname": "podhost"},
+                          {"NetworkMode": "none"}, name="uts-donor")  # fmt: skip
+    joiner = engine.create("busybox", {"Cmd": ["sh", "-c", "hostname; readlink /proc/self/ns/uts"],
+                                       "Hostname": "other"},
+                           {"NetworkMode": "none", "UTSMode": "container:uts-donor"})  # fmt: skip
+    try:
+        engine.start(donor)
+        engine.start(joiner)
+        assert engine.wait(joiner) == 0
+        from dockyard.engine.logs import records
+
+        name, ns = "".join(r["log"] for r in records(engine, joiner)).split()
+        assert name == "podhost" and ns == os.readlink(
+            f"/proc/{engine.record(donor)['pid']}/ns/uts"
+        )
+    finally:
+        engine.remove(joiner, force=True)
+        engine.remove(donor, force=True)

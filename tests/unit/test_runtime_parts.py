@@ -99,6 +99,11 @@ def test_spec_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
     spec = default_spec()
     spec["linux"]["namespaces"] = [{"type": "pid"}]
     (tmp_path / "config.json").write_text(json.dumps(spec))
+    # as runc: a host name without a UTS namespace of the container's would be the host's
+    with pytest.raises(SpecError, match="unable to set hostname without a private UTS namespace"):
+        load_spec(str(tmp_path))
+    del spec["hostname"]
+    (tmp_path / "config.json").write_text(json.dumps(spec))
     assert load_spec(str(tmp_path))["linux"]["namespaces"] == [
         {"type": "pid"}
     ]  # the runtime's mount ns

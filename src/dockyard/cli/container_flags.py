@@ -131,8 +131,8 @@ def create_options(f: Any) -> Any:
         flags.option("--device", multiple=True, help="Add a host device to the container (HOST[:CONTAINER[:rwm]])"),
         flags.option("--cidfile", help="Write the container ID to the file"),
         flags.option("--shm-size", help="Size of /dev/shm"),
-        flags.option("--ipc", help="IPC mode to use (private, shareable, host)"),
-        flags.option("--pid", help="PID namespace to use (host)"),
+        flags.option("--ipc", help="IPC mode to use (private, shareable, host, container:NAME)"),
+        flags.option("--pid", help="PID namespace to use (host, container:NAME)"),
         flags.option("--uts", help="UTS namespace to use (host)"),
         flags.option("--cgroupns", help="Cgroup namespace to use (host|private)"),
         flags.option("--group-add", multiple=True, help="Add additional groups to join"),
@@ -181,8 +181,15 @@ def _log_driver(name: str) -> str:
 
 
 def _namespace_mode(flag: str, value: str | None, allowed: tuple[str, ...]) -> str:
-    if value and value not in allowed:
-        raise InvalidArgument(f"invalid --{flag}: {value} ({', '.join(allowed)})")
+    joins = "container:" in allowed
+    if (
+        value
+        and value not in allowed
+        and not (joins and value.startswith("container:") and value[10:])
+    ):
+        raise InvalidArgument(
+            f"invalid --{flag}: {value} ({', '.join(a + 'NAME' if a.endswith(':') else a for a in allowed)})"
+        )
     return value or ""
 
 
@@ -286,8 +293,10 @@ def build_request(kw: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, An
         "LogConfig": {"Type": _log_driver(kw["log_driver"]), "Config": log_opts},
         "Devices": _devices(kw["device"]),
         "ShmSize": ram_in_bytes(kw["shm_size"]) if kw["shm_size"] else 0,
-        "IpcMode": _namespace_mode("ipc", kw["ipc"], ("private", "shareable", "host", "none")),
-        "PidMode": _namespace_mode("pid", kw["pid"], ("host",)),
+        "IpcMode": _namespace_mode(
+            "ipc", kw["ipc"], ("private", "shareable", "host", "none", "container:")
+        ),
+        "PidMode": _namespace_mode("pid", kw["pid"], ("host", "container:")),
         "UTSMode": _namespace_mode("uts", kw["uts"], ("host",)),
         "CgroupnsMode": _namespace_mode("cgroupns", kw["cgroupns"], ("host", "private")),
         "GroupAdd": list(kw["group_add"]),

@@ -314,8 +314,10 @@ class Engine:
         # cgroup v1 too, where dockerd's default is the host's): the record says so
         host["CgroupnsMode"] = host.get("CgroupnsMode") or "private"
         host["Mounts"] = self._resolve_mounts(host, img_cfg)
+        from dockyard.engine import sharing
         from dockyard.network import endpoints
 
+        sharing.check(self, host)
         mode = endpoints.network_mode(host)
         if mode.startswith("container:"):
             self.lookup(mode.split(":", 1)[1])
@@ -664,8 +666,10 @@ class Engine:
         except Exception:  # idempotent: the runtime may have deleted it already
             pass
         from dockyard.engine.networking import release
+        from dockyard.engine.sharing import release_shm
 
         release(self, cid)
+        release_shm(self, cid)
         from dockyard.snapshot.snapshotter import unmount
 
         unmount(os.path.join(self.cdir(cid), "rootfs"))

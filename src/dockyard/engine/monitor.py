@@ -114,12 +114,22 @@ def launch(
     for m in host.get("Mounts") or []:
         if m["Type"] == "volume":
             engine.volumes.fill_from(m["Name"], secure_join(rootfs, m["Target"]))
-    from dockyard.engine import networking
+    from dockyard.engine import networking, sharing
 
     eps = networking.prepare(engine, cid)
     with open(os.path.join(cdir, "config.json"), "w") as f:
         json.dump(
-            oci_spec(cid, config, host, rootfs, cdir, netns=networking.netns_for(engine, cid)), f
+            oci_spec(
+                cid,
+                config,
+                host,
+                rootfs,
+                cdir,
+                netns=networking.netns_for(engine, cid),
+                joins=sharing.joins(engine, cid),
+                shm=sharing.shm_for(engine, cid),
+            ),
+            f,
         )
     tty = bool(config.get("Tty"))
     saved = [os.dup(fd) for fd in (0, 1, 2)]
@@ -198,7 +208,7 @@ def warm_finish() -> None:
     """Import what ``finish_by_client`` needs. A client attached to a starting container
     calls this while it waits (the start runs in other processes, on another core), so that
     recording the exit does not start with ~2 ms of imports."""
-    from dockyard.engine import networking, runtimes  # noqa: F401
+    from dockyard.engine import networking, runtimes, sharing  # noqa: F401
     from dockyard.network import plumbing  # noqa: F401
     from dockyard.runtime.cgroups import v1, v2  # noqa: F401
 
@@ -227,8 +237,10 @@ def finish(engine: Engine, cid: str, code: int) -> None:
     except Exception:  # the exit must be recorded even where the runtime fails
         pass
     from dockyard.engine.networking import release
+    from dockyard.engine.sharing import release_shm
 
     release(engine, cid)
+    release_shm(engine, cid)
     if oom:
         engine.emit(cid, "oom")
     engine.set_state(

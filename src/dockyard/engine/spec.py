@@ -197,10 +197,12 @@ def seccomp_profile_name(host: dict[str, Any]) -> str:
 
 
 def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str, cdir: str,
-             netns: str | None = None) -> dict[str, Any]:  # fmt: skip
+             netns: str | None = None, joins: dict[str, str] | None = None,
+             shm: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The config.json for container ``cid`` (Docker-shaped ``config``/``host``, mounted
     ``rootfs``); ``netns``: None for a new network namespace, "host" for the host's, or the
-    path of one to join."""
+    path of one to join; ``joins``: other namespaces to join (type -> path, see
+    ``engine.sharing``); ``shm``: a host directory to bind as /dev/shm."""
     spec = default_spec()
     proc = spec["process"]
     args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
@@ -271,13 +273,18 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
               "network": netns == "host"}  # the host's namespace: none of the container's own  # fmt: skip
     linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
                            if not shared.get(t)]  # fmt: skip
-    if netns and netns != "host":
-        linux["namespaces"] = [{"type": "network", "path": netns} if ns["type"] == "network" else ns
-                               for ns in linux["namespaces"]]  # fmt: skip
+    paths = {**(joins or {}), **({"network": netns} if netns and netns != "host" else {})}
+    linux["namespaces"] = [{"type": ns["type"], "path": paths[ns["type"]]} if ns["type"] in paths else ns
+                           for ns in linux["namespaces"]]  # fmt: skip
+    if (joins or {}).get("uts"):
+        shared["uts"] = True  # the donor's host name, as a pod's containers have
     if not shared["uts"]:
         spec["hostname"] = config.get("Hostname") or cid[:12]
         if config.get("Domainname"):
             spec["domainname"] = config["Domainname"]
+    else:  # the host's, or another container's: its names stay as they are
+        spec.pop("hostname", None)
+        spec.pop("domainname", None)
     if host.get("GroupAdd"):
         proc["user"]["additionalGids"] = [_group_id(rootfs, g) for g in host["GroupAdd"]]
     res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
@@ -319,12 +326,12 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
         proc["rlimits"] = [{"type": f"RLIMIT_{u['Name'].upper()}", "soft": u["Soft"], "hard": u["Hard"]}
                            for u in host["Ulimits"]]  # fmt: skip
     mounts = spec["mounts"]
-    if host.get("ShmSize") or shared["ipc"]:
+    if host.get("ShmSize") or shared["ipc"] or shm:
         for m in mounts:
             if m["destination"] == "/dev/shm":
-                if shared["ipc"]:  # the host's IPC namespace: its /dev/shm too, as Docker
-                    m.update({"type": "bind", "source": "/dev/shm", "options": ["rbind", "nosuid", "nodev",
-                                                                              "noexec"]})  # fmt: skip
+                if shared["ipc"] or shm:  # the IPC namespace's /dev/shm too, as Docker
+                    m.update({"type": "bind", "source": shm or "/dev/shm",
+                              "options": ["rbind", "nosuid", "nodev", "noexec"]})  # fmt: skip
                 else:
                     m["options"] = [o for o in m["options"] if not o.startswith("size=")] + [
                         f"size={host['ShmSize'] // 1024}k"

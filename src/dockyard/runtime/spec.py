@@ -145,4 +145,9 @@ def load_spec(bundle: str) -> dict[str, Any]:
     process = spec.get("process")
     if not process or not process.get("args"):
         raise SpecError(f"{path}: process.args must name a program")
+    kinds = {ns.get("type") for ns in (spec.get("linux") or {}).get("namespaces") or []}
+    for key in ("hostname", "domainname"):
+        # as runc: in the runtime's own UTS namespace it would rename the host
+        if spec.get(key) and "uts" not in kinds:
+            raise SpecError(f"unable to set {key} without a private UTS namespace")
     return spec
