@@ -209,6 +209,17 @@ _MIGRATIONS = [
         PRIMARY KEY (project, number)
     );
     """,
+    # 11: pods: a name, what its containers share, and the infra container holding that
+    """
+    CREATE TABLE pods (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        share TEXT NOT NULL DEFAULT '["net", "ipc", "uts"]',
+        infra_id TEXT NOT NULL
+    );
+    """,
 ]
 
 

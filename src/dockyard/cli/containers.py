@@ -102,6 +102,10 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
                               f"or delete {cidfile}")  # fmt: skip
     if kw.get("pull") == "always":
         fetch()
+    if kw.get("pod"):
+        from dockyard.engine.pods import add_member
+
+        add_member(engine, kw["pod"], config, host)
     try:
         cid = engine.create(image, config, host, name, networking)
     except ImageNotFound as err:
@@ -306,6 +310,7 @@ def _command_text(cfg: dict[str, Any], trunc: bool) -> str:
 @flags.option("-l", "--latest", is_flag=True, help="Show the latest created container")
 @flags.option("-s", "--size", is_flag=True, help="Display total file sizes")
 @flags.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@flags.option("--pod", "pods", is_flag=True, help="Show the pod each container belongs to")
 @flags.option(
     "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided"
 )
@@ -317,7 +322,7 @@ def _command_text(cfg: dict[str, Any], trunc: bool) -> str:
 )
 @flags.pass_context
 def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool, size: bool, no_trunc: bool,
-           filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
+           pods: bool, filters: tuple[str, ...], fmt: str) -> None:  # fmt: skip
     """List containers."""
     engine = _engine(ctx)
     if latest:
@@ -340,6 +345,8 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
             from dockyard.image.store import du
 
             row["Size"] = _human(du(engine.images.snapshots.fs(r["id"])))
+        if pods:
+            row["Pod"], row["PodName"] = _pod_of(engine, r)
         rows.append(row)
     if fmt not in ("table", "json"):
         from dockyard.cli.format import templated
@@ -355,18 +362,35 @@ def ps_cmd(ctx: flags.Context, all_: bool, quiet: bool, last: int, latest: bool,
         for row in rows:
             flags.echo(json.dumps(row, sort_keys=True))
         return
-    header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + (
-        ["SIZE"] if size else []
+    header = (
+        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+        + (["SIZE"] if size else [])
+        + (["POD ID", "PODNAME"] if pods else [])
     )
     body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
-            + ([r["Size"]] if size else []) for r in rows]  # fmt: skip
+            + ([r["Size"]] if size else []) + ([r["Pod"], r["PodName"]] if pods else []) for r in rows]  # fmt: skip
     flags.echo(table([header, *body]), nl=False)
 
 
 # what a ``table`` template's header line says for each field, as Docker's
 _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
                "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
-               "Names": "NAMES", "Labels": "LABELS", "Label": lambda key: "LABEL"}  # fmt: skip
+               "Names": "NAMES", "Labels": "LABELS", "Label": lambda key: "LABEL", "Pod": "POD ID",
+               "PodName": "PODNAME"}  # fmt: skip
+
+
+def _pod_of(engine: Engine, rec: dict[str, Any]) -> tuple[str, str]:
+    """(pod ID, pod name) of a pod's container; empty for the others."""
+    pod_id = (rec["config"].get("Labels") or {}).get("io.dockyard.pod")
+    if not pod_id:
+        return "", ""
+    from dockyard.engine.pods import PodNotFound, lookup
+
+    try:
+        pod = lookup(engine, pod_id)
+    except PodNotFound:
+        return pod_id[:12], ""
+    return pod["id"][:12], pod["name"]
 
 
 def _ports_text(engine: Engine, rec: dict[str, Any]) -> str:

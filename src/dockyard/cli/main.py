@@ -61,6 +61,13 @@ def _register() -> None:
         flags.LazyCommand("compose", "Define and run multi-container applications", compose_group)
     )
 
+    def pod_group() -> flags.Command:
+        from dockyard.cli import pods
+
+        return pods.pod_group
+
+    cli.add_command(flags.LazyCommand("pod", "Manage pods", pod_group))
+
 
 def _register_the_rest() -> None:
     """Image, build and registry commands: registered only when the word is not a

@@ -458,6 +458,10 @@ class Engine:
         if rec["status"] in states.LIVE:
             return None  # type: ignore[return-value]  # docker start on a running container is a no-op
         states.check_verb("start", cid, rec["status"])
+        if (rec["config"].get("Labels") or {}).get("io.dockyard.pod"):
+            from dockyard.engine.pods import ensure_infra
+
+            ensure_infra(self, rec)  # a pod's member joins the infra's namespaces
         self.set_state(cid, error="", stopped_by_user=0)
         args = [self.root, cid, self.snapshotter]
         sock = os.path.join(self.cdir(cid), "attach.sock")
@@ -686,6 +690,12 @@ class Engine:
     @changing(lambda self, *_: self.root)
     def remove(self, cid: str, force: bool = False, volumes: bool = False) -> None:
         rec = self.refresh(cid)
+        labels = rec["config"].get("Labels") or {}
+        if labels.get("io.dockyard.pod.infra") and self.db.query(
+            "SELECT 1 FROM pods WHERE id = ?", (labels.get("io.dockyard.pod"),)
+        ):
+            raise Conflict(f"container {cid} is the infra container of a pod and cannot be removed "
+                           "without removing the pod")  # fmt: skip
         if rec["status"] in states.LIVE:
             if not force:
                 states.check_verb("remove", cid, rec["status"])

@@ -1,0 +1,111 @@
+"""Pods: containers that share the infra's network namespace (localhost between them, ports
+published by the pod), IPC and host name; started, stopped and removed together."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import Dy, engine_for_module
+
+pytestmark = pytest.mark.root
+
+SERVER = ("sh", "-c", "trap 'exit 0' TERM; mkdir -p /w && echo from-pod > /w/index.html; "
+          "echo serving; httpd -f -p 80 -h /w & wait")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dy]:
+    yield from engine_for_module(tmp_path_factory, "pods")
+
+
+def _get(port: int) -> str:
+    """The body of GET / on the host's loopback, or "" when nothing answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+    except OSError:
+        return ""
+    return data.partition(b"\r\n\r\n")[2].decode().strip()
+
+
+def _until(what: object, check: object, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.05)
+
+
+def test_a_pod_shares_network_ipc_and_name(dy: Dy) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        pod_id = dy("pod", "create", "--name", "web", "-p", f"127.0.0.1:{port}:80").stdout.strip()
+        assert len(pod_id) == 64
+        dy("run", "-d", "--pod", "web", "--name", "web-srv", "busybox", *SERVER)
+        _until("the pod answers on the host", lambda: _get(port) == "from-pod")
+        probe = "hostname; readlink /proc/self/ns/ipc; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 80 | tail -1"
+        name, ipc, body = dy(
+            "run", "--rm", "--pod", "web", "busybox", "sh", "-c", probe
+        ).stdout.split()
+        assert (name, body) == ("web", "from-pod")  # the pod's host name; the server on localhost
+        assert ipc == dy("exec", "web-srv", "readlink", "/proc/self/ns/ipc").stdout.strip()
+        ps = dy("ps", "--pod", "--format", "{{.Names}} {{.Pod}} {{.PodName}}").stdout.split("\n")
+        assert (
+            "web-srv " + pod_id[:12] + " web" in ps
+            and f"{pod_id[:12]}-infra {pod_id[:12]} web" in ps
+        )
+        listed = dy("pod", "ls").stdout.splitlines()
+        assert listed[0].split()[:3] == ["POD", "ID", "NAME"] and listed[1].split()[1:3] == [
+            "web",
+            "Running",
+        ]
+        assert listed[1].split()[-1] == "2"
+        info = json.loads(dy("pod", "inspect", "web").stdout)
+        assert (info["Id"], info["State"], info["SharedNamespaces"]) == (
+            pod_id,
+            "Running",
+            ["net", "ipc", "uts"],
+        )
+        assert "web-srv" in [c["Name"] for c in info["Containers"]]
+        assert "httpd" in dy("pod", "top", "web").stdout
+        assert "web-srv  | serving" in dy("pod", "logs", "web").stdout
+        # together: stopped, started, and the port answers again
+        dy("pod", "stop", "-t", "2", "web")
+        assert dy("pod", "ls").stdout.splitlines()[1].split()[2] == "Exited"
+        assert dy("inspect", "-f", "{{.State.Status}}", "web-srv").stdout.strip() == "exited"
+        assert _get(port) == ""
+        dy("pod", "start", "web")
+        _until("the pod answers again", lambda: _get(port) == "from-pod")
+        # refusals, one line each
+        for args, message in (
+            (("rm", "-f", f"{pod_id[:12]}-infra"), "is the infra container of a pod and cannot be removed"),
+            (("pod", "rm", "web"), "pod web has running containers (web-srv): stop them or use -f"),
+            (("pod", "create", "--name", "web"), "pod web already exists"),
+            (("pod", "create", "--share", "net,pid"), "invalid kernel namespace to share: pid"),
+            (("run", "--rm", "--pod", "web", "-p", "81", "busybox", "true"), "published ports belong to the pod"),
+            (("run", "--rm", "--pod", "nosuch", "busybox", "true"), "no pod with name or ID nosuch found"),
+        ):  # fmt: skip
+            proc = dy(*args, ok=False)
+            assert (
+                proc.returncode != 0
+                and message in proc.stderr
+                and len(proc.stderr.splitlines()) == 1
+            ), (
+                args,
+                proc.stderr,
+            )
+        dy("pod", "rm", "-f", "web")
+        assert dy("pod", "ls", "-q").stdout == ""
+        assert dy("ps", "-a", "--filter", f"label=io.dockyard.pod={pod_id}", "-q").stdout == ""
+        assert _get(port) == ""
+    finally:
+        dy("pod", "rm", "-f", "web", ok=False)
