@@ -247,6 +247,24 @@ class Dy:
         return json.loads(self("inspect", ref).stdout)[0]
 
 
+def wait_for_port(
+    port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30
+) -> None:
+    """Until something accepts connections on the loopback's ``port`` (``proc``, the server,
+    must not have ended meanwhile)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc is None or proc.poll() is None, "the server ended"
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on 127.0.0.1:{port}"
+            time.sleep(0.05)
+
+
 def engine_for_module(tmp_path_factory: Any, name: str) -> Iterator[Dy]:
     """An engine with busybox for a test module; at the end every container, user network and
     the default bridge's device are gone, and nothing of it stays mounted."""

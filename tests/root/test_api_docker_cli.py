@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from .api_support import Service, ValidatingProxy, serving
-from .conftest import DOCKYARD, Dy, engine_for_module, on_a_terminal
+from .conftest import DOCKYARD, Dy, engine_for_module, on_a_terminal, wait_for_port
 
 pytestmark = [
     pytest.mark.root,
@@ -261,14 +261,7 @@ def test_pull_push_and_login_against_a_local_registry(docker: Docker, dy: Dy, tm
                                 stderr=subprocess.DEVNULL)  # fmt: skip
     host = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_for_port(port, registry)
         denied = docker(
             "login", "-u", "tester", "--password-stdin", host, input="wrong\n", ok=False
         )

@@ -8,12 +8,11 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from .conftest import DOCKYARD, Dy, engine_for_module
+from .conftest import DOCKYARD, Dy, engine_for_module, wait_for_port
 
 pytestmark = [
     pytest.mark.root,
@@ -51,18 +50,6 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, "the service ended"
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-
-
 def test_tcp_only_with_tls_and_a_client_certificate(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     d = str(tmp_path)
     _certs(d)
@@ -75,7 +62,7 @@ def test_tcp_only_with_tls_and_a_client_certificate(dy: Dy, tmp_path) -> None:  
                                 "--tlscacert", f"{d}/ca.pem", "--tlscert", f"{d}/server.pem", "--tlskey",
                                 f"{d}/server-key.pem", f"tcp://127.0.0.1:{port}"], stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait_port(port, service)
+        wait_for_port(port, service)
         client_dir = tmp_path / "client"
         client_dir.mkdir()
         for src, dst in (
@@ -116,7 +103,7 @@ def test_tcp_only_with_tls_and_a_client_certificate(dy: Dy, tmp_path) -> None:  
     service = subprocess.Popen([DOCKYARD, "--root", dy.root, "system", "service", "--time", "0", "--insecure-tcp",
                                 f"tcp://127.0.0.1:{port}"], stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait_port(port, service)
+        wait_for_port(port, service)
         with socket.create_connection(("127.0.0.1", port), 5) as s:
             s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(64).startswith(b"HTTP/1.1 200")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import DOCKYARD, Dy, engine_for_module
+from .conftest import DOCKYARD, Dy, engine_for_module, wait_for_port
 
 pytestmark = pytest.mark.root
 
@@ -287,14 +287,7 @@ def test_push_events_logs_and_down_rmi(dy: Dy, tmp_path) -> None:  # type: ignor
     events = subprocess.Popen([DOCKYARD, "--root", dy.root, "compose", "-p", "pev", "events", "--json"], cwd=d,
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_for_port(port, registry)
         c("up", "-d")
         c("push")
         dy("rmi", f"127.0.0.1:{port}/team/named:1")

@@ -69,6 +69,12 @@ class Containerd:
         rows = self.ctr("task", "ls").stdout.splitlines()[1:]
         return {r.split()[0]: (r.split()[1], r.split()[2]) for r in rows}
 
+    def until_stopped(self, cid: str) -> None:
+        deadline = time.monotonic() + 20
+        while self.tasks()[cid][1] != "STOPPED":
+            assert time.monotonic() < deadline, f"{cid} did not stop"
+            time.sleep(0.05)
+
     def stop(self) -> None:
         for cid in self.tasks():
             self.ctr("task", "kill", "-s", "SIGKILL", cid, ok=False)
@@ -169,19 +175,13 @@ def test_dockyard_runtime_under_containerd(dy: Dy, tmp_path) -> None:  # type: i
             bad.returncode == 1 and '"level":"error"' in (tmp_path / "ctd" / "rt.json").read_text()
         )
         ctd.ctr("task", "kill", "t2")  # SIGTERM: the trap ends it with 0
-        deadline = time.monotonic() + 20
-        while ctd.tasks()["t2"][1] != "STOPPED":
-            assert time.monotonic() < deadline, "t2 did not stop"
-            time.sleep(0.05)
+        ctd.until_stopped("t2")
         ctd.ctr("task", "delete", "t2")
         ctd.ctr("container", "rm", "t2")
         # kill --all reaches every process, not only init
         ctd.run("t3", "sh", "-c", "sleep 300 & sleep 300 & wait", detach=True)
         ctd.ctr("task", "kill", "--all", "-s", "SIGKILL", "t3")
-        deadline = time.monotonic() + 20
-        while ctd.tasks()["t3"][1] != "STOPPED":
-            assert time.monotonic() < deadline, "t3 did not stop"
-            time.sleep(0.05)
+        ctd.until_stopped("t3")
         ctd.ctr("task", "delete", "t3")
         ctd.ctr("container", "rm", "t3")
         # the runtime's error, written to --log as JSON, is what ctr reports
