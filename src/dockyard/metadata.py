@@ -217,7 +217,8 @@ _MIGRATIONS = [
         created TEXT NOT NULL,
         labels TEXT NOT NULL DEFAULT '{}',
         share TEXT NOT NULL DEFAULT '["net", "ipc", "uts"]',
-        infra_id TEXT NOT NULL
+        infra_id TEXT NOT NULL,
+        restart TEXT NOT NULL DEFAULT ''
     );
     """,
 ]

@@ -109,3 +109,69 @@ def test_a_pod_shares_network_ipc_and_name(dy: Dy) -> None:
         assert _get(port) == ""
     finally:
         dy("pod", "rm", "-f", "web", ok=False)
+
+
+def test_init_containers_and_the_pods_restart_policy(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Init containers run to completion, in order, before the others at each ``pod start``
+    (``once``: at the first only, then they are gone); a failing one stops the start with
+    its code. Members without a policy of their own get the pod's (Kubernetes' words too)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    vol = f"{shared}:/s"
+    try:
+        dy("pod", "create", "--name", "ini", "--restart", "OnFailure")
+        dy("create", "--pod", "ini", "--init-ctr", "always", "--name", "ini-first", "-v", vol, "busybox", "sh", "-c",
+           "echo first >> /s/order")  # fmt: skip
+        dy("create", "--pod", "ini", "--init-ctr", "once", "--name", "ini-second", "-v", vol, "busybox", "sh", "-c",
+           "sleep 0.3; echo second >> /s/order")  # fmt: skip
+        dy("create", "--pod", "ini", "--name", "ini-main", "-v", vol, "busybox", "sh", "-c",
+           "echo main >> /s/order; exec sleep 300")  # fmt: skip
+        assert (
+            dy("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "ini-main").stdout.strip()
+            == "on-failure"
+        )
+        assert json.loads(dy("pod", "inspect", "ini").stdout)["RestartPolicy"] == "on-failure"
+        dy("pod", "start", "ini")
+        _until("main ran", lambda: "main" in (shared / "order").read_text())
+        assert (shared / "order").read_text().split() == ["first", "second", "main"]
+        assert dy("inspect", "ini-second", ok=False).returncode != 0  # once: gone after its run
+        dy("pod", "stop", "-t", "1", "ini")
+        dy("pod", "start", "ini")
+        _until("main ran again", lambda: (shared / "order").read_text().split().count("main") == 2)
+        assert (shared / "order").read_text().split() == [
+            "first",
+            "second",
+            "main",
+            "first",
+            "main",
+        ]
+        dy(
+            "create",
+            "--pod",
+            "ini",
+            "--init-ctr",
+            "always",
+            "--name",
+            "ini-broken",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        )
+        dy("pod", "stop", "-t", "1", "ini")
+        failed = dy("pod", "start", "ini", ok=False)
+        assert (
+            failed.returncode == 125
+            and "init container ini-broken of pod ini exited with 3" in failed.stderr
+        )
+        assert (
+            dy("inspect", "-f", "{{.State.Status}}", "ini-main").stdout.strip() == "exited"
+        )  # not started
+        refused = dy(
+            "run", "--rm", "--pod", "ini", "--init-ctr", "once", "busybox", "true", ok=False
+        )
+        assert "--init-ctr is for create" in refused.stderr
+        refused = dy("create", "--init-ctr", "once", "busybox", "true", ok=False)
+        assert refused.stderr.strip() == "dockyard: --init-ctr needs --pod"
+    finally:
+        dy("pod", "rm", "-f", "ini", ok=False)

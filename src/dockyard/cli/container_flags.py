@@ -49,6 +49,7 @@ def create_options(f: Any) -> Any:
         flags.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
         flags.option("--name", help="Assign a name to the container"),
         flags.option("--pod", help="Run container in an existing pod"),
+        flags.option("--init-ctr", default="", help="With --pod: an init container (always or once)"),
         flags.option("-e", "--env", multiple=True, help="Set environment variables"),
         flags.option("--env-file", multiple=True, help="Read in a file of environment variables"),
         flags.option("-w", "--workdir", help="Working directory inside the container"),

@@ -57,6 +57,8 @@ def create_cmd(ctx: flags.Context, **kw: Any) -> None:
 @flags.pass_context
 def run_cmd(ctx: flags.Context, detach: bool, sig_proxy: bool, detach_keys: str, **kw: Any) -> None:
     """Create and run a new container from an image."""
+    if kw.get("init_ctr"):
+        raise InvalidArgument("--init-ctr is for create: pod start runs a pod's init containers")
     engine = _engine(ctx)
     image, config, host, name = build_request(kw)
     networking = host.pop("_NetworkingConfig")
@@ -102,10 +104,12 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
                               f"or delete {cidfile}")  # fmt: skip
     if kw.get("pull") == "always":
         fetch()
+    if kw.get("init_ctr") and not kw.get("pod"):
+        raise InvalidArgument("--init-ctr needs --pod")
     if kw.get("pod"):
         from dockyard.engine.pods import add_member
 
-        add_member(engine, kw["pod"], config, host)
+        add_member(engine, kw["pod"], config, host, kw.get("init_ctr") or "")
     try:
         cid = engine.create(image, config, host, name, networking)
     except ImageNotFound as err:

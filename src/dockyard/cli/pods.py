@@ -27,9 +27,10 @@ def pod_group() -> None:
 @flags.option("--share", default="net,ipc,uts", help="Kernel namespaces to share (net, ipc, uts)")
 @flags.option("-l", "--label", multiple=True, help="Set metadata on the pod")
 @flags.option("--hostname", default="", help="The pod's host name (default: its name)")
+@flags.option("--restart", default="", help="Restart policy of the pod's containers")
 @flags.pass_context
 def create_cmd(ctx: flags.Context, name: str | None, publish: tuple[str, ...], network: str, share: str,
-               label: tuple[str, ...], hostname: str) -> None:  # fmt: skip
+               label: tuple[str, ...], hostname: str, restart: str) -> None:  # fmt: skip
     """Create a new empty pod."""
     from dockyard.engine.pods import create
     from dockyard.network.endpoints import parse_publish
@@ -40,7 +41,7 @@ def create_cmd(ctx: flags.Context, name: str | None, publish: tuple[str, ...], n
             bindings.setdefault(port, []).append({"HostIp": host_ip, "HostPort": host_port})
     labels = dict(item.partition("=")[::2] for item in label)
     kinds = tuple(k.strip() for k in share.split(",") if k.strip())
-    flags.echo(create(_engine(ctx), name, bindings, network, kinds, labels, hostname))
+    flags.echo(create(_engine(ctx), name, bindings, network, kinds, labels, hostname, restart))
 
 
 def _each(ctx: flags.Context, pods: tuple[str, ...], act: Any) -> None:

@@ -42,6 +42,9 @@ __all__ = [
 
 POD_LABEL = "io.dockyard.pod"
 INFRA_LABEL = "io.dockyard.pod.infra"
+INIT_LABEL = "io.dockyard.pod.init"  # an init container: "always" (each pod start) or "once"
+# Kubernetes' restart policies, and Docker's words, as a pod may be given them
+_RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
 INFRA_IMAGE = "dockyard/infra:latest"
 SHARES = ("net", "ipc", "uts")
 # the namespaces a member takes from the infra, by what the pod shares
@@ -77,11 +80,21 @@ def _infra_image(engine: Engine) -> str:
 
 def create(engine: Engine, name: str | None = None, publish: dict[str, list[dict[str, str]]] | None = None,
            network: str = "", share: tuple[str, ...] = SHARES, labels: dict[str, str] | None = None,
-           hostname: str = "") -> str:  # fmt: skip
+           hostname: str = "", restart: str = "") -> str:  # fmt: skip
     """A new pod and its (created, not started) infra container; the pod's ID. ``publish``
-    is HostConfig.PortBindings' shape: the pod's ports, published by the infra."""
+    is HostConfig.PortBindings' shape: the pod's ports, published by the infra; ``restart``
+    the policy its containers get (Docker's ``always``, ``on-failure[:N]``, ``no``,
+    ``unless-stopped``, or Kubernetes' ``Always``, ``OnFailure``, ``Never``)."""
     from dockyard.engine.names import random_name
 
+    restart = _RESTART.get(restart, restart)
+    if restart and restart.partition(":")[0] not in (
+        "no",
+        "always",
+        "on-failure",
+        "unless-stopped",
+    ):
+        raise InvalidArgument(f"invalid restart policy '{restart}'")
     for kind in share:
         if kind not in SHARES:
             raise InvalidArgument(
@@ -110,19 +123,34 @@ def create(engine: Engine, name: str | None = None, publish: dict[str, list[dict
     infra = engine.create(INFRA_IMAGE, config, host, f"{pod_id[:12]}-infra")
     try:
         with engine.db.tx() as c:
-            c.execute("INSERT INTO pods (id, name, created, labels, share, infra_id) VALUES (?, ?, ?, ?, ?, ?)",
-                      (pod_id, name, now_rfc3339(), json.dumps(labels or {}), json.dumps(list(share)), infra))  # fmt: skip
+            c.execute("INSERT INTO pods (id, name, created, labels, share, infra_id, restart) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (pod_id, name, now_rfc3339(), json.dumps(labels or {}), json.dumps(list(share)), infra,
+                       restart))  # fmt: skip
     except BaseException:
         engine.remove(infra, force=True)
         raise
     return pod_id
 
 
-def add_member(engine: Engine, pod_ref: str, config: dict[str, Any], host: dict[str, Any]) -> None:
-    """Make a container about to be created a member of the pod: its labels, and the
-    namespaces it takes from the infra (a member's own ports or network are refused: they
-    are the pod's)."""
+def add_member(engine: Engine, pod_ref: str, config: dict[str, Any], host: dict[str, Any],
+               init: str = "") -> None:  # fmt: skip
+    """Make a container about to be created a member of the pod: its labels, the namespaces
+    it takes from the infra (a member's own ports or network are refused: they are the
+    pod's) and the pod's restart policy where the container has none of its own. ``init``:
+    ``always`` or ``once`` for an init container, which each ``pod start`` (``once``: the
+    first only) runs to completion, in order, before the others."""
     pod = lookup(engine, pod_ref)
+    if init not in ("", "always", "once"):
+        raise InvalidArgument(f"invalid init container type {init!r}: use always or once")
+    if init:
+        config["Labels"] = {**(config.get("Labels") or {}), INIT_LABEL: init}
+    elif (
+        pod["restart"]
+        and not host.get("AutoRemove")
+        and ((host.get("RestartPolicy") or {}).get("Name") or "no") == "no"
+    ):
+        name, _, count = pod["restart"].partition(":")
+        host["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
     if "net" in pod["share"]:
         if host.get("PortBindings"):
             raise InvalidArgument("published ports belong to the pod: give them to pod create")
@@ -155,10 +183,25 @@ def ensure_infra(engine: Engine, rec: dict[str, Any]) -> None:
 
 
 def start(engine: Engine, ref: str) -> str:
+    """The infra, then the init containers one after the other, each to a clean exit (a
+    failing one stops the start, named with its code), then the others."""
     pod = lookup(engine, ref)
     if engine.refresh(pod["infra_id"])["status"] not in states.LIVE:
         engine.start(pod["infra_id"])
+    regular = []
     for rec in members(engine, pod["id"]):
+        kind = (rec["config"].get("Labels") or {}).get(INIT_LABEL)
+        if not kind:
+            regular.append(rec)
+            continue
+        if rec["status"] not in states.LIVE:
+            engine.start(rec["id"])
+        code = engine.wait(rec["id"])
+        if code != 0:
+            raise Conflict(f"init container {rec['name']} of pod {pod['name']} exited with {code}")
+        if kind == "once":
+            engine.remove(rec["id"], force=True)
+    for rec in regular:
         if rec["status"] not in states.LIVE:
             engine.start(rec["id"])
     return pod["id"]
@@ -242,6 +285,7 @@ def inspect(engine: Engine, ref: str) -> dict[str, Any]:
         "Id": pod["id"], "Name": pod["name"], "Created": pod["created"], "State": status(engine, pod),
         "Hostname": infra["config"].get("Hostname") or "", "Labels": pod["labels"],
         "SharedNamespaces": list(pod["share"]), "InfraContainerID": pod["infra_id"],
+        "RestartPolicy": pod["restart"] or "no",
         "NumContainers": len(recs),
         "Containers": [{"Id": r["id"], "Name": r["name"], "State": r["status"]} for r in recs],
         "InfraConfig": {"PortBindings": infra["host_config"].get("PortBindings") or {},
