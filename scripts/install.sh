@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables)
+packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables catatonit)
 extra=""
 if [ "${1:-}" = "--test" ]; then
   # golang-github-docker-docker-dev: the Engine API's swagger.yaml the API tests check

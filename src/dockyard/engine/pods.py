@@ -1,6 +1,7 @@
 """Pods: containers that share a network namespace (they reach each other on localhost and
-publish ports through the pod), IPC and UTS, held by an infra container — a process that
-only sleeps and owns the namespaces, as Kubernetes' pause container does.
+publish ports through the pod), IPC and UTS, held by an infra container — ``catatonit -P``
+(podman's pause process, ~0.7 MiB PSS) that only waits and owns the namespaces, as
+Kubernetes' pause container does.
 
 A pod is a record (``pods``, migration 11) and its infra container; a member is an
 ordinary container whose HostConfig joins the infra's namespaces (``container:<infra>``
@@ -73,9 +74,12 @@ def _infra_image(engine: Engine) -> str:
     try:
         return engine.images.resolve(INFRA_IMAGE)
     except NotFound:
-        from dockyard.image.bootstrap import bootstrap_busybox
+        from dockyard.image.bootstrap import bootstrap_infra
 
-        return bootstrap_busybox(engine.images, INFRA_IMAGE)
+        try:
+            return bootstrap_infra(engine.images, INFRA_IMAGE)
+        except FileNotFoundError as err:
+            raise InvalidArgument(str(err)) from None
 
 
 def create(engine: Engine, name: str | None = None, publish: dict[str, list[dict[str, str]]] | None = None,
@@ -112,8 +116,8 @@ def create(engine: Engine, name: str | None = None, publish: dict[str, list[dict
         raise Conflict(f"pod {name} already exists")
     _infra_image(engine)
     exposed = {port: {} for port in publish or {}}
-    config = {"Cmd": ["sleep", "2147483647"], "Hostname": hostname or name, "StopSignal": "SIGKILL",
-              "Labels": {POD_LABEL: pod_id, INFRA_LABEL: "true"}, "ExposedPorts": exposed}  # fmt: skip
+    config = {"Hostname": hostname or name, "Labels": {POD_LABEL: pod_id, INFRA_LABEL: "true"},
+              "ExposedPorts": exposed}  # fmt: skip
     host: dict[str, Any] = {
         "PortBindings": publish or {},
         "IpcMode": "shareable" if "ipc" in share else "",
@@ -220,7 +224,7 @@ def stop(engine: Engine, ref: str, timeout: int | None = None) -> str:
         t.start()
     for t in threads:
         t.join()
-    engine.stop(pod["infra_id"], 0)
+    engine.stop(pod["infra_id"], 10)  # catatonit ends on SIGTERM at once
     return pod["id"]
 
 

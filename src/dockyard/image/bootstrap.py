@@ -18,10 +18,18 @@ from dockyard.busy import changing
 from dockyard.image.store import ImageStore
 from dockyard.platforms import host_arch
 
-__all__ = ["BUSYBOX", "bootstrap_busybox", "deterministic_tar", "make_rootfs"]
+__all__ = [
+    "BUSYBOX",
+    "CATATONIT",
+    "bootstrap_busybox",
+    "bootstrap_infra",
+    "deterministic_tar",
+    "make_rootfs",
+]
 
 
 BUSYBOX = "/bin/busybox"
+CATATONIT = "/usr/bin/catatonit"  # podman's pause process: a static C program of ~700 KiB
 
 
 def make_rootfs(path: str, busybox: str = BUSYBOX) -> str:
@@ -97,6 +105,32 @@ def bootstrap_busybox(
             {"created": created, "created_by": 'CMD ["sh"]', "empty_layer": True},
         ],
     }
+    image_id = store.create_image(config, [layer])
+    store.tag(image_id, tag)
+    return image_id
+
+
+@changing(lambda store, *_: store.root)
+def bootstrap_infra(store: ImageStore, tag: str, catatonit: str = CATATONIT) -> str:
+    """The image of a pod's infra container: ``catatonit -P``, a process that only waits
+    (and reaps), alone in its root; its ID."""
+    if not os.path.exists(catatonit):
+        raise FileNotFoundError(f"pods need {catatonit}: apt-get install catatonit")
+    mtime = int(os.stat(catatonit).st_mtime)
+    with tempfile.TemporaryDirectory(prefix="dockyard-infra-") as tmp:
+        root = os.path.join(tmp, "rootfs")
+        for d in ("dev", "proc", "sys", "etc"):
+            os.makedirs(os.path.join(root, d))
+        shutil.copy2(catatonit, os.path.join(root, "catatonit"))
+        layer_bytes = deterministic_tar(root, mtime)
+    layer = store.add_layer(None, io.BytesIO(layer_bytes))
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+    config = {
+        "architecture": host_arch(), "os": "linux", "created": created,
+        "config": {"Entrypoint": ["/catatonit", "-P"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{"created": created, "created_by": f"dockyard pod infra ({catatonit} -P)"}],
+    }  # fmt: skip
     image_id = store.create_image(config, [layer])
     store.tag(image_id, tag)
     return image_id
