@@ -24,6 +24,7 @@ RANKS = {
     "cli": 9,
     "api": 8,
     "compose": 8,
+    "kube": 8,
 }  # fmt: skip
 
 

@@ -68,6 +68,15 @@ def _register() -> None:
 
     cli.add_command(flags.LazyCommand("pod", "Manage pods", pod_group))
 
+    def kube_group() -> flags.Command:
+        from dockyard.cli import kube
+
+        return kube.kube_group
+
+    cli.add_command(
+        flags.LazyCommand("kube", "Kubernetes manifests from containers and pods", kube_group)
+    )
+
 
 def _register_the_rest() -> None:
     """Image, build and registry commands: registered only when the word is not a

@@ -1,0 +1,1 @@
+"""Kubernetes manifests out of the engine's containers and pods (``generate``)."""

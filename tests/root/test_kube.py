@@ -1,0 +1,133 @@
+"""``kube generate``: a pod (and a lone container) written as Kubernetes objects that the
+schemas of recent Kubernetes versions accept, strictly, with what the containers run
+with carried over."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from .conftest import Dy, engine_for_module
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def dy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dy]:
+    yield from engine_for_module(tmp_path_factory, "kube")
+
+
+def _valid(text: str) -> list[dict]:  # type: ignore[type-arg]
+    """The documents of ``text``, each checked against the three newest schemas
+    kubernetes-validate has, strictly (no field the API does not know). kubectl's
+    client-side dry run is not used: it asks a cluster's API server for its resource list
+    first, and there is no cluster here."""
+    import kubernetes_validate as kv
+
+    newest = kv.latest_version()
+    major, minor, _patch = newest.split(".")
+    versions = [f"{major}.{int(minor) - n}.0" for n in range(3)]
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        for version in versions:
+            kv.validate(doc, version, strict=True)
+    return docs
+
+
+def test_generate_a_pod_and_a_container(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    try:
+        dy("volume", "create", "kdata")
+        dy("pod", "create", "--name", "kapp", "-p", "127.0.0.1:18081:80")
+        dy("create", "--pod", "kapp", "--name", "kweb", "-e", "MODE=prod", "-v", "kdata:/data",
+           "-v", f"{tmp_path}:/hosttmp:ro", "--tmpfs", "/scratch", "-m", "64m", "--cpus", "0.5",
+           "--user", "1000:1000", "--cap-drop", "NET_RAW", "--cap-add", "SYS_TIME", "--read-only",
+           "--health-cmd", "test -f /tmp/ok", "--health-interval", "5s", "--health-start-period", "20s",
+           "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+        dy(
+            "create",
+            "--pod",
+            "kapp",
+            "--init-ctr",
+            "once",
+            "--name",
+            "kinit",
+            "busybox",
+            "echo",
+            "init",
+        )
+        docs = _valid(dy("kube", "generate", "--service", "kapp").stdout)
+        assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Pod", "Service"]
+        claim, pod, service = docs
+        assert claim["metadata"]["name"] == "kdata"
+        spec = pod["spec"]
+        (web,) = spec["containers"]
+        assert (pod["metadata"]["name"], web["name"], web["image"]) == ("kapp", "kweb", "busybox")
+        assert web["args"] == ["httpd", "-f", "-p", "80"] and "command" not in web
+        assert web["env"] == [{"name": "MODE", "value": "prod"}]
+        assert web["resources"] == {"limits": {"memory": "64Mi", "cpu": "500m"}}
+        assert web["securityContext"] == {"runAsUser": 1000, "runAsGroup": 1000, "readOnlyRootFilesystem": True,
+                                          "capabilities": {"add": ["SYS_TIME"], "drop": ["NET_RAW"]}}  # fmt: skip
+        assert web["ports"] == [{"containerPort": 80, "protocol": "TCP", "hostPort": 18081}]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in web["volumeMounts"]}
+        assert mounts["/data"]["persistentVolumeClaim"] == {"claimName": "kdata"}
+        assert mounts["/hosttmp"]["hostPath"] == {"path": str(tmp_path)}
+        assert mounts["/scratch"]["emptyDir"] == {"medium": "Memory"}
+        probe = {"exec": {"command": ["/bin/sh", "-c", "test -f /tmp/ok"]}, "periodSeconds": 5,
+                 "timeoutSeconds": 30, "failureThreshold": 3}  # fmt: skip
+        assert web["livenessProbe"] == probe and web["readinessProbe"] == probe
+        assert (
+            web["startupProbe"]["failureThreshold"] == 20 // 5 + 3
+        )  # the start period, then the retries
+        assert [c["name"] for c in spec["initContainers"]] == ["kinit"]
+        assert spec["restartPolicy"] == "Never"
+        assert service["spec"]["selector"] == pod["metadata"]["labels"] == {"app": "kapp"}
+        assert service["spec"]["ports"] == [
+            {"name": "tcp-18081", "port": 18081, "targetPort": 80, "protocol": "TCP"}
+        ]
+        for kind, restart in (("deployment", "Always"), ("daemonset", "Always"), ("job", "Never")):
+            (_claim, workload) = _valid(dy("kube", "generate", "--type", kind, "kapp").stdout)
+            assert (
+                workload["kind"].lower() == kind
+                and workload["spec"]["template"]["spec"]["restartPolicy"] == restart
+            )
+        # a lone container: a pod named after it, its own command and restart policy
+        dy(
+            "create",
+            "--name",
+            "lone",
+            "--restart",
+            "on-failure",
+            "--entrypoint",
+            "sh",
+            "busybox",
+            "-c",
+            "echo hi",
+        )
+        (lone,) = _valid(dy("kube", "generate", "lone").stdout)
+        assert (
+            lone["metadata"]["name"] == "lone-pod" and lone["spec"]["restartPolicy"] == "OnFailure"
+        )
+        assert lone["spec"]["containers"][0]["command"] == ["sh"]
+        assert lone["spec"]["containers"][0]["args"] == ["-c", "echo hi"]
+        out = tmp_path / "lone.yaml"
+        dy("kube", "generate", "-f", str(out), "lone")
+        assert yaml.safe_load(out.read_text())["kind"] == "Pod"
+        for args, message in (
+            (("nosuch",), "nosuch is neither a container nor a pod"),
+            (
+                ("--type", "cronjob", "kapp"),
+                "invalid type 'cronjob': use pod, deployment, daemonset, job",
+            ),
+            (("--service", "lone"), "lone: --service needs a published port"),
+        ):
+            proc = dy("kube", "generate", *args, ok=False)
+            assert proc.returncode == 1 and proc.stderr.strip() == f"dockyard: {message}", (
+                proc.stderr
+            )
+    finally:
+        dy("pod", "rm", "-f", "kapp", ok=False)
+        dy("rm", "-f", "lone", ok=False)
+        dy("volume", "rm", "kdata", ok=False)
