@@ -131,3 +131,121 @@ def test_generate_a_pod_and_a_container(dy: Dy, tmp_path) -> None:  # type: igno
         dy("pod", "rm", "-f", "kapp", ok=False)
         dy("rm", "-f", "lone", ok=False)
         dy("volume", "rm", "kdata", ok=False)
+
+
+def _get(port: int) -> str:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+    except OSError:
+        return ""
+    return data.partition(b"\r\n\r\n")[2].decode().strip()
+
+
+def _until(what: str, check: object, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.1)
+
+
+def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A ConfigMap (environment and files), a Secret (an env value and files), a claim, a
+    two-container Pod talking over localhost with a probe, a Deployment of three and a
+    Service publishing it on the host; --down takes it away (the claim's volume stays),
+    --replace brings it back; bad files are refused in one line and leave nothing."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from pathlib import Path
+
+    source = (Path(__file__).parent / "kube_play.yaml").read_text().replace("{PORT}", str(port))
+    )
+    path = tmp_path / "app.yaml"
+    path.write_text(source)
+    try:
+        played = dy("kube", "play", str(path)).stdout.split("\n")
+        assert played[:4] == [
+            "Pod two started",
+            "Pod web-0 started",
+            "Pod web-1 started",
+            "Pod web-2 started",
+        ]
+        assert sorted(line.split()[1] for line in dy("pod", "ls").stdout.splitlines()[1:]) == [
+            "two", "web-0", "web-1", "web-2"]  # fmt: skip
+        _until("the Service answers on the host", lambda: _get(port) != "")
+        assert _get(port) == "web-0"  # the first replica's host name, through the Service's port
+        probe = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080 | tail -1"
+        _until("srv answers inside the pod",
+               lambda: dy("exec", "two-side", "sh", "-c", probe, ok=False).stdout.strip() == "hello-from-configmap")  # fmt: skip
+        seen = dy(
+            "exec",
+            "two-side",
+            "sh",
+            "-c",
+            "cat /etc/app/app.conf; cat /run/creds/token; echo; echo $TOKEN",
+        ).stdout
+        assert seen.split() == ["level=debug", "s3cret", "s3cret"]
+        assert (
+            dy("inspect", "-f", "{{index .Config.Healthcheck.Test 1}}", "two-srv").stdout.strip()
+            == "nc"
+        )
+        assert "webdata" in dy("volume", "ls", "-q").stdout.split()
+        gone = dy("kube", "play", "--down", str(path)).stdout.split("\n")
+        assert gone[:4] == [
+            "Pod two removed",
+            "Pod web-0 removed",
+            "Pod web-1 removed",
+            "Pod web-2 removed",
+        ]
+        assert dy("pod", "ls", "-q").stdout == "" and dy("ps", "-aq").stdout == ""
+        assert (
+            "webdata" in dy("volume", "ls", "-q").stdout.split()
+        )  # data outlives --down, as podman
+        assert not os.path.exists(os.path.join(dy.root, "kube", "configmap", "settings"))
+        dy("kube", "play", str(path))
+        again = dy("kube", "play", "--replace", str(path)).stdout.split("\n")
+        assert (
+            again[:2] == ["Pod two removed", "Pod web-0 removed"] and "Pod web-2 started" in again
+        )
+        dy("kube", "down", "--force", str(path))
+        assert "webdata" not in dy("volume", "ls", "-q").stdout.split()
+        # bad input: one line each, nothing half played
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            taken = held.getsockname()[1]
+            cases = {
+                "kind: Ingress\nmetadata: {name: x}\n": "kind Ingress is not supported",
+                "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox, lifecycle: {}}]}\n":
+                    "Pod p: spec.containers[0].lifecycle is not supported",
+                "kind: Pod\nmetadata: {name: p}\n  bad: [\n": "invalid YAML",
+                "kind: Pod\nmetadata: {name: p}\n---\nkind: Pod\nmetadata: {name: p}\n": "Pod p is given twice",
+                "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: nosuch-image}]}\n": "nosuch-image",
+                source.replace(f"port: {port}", f"port: {taken}"): "port is already allocated",
+            }  # fmt: skip
+            for n, (text, message) in enumerate(cases.items()):
+                bad = tmp_path / f"bad{n}.yaml"
+                bad.write_text(text)
+                proc = dy("kube", "play", str(bad), ok=False)
+                assert (
+                    proc.returncode != 0
+                    and message in proc.stderr
+                    and len(proc.stderr.splitlines()) == 1
+                ), (
+                    n,
+                    proc.stderr,
+                )
+                assert dy("pod", "ls", "-q").stdout == "" and dy("ps", "-aq").stdout == "", n
+    finally:
+        dy("kube", "down", "--force", str(path), ok=False)
