@@ -170,7 +170,6 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
     from pathlib import Path
 
     source = (Path(__file__).parent / "kube_play.yaml").read_text().replace("{PORT}", str(port))
-    )
     path = tmp_path / "app.yaml"
     path.write_text(source)
     try:
