@@ -176,14 +176,16 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
         played = dy("kube", "play", str(path)).stdout.split("\n")
         assert played[:4] == [
             "Pod two started",
-            "Pod web-0 started",
-            "Pod web-1 started",
-            "Pod web-2 started",
+            "Pod web-pod-0 started",
+            "Pod web-pod-1 started",
+            "Pod web-pod-2 started",
         ]
         assert sorted(line.split()[1] for line in dy("pod", "ls").stdout.splitlines()[1:]) == [
-            "two", "web-0", "web-1", "web-2"]  # fmt: skip
+            "two", "web-pod-0", "web-pod-1", "web-pod-2"]  # fmt: skip
         _until("the Service answers on the host", lambda: _get(port) != "")
-        assert _get(port) == "web-0"  # the first replica's host name, through the Service's port
+        assert (
+            _get(port) == "web-pod-0"
+        )  # the first replica's host name, through the Service's port
         probe = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080 | tail -1"
         _until("srv answers inside the pod",
                lambda: dy("exec", "two-side", "sh", "-c", probe, ok=False).stdout.strip() == "hello-from-configmap")  # fmt: skip
@@ -203,9 +205,9 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
         gone = dy("kube", "play", "--down", str(path)).stdout.split("\n")
         assert gone[:4] == [
             "Pod two removed",
-            "Pod web-0 removed",
-            "Pod web-1 removed",
-            "Pod web-2 removed",
+            "Pod web-pod-0 removed",
+            "Pod web-pod-1 removed",
+            "Pod web-pod-2 removed",
         ]
         assert dy("pod", "ls", "-q").stdout == "" and dy("ps", "-aq").stdout == ""
         assert (
@@ -215,7 +217,7 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
         dy("kube", "play", str(path))
         again = dy("kube", "play", "--replace", str(path)).stdout.split("\n")
         assert (
-            again[:2] == ["Pod two removed", "Pod web-0 removed"] and "Pod web-2 started" in again
+            again[:2] == ["Pod two removed", "Pod web-pod-0 removed"] and "Pod web-pod-2 started" in again
         )
         dy("kube", "down", "--force", str(path))
         assert "webdata" not in dy("volume", "ls", "-q").stdout.split()

@@ -1,6 +1,6 @@
 """``kube play``: Kubernetes objects run locally, each pod of them a dockyard pod.
 
-Pod, Deployment (one pod per replica, ``<name>-<n>``), DaemonSet (one pod: this is one
+Pod, Deployment (one pod per replica, ``<name>-pod-<n>``), DaemonSet (one pod: this is one
 node) and Job (a pod that runs to completion) become pods; a Service publishes its ports
 on the host from the first pod it selects (``port`` on the host to ``targetPort``); a
 PersistentVolumeClaim is a named volume; a ConfigMap or Secret is a directory of files
@@ -228,9 +228,11 @@ def _pod_spec(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], str]
 
 
 def _pod_names(doc: dict[str, Any]) -> list[str]:
+    """podman's names: a Pod's own; ``<name>-pod-<n>`` per replica of a Deployment;
+    ``<name>-pod`` for a DaemonSet or Job."""
     name = doc["metadata"]["name"]
     if doc["kind"] == "Deployment":
-        return [f"{name}-{n}" for n in range(int((doc.get("spec") or {}).get("replicas", 1)))]
+        return [f"{name}-pod-{n}" for n in range(int((doc.get("spec") or {}).get("replicas", 1)))]
     return [name] if doc["kind"] == "Pod" else [f"{name}-pod"]
 
 
@@ -293,7 +295,7 @@ def play(engine: Engine, docs: list[dict[str, Any]]) -> list[str]:
                         )
                         pods.add_member(engine, pod_name, config, host, kind)
                         engine.create(config["Image"], config, host, f"{pod_name}-{c['name']}")
-                pods.start(engine, pod_name)
+        _start_all(engine, made_pods)
     except BaseException:
         for name in made_pods:
             try:
@@ -313,22 +315,81 @@ def play(engine: Engine, docs: list[dict[str, Any]]) -> list[str]:
     return made_pods
 
 
+def _start_all(engine: Engine, names: list[str]) -> None:
+    """``pods.start`` of every pod at once, each in a forked child where this process runs
+    one thread (a child of one thread forks its containers' monitors, where a thread would
+    have to spawn interpreters for them); in turn otherwise. The first failure is raised."""
+    import sys
+
+    from dockyard.engine import pods
+
+    threading = sys.modules.get("threading")
+    if len(names) < 2 or (threading is not None and threading.active_count() > 1):
+        for name in names:
+            pods.start(engine, name)
+        return
+    from dockyard.engine.containers import Engine as EngineClass
+
+    children = []
+    for name in names:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read_end)
+                pods.start(
+                    EngineClass(engine.root, engine.snapshotter), name
+                )  # a connection of its own
+                code = 0
+            except BaseException as err:  # the parent raises it
+                os.write(write_end, str(err).encode(errors="replace"))
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        children.append((pid, read_end))
+    problems = []
+    for pid, read_end in children:
+        with os.fdopen(read_end, "rb") as f:
+            message = f.read().decode(errors="replace")
+        _pid, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            problems.append(message or "a pod did not start")
+    if problems:
+        raise DockyardError(problems[0])
+
+
 def down(engine: Engine, docs: list[dict[str, Any]], volumes: bool = False) -> list[str]:
     """Remove the pods ``docs`` made, their ConfigMaps' and Secrets' files, and with
     ``volumes`` their claims' volumes; the pods' names."""
+    import threading
+
     from dockyard.engine import pods
     from dockyard.fsutil import remove_tree
 
-    gone = []
+    names = [
+        n
+        for doc in docs
+        if doc["kind"] in ("Pod", "Deployment", "DaemonSet", "Job")
+        for n in _pod_names(doc)
+    ]
+    found: dict[str, bool] = {}
+
+    def take_down(name: str) -> None:  # each pod in a thread: most of it is waiting for exits
+        try:
+            pods.remove(engine, name, force=True)
+            found[name] = True
+        except pods.PodNotFound:
+            pass
+
+    threads = [threading.Thread(target=take_down, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gone = [n for n in names if found.get(n)]
     for doc in docs:
-        if doc["kind"] in ("Pod", "Deployment", "DaemonSet", "Job"):
-            for name in _pod_names(doc):
-                try:
-                    pods.remove(engine, name, force=True)
-                    gone.append(name)
-                except pods.PodNotFound:
-                    pass
-        elif doc["kind"] in ("ConfigMap", "Secret"):
+        if doc["kind"] in ("ConfigMap", "Secret"):
             remove_tree(
                 _files_dir(engine, doc["kind"], doc["metadata"]["name"]), ignore_errors=True
             )
