@@ -217,7 +217,8 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
         dy("kube", "play", str(path))
         again = dy("kube", "play", "--replace", str(path)).stdout.split("\n")
         assert (
-            again[:2] == ["Pod two removed", "Pod web-pod-0 removed"] and "Pod web-pod-2 started" in again
+            again[:2] == ["Pod two removed", "Pod web-pod-0 removed"]
+            and "Pod web-pod-2 started" in again
         )
         dy("kube", "down", "--force", str(path))
         assert "webdata" not in dy("volume", "ls", "-q").stdout.split()
@@ -250,3 +251,50 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
                 assert dy("pod", "ls", "-q").stdout == "" and dy("ps", "-aq").stdout == "", n
     finally:
         dy("kube", "down", "--force", str(path), ok=False)
+
+
+def test_a_generated_file_plays_back_the_same(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The round trip: a pod written out by ``kube generate`` and run again by ``kube play``
+    has containers set up as the first ones were."""
+    import json
+
+    def shape(name: str) -> dict:  # type: ignore[type-arg]
+        rec = dy.record(name)
+        cfg, host = rec["Config"], rec["HostConfig"]
+        test = cfg["Healthcheck"]["Test"]
+        if test[0] == "CMD-SHELL":
+            test = ["CMD", "/bin/sh", "-c", test[1]]
+        tmpfs = sorted(
+            {
+                *(host.get("Tmpfs") or {}),
+                *(m["Destination"] for m in rec["Mounts"] if m["Type"] == "tmpfs"),
+            }
+        )
+        return {"image": cfg["Image"], "cmd": cfg["Cmd"], "env": sorted(e for e in cfg["Env"] if e.startswith("MODE")),
+                "user": cfg["User"], "memory": host["Memory"], "cpus": host["NanoCpus"], "caps": (host["CapAdd"], host["CapDrop"]),
+                "ro": host["ReadonlyRootfs"], "health": (test, cfg["Healthcheck"]["Interval"], cfg["Healthcheck"]["StartPeriod"]),
+                "tmpfs": tmpfs,  # --tmpfs is HostConfig.Tmpfs, a tmpfs mount one of Mounts: the same to a user
+                "mounts": sorted((m["Type"], m.get("Name") or m["Source"], m["Destination"], m["RW"])
+                                 for m in rec["Mounts"] if m["Type"] != "tmpfs" and m["Destination"] != "/dev/shm")}  # fmt: skip
+
+    try:
+        dy("volume", "create", "rtdata")
+        dy("pod", "create", "--name", "rt", "-p", "127.0.0.1:18082:80")
+        dy("create", "--pod", "rt", "--name", "rt-web", "-e", "MODE=prod", "-v", "rtdata:/data",
+           "-v", f"{tmp_path}:/hosttmp:ro", "--tmpfs", "/scratch", "-m", "64m", "--cpus", "0.5",
+           "--user", "1000:1000", "--cap-drop", "NET_RAW", "--cap-add", "SYS_TIME", "--read-only",
+           "--health-cmd", "true", "--health-interval", "5s", "--health-start-period", "20s",
+           "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+        dy("pod", "start", "rt")
+        before = shape("rt-web")
+        out = tmp_path / "rt.yaml"
+        dy("kube", "generate", "-f", str(out), "rt")
+        dy("pod", "rm", "-f", "rt")
+        assert dy("kube", "play", str(out)).stdout.strip() == "Pod rt started"
+        after = shape("rt-rt-web")  # the container's name in the pod: <pod>-<container>
+        assert after == before, (after, before)
+        assert json.loads(dy("pod", "inspect", "rt").stdout)["InfraConfig"]["PortBindings"] == {
+            "80/tcp": [{"HostIp": "", "HostPort": "18082"}]}  # fmt: skip
+    finally:
+        dy("pod", "rm", "-f", "rt", ok=False)
+        dy("volume", "rm", "rtdata", ok=False)
