@@ -116,7 +116,7 @@ def test_generate_a_pod_and_a_container(dy: Dy, tmp_path) -> None:  # type: igno
         dy("kube", "generate", "-f", str(out), "lone")
         assert yaml.safe_load(out.read_text())["kind"] == "Pod"
         for args, message in (
-            (("nosuch",), "nosuch is neither a container nor a pod"),
+            (("nosuch",), "nosuch is neither a container, a pod nor a Compose project"),
             (
                 ("--type", "cronjob", "kapp"),
                 "invalid type 'cronjob': use pod, deployment, daemonset, job",
@@ -298,3 +298,41 @@ def test_a_generated_file_plays_back_the_same(dy: Dy, tmp_path) -> None:  # type
     finally:
         dy("pod", "rm", "-f", "rt", ok=False)
         dy("volume", "rm", "rtdata", ok=False)
+
+
+def test_a_compose_project_as_deployments(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A Compose project: a Deployment and a Service per service, a config as a ConfigMap
+    mounted where the service has it, and ``depends_on: service_healthy`` as an init
+    container that waits for the dependency's Service — valid for the newest schemas."""
+    (tmp_path / "app.conf").write_text("level=debug\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  store:\n    image: busybox\n    command: sh -c \"trap 'exit 0' TERM; sleep 300 & wait\"\n"
+        "    expose: ['6379']\n    healthcheck: {test: ['CMD', 'true'], interval: 1s}\n"
+        "  web:\n    image: busybox\n    command: sh -c \"trap 'exit 0' TERM; sleep 300 & wait\"\n"
+        "    ports: ['127.0.0.1::8080']\n    depends_on: {store: {condition: service_healthy}}\n"
+        "    configs: [{source: appconf, target: /etc/app.conf}]\n    deploy: {replicas: 2}\n"
+        "configs:\n  appconf: {file: ./app.conf}\n"
+    )
+    d = str(tmp_path)
+    try:
+        dy("compose", "-p", "kproj", "up", "-d", "--wait", cwd=d)
+        docs = _valid(dy("kube", "generate", "kproj").stdout)
+        by = {(x["kind"], x["metadata"]["name"]): x for x in docs}
+        assert set(by) == {("ConfigMap", "appconf"), ("Deployment", "store"), ("Deployment", "web"),
+                           ("Service", "store"), ("Service", "web")}  # fmt: skip
+        assert by[("ConfigMap", "appconf")]["data"] == {"appconf": "level=debug\n"}
+        web = by[("Deployment", "web")]["spec"]
+        assert web["replicas"] == 2
+        pod = web["template"]["spec"]
+        (wait,) = pod["initContainers"]
+        assert wait["command"] == ["sh", "-c", "until nc -z store 6379; do sleep 1; done"]
+        (mount,) = [
+            m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/etc/app.conf"
+        ]
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["configMap"]["name"] == "appconf" and mount["subPath"] == "appconf"
+        assert by[("Service", "store")]["spec"]["ports"][0]["port"] == 6379
+        assert by[("Service", "web")]["spec"]["ports"][0]["targetPort"] == 8080
+    finally:
+        dy("compose", "-p", "kproj", "down", "-t", "1", cwd=d, ok=False)

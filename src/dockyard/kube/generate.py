@@ -174,6 +174,8 @@ def manifests(
             try:
                 rec = engine.record(engine.lookup(ref))
             except NotFound:
+                if len(refs) == 1:  # a Compose project, by name
+                    return project_manifests(engine, ref)
                 raise InvalidArgument(f"{ref} is neither a container nor a pod") from None
             if (rec["config"].get("Labels") or {}).get(INFRA_LABEL):
                 raise InvalidArgument(
@@ -267,3 +269,139 @@ def _quantity(n: int) -> str:
         if n % size == 0:
             return f"{n // size}{unit}"
     return str(n)
+
+
+COMPOSE = "com.docker.compose."
+
+
+def project_manifests(engine: Engine, project: str) -> list[dict[str, Any]]:
+    """A Compose project running here as Kubernetes objects: per service a Deployment (as
+    many replicas as it has containers) and, where it exposes ports, a Service of its name
+    (how its peers found it by name); configs and secrets as ConfigMaps and Secrets
+    mounted where the service has them; ``depends_on`` with ``service_healthy`` as an init
+    container that waits until the dependency's Service answers — Kubernetes starts a
+    pod's containers only after its init containers, and a Service leads only to pods
+    that are ready, so the order Compose keeps holds on a cluster too."""
+    import base64
+
+    from dockyard.compose.model import load
+
+    recs = [r for r in engine.list(all_=True) if (r["config"].get("Labels") or {}).get(COMPOSE + "project") == project
+            and (r["config"].get("Labels") or {}).get(COMPOSE + "oneoff") != "True"]  # fmt: skip
+    if not recs:
+        raise InvalidArgument(f"{project} is neither a container, a pod nor a Compose project")
+    labels0 = recs[0]["config"]["Labels"]
+    files = [f for f in (labels0.get(COMPOSE + "project.config_files") or "").split(",") if f]
+    model = load(files or None, project, labels0.get(COMPOSE + "project.working_dir") or None)
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for rec in sorted(
+        recs, key=lambda r: int(r["config"]["Labels"].get(COMPOSE + "container-number") or 0)
+    ):
+        by_service.setdefault(rec["config"]["Labels"][COMPOSE + "service"], []).append(rec)
+    claims: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    kinds = {"configs": "ConfigMap", "secrets": "Secret"}
+    for kind, key in kinds.items():
+        for name, source in getattr(model, kind).items():
+            if source.get("file"):
+                with open(source["file"], "rb") as f:
+                    data = f.read()
+            else:
+                data = source["content"].encode()
+            obj: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": key,
+                "metadata": {"name": dns_name(name)},
+            }
+            if key == "Secret":
+                obj["data"] = {name: base64.b64encode(data).decode()}
+            else:
+                obj["data"] = {name: data.decode(errors="replace")}
+            out.append(obj)
+    services: list[dict[str, Any]] = []
+    workloads: list[dict[str, Any]] = []
+    ports_of: dict[str, int] = {}
+    for service, members in by_service.items():
+        rec = members[0]
+        spec, volumes = _container(engine, rec, claims)
+        spec["name"] = dns_name(service)
+        svc_model = model.services.get(service) or {}
+        # configs and secrets: their bind mounts become ConfigMap and Secret volumes
+        refs = {
+            ref["target"]: (kind, ref["source"])
+            for kind in kinds
+            for ref in svc_model.get(kind) or []
+        }
+        kept_mounts, kept_volumes = [], []
+        by_name = {v["name"]: v for v in volumes}
+        for mount in spec.get("volumeMounts") or []:
+            if mount["mountPath"] in refs:
+                kind, source = refs[mount["mountPath"]]
+                vol_name = dns_name(f"{kind}-{source}")
+                ref_key = "configMap" if kind == "configs" else "secret"
+                body = (
+                    {"name": dns_name(source)}
+                    if ref_key == "configMap"
+                    else {"secretName": dns_name(source)}
+                )
+                kept_volumes.append(
+                    {
+                        "name": vol_name,
+                        ref_key: {**body, "items": [{"key": source, "path": source}]},
+                    }
+                )
+                kept_mounts.append(
+                    {
+                        "name": vol_name,
+                        "mountPath": mount["mountPath"],
+                        "subPath": source,
+                        "readOnly": True,
+                    }
+                )
+            else:
+                kept_mounts.append(mount)
+                kept_volumes.append(by_name[mount["name"]])
+        if kept_mounts:
+            spec["volumeMounts"] = kept_mounts
+        for p in spec.get("ports") or []:
+            p.pop("hostPort", None)  # a Service publishes them on a cluster
+        ports = [p["containerPort"] for p in spec.get("ports") or []]
+        if ports:
+            ports_of[service] = ports[0]
+            services.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": dns_name(service)},
+                             "spec": {"selector": {"app": dns_name(service)}, "ports": [
+                                 {"name": f"port-{p}", "port": p, "targetPort": p} for p in ports]}})  # fmt: skip
+        deps = [
+            d.split(":")
+            for d in (rec["config"]["Labels"].get(COMPOSE + "depends_on") or "").split(",")
+            if d
+        ]
+        pod_spec: dict[str, Any] = {"containers": [spec]}
+        waits = [(dep, cond) for dep, cond, *_ in deps if cond == "service_healthy"]
+        if waits:
+            pod_spec["_waits"] = [dep for dep, _ in waits]
+        if kept_volumes:
+            pod_spec["volumes"] = kept_volumes
+        labels = {"app": dns_name(service)}
+        pod_spec["restartPolicy"] = "Always"
+        workloads.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": dns_name(service), "labels": labels},
+                          "spec": {"replicas": len(members), "selector": {"matchLabels": labels},
+                                   "template": {"metadata": {"labels": labels}, "spec": pod_spec}}})  # fmt: skip
+    for workload in workloads:
+        pod_spec = workload["spec"]["template"]["spec"]
+        waits = pod_spec.pop("_waits", [])
+        init = []
+        for dep in waits:
+            if dep not in ports_of:
+                raise InvalidArgument(f"service {dep}: a service others wait on (service_healthy) needs a port "
+                                      "for its Service, to be waited for on a cluster")  # fmt: skip
+            init.append({"name": dns_name(f"wait-for-{dep}"), "image": "busybox",
+                         "command": ["sh", "-c", f"until nc -z {dns_name(dep)} {ports_of[dep]}; do sleep 1; done"]})  # fmt: skip
+        if init:
+            pod_spec["initContainers"] = init
+    claims_out = [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+        for claim in claims.values()
+    ]  # fmt: skip
+    return [*out, *claims_out, *workloads, *services]

@@ -219,7 +219,9 @@ def _container_request(engine: Engine, spec: dict[str, Any], volumes: dict[str, 
             # the startup probe's extra failures are the time a start may take: Docker's
             # start period (what kube generate writes it from)
             extra = int(startup.get("failureThreshold", 3)) - int(probe.get("failureThreshold", 3))
-            check["StartPeriod"] = max(extra, 0) * int(startup.get("periodSeconds", 10)) * 1_000_000_000
+            check["StartPeriod"] = (
+                max(extra, 0) * int(startup.get("periodSeconds", 10)) * 1_000_000_000
+            )
         config["Healthcheck"] = check
     return config, host
 
