@@ -234,6 +234,8 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
                 "kind: Pod\nmetadata: {name: p}\n  bad: [\n": "invalid YAML",
                 "kind: Pod\nmetadata: {name: p}\n---\nkind: Pod\nmetadata: {name: p}\n": "Pod p is given twice",
                 "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: nosuch-image}]}\n": "nosuch-image",
+                "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox, command: [sleep, '9']},"
+                " {name: c, image: busybox}]}\n": "is already in use",
                 source.replace(f"port: {port}", f"port: {taken}"): "port is already allocated",
             }  # fmt: skip
             for n, (text, message) in enumerate(cases.items()):
@@ -336,3 +338,43 @@ def test_a_compose_project_as_deployments(dy: Dy, tmp_path) -> None:  # type: ig
         assert by[("Service", "web")]["spec"]["ports"][0]["targetPort"] == 8080
     finally:
         dy("compose", "-p", "kproj", "down", "-t", "1", cwd=d, ok=False)
+
+
+def test_play_enforces_a_liveness_probe(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A container whose liveness probe fails is killed and, as its pod's restartPolicy
+    says, started again (Docker would only mark it unhealthy); a readiness probe alone
+    kills nothing."""
+    import time
+
+    (tmp_path / "count").write_text("")
+    spec = (
+        "kind: Pod\nmetadata: {name: live}\nspec:\n  restartPolicy: Always\n"
+        "  volumes: [{name: out, hostPath: {path: %s}}]\n  containers:\n"
+        '  - name: c\n    image: busybox\n    command: [sh, -c, "echo start >> /out/count; exec sleep 300"]\n'
+        "    volumeMounts: [{name: out, mountPath: /out}]\n"
+        "    %s: {exec: {command: [test, -f, /tmp/never]}, periodSeconds: 1, failureThreshold: 1}\n"
+    )
+    try:
+        (tmp_path / "live.yaml").write_text(spec % (tmp_path, "livenessProbe"))
+        dy("kube", "play", str(tmp_path / "live.yaml"))
+        _until(
+            "restarted by its probe",
+            lambda: (tmp_path / "count").read_text().split().count("start") >= 2,
+            30,
+        )
+        dy("kube", "down", str(tmp_path / "live.yaml"))
+        (tmp_path / "count").write_text("")
+        (tmp_path / "ready.yaml").write_text(spec % (tmp_path, "readinessProbe"))
+        dy("kube", "play", str(tmp_path / "ready.yaml"))
+        _until(
+            "unhealthy",
+            lambda: (
+                dy("inspect", "-f", "{{.State.Health.Status}}", "live-c").stdout.strip()
+                == "unhealthy"
+            ),
+        )
+        time.sleep(2)
+        assert (tmp_path / "count").read_text().split() == ["start"]  # marked, not killed
+    finally:
+        dy("kube", "down", str(tmp_path / "live.yaml"), ok=False)
+        dy("pod", "rm", "-f", "live", ok=False)

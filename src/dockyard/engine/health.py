@@ -22,9 +22,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["check_once", "health_config"]
+__all__ = ["LIVENESS_LABEL", "check_once", "health_config"]
 
 _NS = 1_000_000_000
+
+
+LIVENESS_LABEL = "io.dockyard.kube.liveness"
 
 
 def health_config(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -76,6 +79,15 @@ def check_once(engine: Engine, cid: str) -> dict[str, Any]:
         if state["FailingStreak"] >= hc["Retries"]:
             state["Status"] = "unhealthy"
     engine.set_state(cid, health=json.dumps(state))
+    if (
+        state["Status"] == "unhealthy"
+        and (rec["config"].get("Labels") or {}).get(LIVENESS_LABEL) == "restart"
+    ):
+        # a Kubernetes liveness probe: the container is killed, and its restart policy
+        # decides what comes next (Docker only marks it unhealthy). Not engine.kill: a kill
+        # the user asks for stops the restarts
+        engine.emit(cid, "kill", signal="9")
+        engine.runtime(cid).kill(cid, 9)
     return state
 
 

@@ -223,6 +223,10 @@ def _container_request(engine: Engine, spec: dict[str, Any], volumes: dict[str, 
                 max(extra, 0) * int(startup.get("periodSeconds", 10)) * 1_000_000_000
             )
         config["Healthcheck"] = check
+        if spec.get("livenessProbe"):
+            from dockyard.engine.health import LIVENESS_LABEL
+
+            config["Labels"][LIVENESS_LABEL] = "restart"  # a failing liveness probe kills it
     return config, host
 
 
