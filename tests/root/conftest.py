@@ -265,6 +265,29 @@ def wait_for_port(
             time.sleep(0.05)
 
 
+def http_get(port: int) -> str:
+    """The body of ``GET /`` on the loopback's ``port``, or "" when nothing answers."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+    except OSError:
+        return ""
+    return data.partition(b"\r\n\r\n")[2].decode().strip()
+
+
+def until(what: str, check: Any, timeout: float = 20) -> None:
+    """Until ``check()`` is true; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.05)
+
+
 def engine_for_module(tmp_path_factory: Any, name: str) -> Iterator[Dy]:
     """An engine with busybox for a test module; at the end every container, user network and
     the default bridge's device are gone, and nothing of it stays mounted."""

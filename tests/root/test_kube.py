@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from .conftest import Dy, engine_for_module
+from .conftest import Dy, engine_for_module, http_get, until
 
 pytestmark = pytest.mark.root
 
@@ -133,29 +133,6 @@ def test_generate_a_pod_and_a_container(dy: Dy, tmp_path) -> None:  # type: igno
         dy("volume", "rm", "kdata", ok=False)
 
 
-def _get(port: int) -> str:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-    except OSError:
-        return ""
-    return data.partition(b"\r\n\r\n")[2].decode().strip()
-
-
-def _until(what: str, check: object, timeout: float = 20) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
-
-
 def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A ConfigMap (environment and files), a Secret (an env value and files), a claim, a
     two-container Pod talking over localhost with a probe, a Deployment of three and a
@@ -182,12 +159,12 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
         ]
         assert sorted(line.split()[1] for line in dy("pod", "ls").stdout.splitlines()[1:]) == [
             "two", "web-pod-0", "web-pod-1", "web-pod-2"]  # fmt: skip
-        _until("the Service answers on the host", lambda: _get(port) != "")
+        until("the Service answers on the host", lambda: http_get(port) != "")
         assert (
-            _get(port) == "web-pod-0"
+            http_get(port) == "web-pod-0"
         )  # the first replica's host name, through the Service's port
         probe = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080 | tail -1"
-        _until("srv answers inside the pod",
+        until("srv answers inside the pod",
                lambda: dy("exec", "two-side", "sh", "-c", probe, ok=False).stdout.strip() == "hello-from-configmap")  # fmt: skip
         seen = dy(
             "exec",
@@ -357,7 +334,7 @@ def test_play_enforces_a_liveness_probe(dy: Dy, tmp_path) -> None:  # type: igno
     try:
         (tmp_path / "live.yaml").write_text(spec % (tmp_path, "livenessProbe"))
         dy("kube", "play", str(tmp_path / "live.yaml"))
-        _until(
+        until(
             "restarted by its probe",
             lambda: (tmp_path / "count").read_text().split().count("start") >= 2,
             30,
@@ -366,7 +343,7 @@ def test_play_enforces_a_liveness_probe(dy: Dy, tmp_path) -> None:  # type: igno
         (tmp_path / "count").write_text("")
         (tmp_path / "ready.yaml").write_text(spec % (tmp_path, "readinessProbe"))
         dy("kube", "play", str(tmp_path / "ready.yaml"))
-        _until(
+        until(
             "unhealthy",
             lambda: (
                 dy("inspect", "-f", "{{.State.Health.Status}}", "live-c").stdout.strip()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from .conftest import Dy, engine_for_module
+from .conftest import Dy, engine_for_module, http_get, until
 
 pytestmark = pytest.mark.root
 
@@ -23,26 +22,6 @@ def dy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dy]:
     yield from engine_for_module(tmp_path_factory, "pods")
 
 
-def _get(port: int) -> str:
-    """The body of GET / on the host's loopback, or "" when nothing answers."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-    except OSError:
-        return ""
-    return data.partition(b"\r\n\r\n")[2].decode().strip()
-
-
-def _until(what: object, check: object, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
-
-
 def test_a_pod_shares_network_ipc_and_name(dy: Dy) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +30,7 @@ def test_a_pod_shares_network_ipc_and_name(dy: Dy) -> None:
         pod_id = dy("pod", "create", "--name", "web", "-p", f"127.0.0.1:{port}:80").stdout.strip()
         assert len(pod_id) == 64
         dy("run", "-d", "--pod", "web", "--name", "web-srv", "busybox", *SERVER)
-        _until("the pod answers on the host", lambda: _get(port) == "from-pod")
+        until("the pod answers on the host", lambda: http_get(port) == "from-pod")
         probe = "hostname; readlink /proc/self/ns/ipc; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 80 | tail -1"
         name, ipc, body = dy(
             "run", "--rm", "--pod", "web", "busybox", "sh", "-c", probe
@@ -82,9 +61,9 @@ def test_a_pod_shares_network_ipc_and_name(dy: Dy) -> None:
         dy("pod", "stop", "-t", "2", "web")
         assert dy("pod", "ls").stdout.splitlines()[1].split()[2] == "Exited"
         assert dy("inspect", "-f", "{{.State.Status}}", "web-srv").stdout.strip() == "exited"
-        assert _get(port) == ""
+        assert http_get(port) == ""
         dy("pod", "start", "web")
-        _until("the pod answers again", lambda: _get(port) == "from-pod")
+        until("the pod answers again", lambda: http_get(port) == "from-pod")
         # refusals, one line each
         for args, message in (
             (("rm", "-f", f"{pod_id[:12]}-infra"), "is the infra container of a pod and cannot be removed"),
@@ -106,7 +85,7 @@ def test_a_pod_shares_network_ipc_and_name(dy: Dy) -> None:
         dy("pod", "rm", "-f", "web")
         assert dy("pod", "ls", "-q").stdout == ""
         assert dy("ps", "-a", "--filter", f"label=io.dockyard.pod={pod_id}", "-q").stdout == ""
-        assert _get(port) == ""
+        assert http_get(port) == ""
     finally:
         dy("pod", "rm", "-f", "web", ok=False)
 
@@ -132,12 +111,12 @@ def test_init_containers_and_the_pods_restart_policy(dy: Dy, tmp_path) -> None: 
         )
         assert json.loads(dy("pod", "inspect", "ini").stdout)["RestartPolicy"] == "on-failure"
         dy("pod", "start", "ini")
-        _until("main ran", lambda: "main" in (shared / "order").read_text())
+        until("main ran", lambda: "main" in (shared / "order").read_text())
         assert (shared / "order").read_text().split() == ["first", "second", "main"]
         assert dy("inspect", "ini-second", ok=False).returncode != 0  # once: gone after its run
         dy("pod", "stop", "-t", "1", "ini")
         dy("pod", "start", "ini")
-        _until("main ran again", lambda: (shared / "order").read_text().split().count("main") == 2)
+        until("main ran again", lambda: (shared / "order").read_text().split().count("main") == 2)
         assert (shared / "order").read_text().split() == [
             "first",
             "second",

@@ -21,10 +21,10 @@ RANKS = {
     "network": 5, "registry": 5, "testing": 5,
     "engine": 6,
     "builder": 7,
-    "cli": 9,
+    "cli": 10,
     "api": 8,
     "compose": 8,
-    "kube": 8,
+    "kube": 9,
 }  # fmt: skip
 
 
