@@ -261,3 +261,41 @@ def test_a_killed_service_leaves_the_engine_whole(dy: Dy, tmp_path) -> None:  # 
         ids = dy("ps", "-aq").stdout.split()
         if ids:
             dy("rm", "-f", *ids)
+
+
+def test_malformed_http_gets_its_status(stack: Any) -> None:
+    """The request line and headers (parsed by dockyard, not by the email package): bad
+    syntax 400, HTTP/2 505, a header without a colon 400, too many headers 431; a request
+    with headers in any case still reaches its route; keep-alive by default on HTTP/1.1."""
+    service, _proxy, _env = stack
+
+    def ask(raw: bytes) -> bytes:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(service.sock)
+        s.sendall(raw)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data.split(b"\r\n", 1)[0]
+
+    assert ask(b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert ask(b"GET /_ping HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 505")
+    assert ask(b"GET /_ping HTTP/1.1\r\nno colon here\r\n\r\n").startswith(b"HTTP/1.1 400")
+    many = b"".join(b"X-%d: y\r\n" % n for n in range(150))
+    assert ask(b"GET /_ping HTTP/1.1\r\n" + many + b"\r\n").startswith(b"HTTP/1.1 431")
+    assert ask(b"GET /_ping HTTP/1.1\r\nhOsT: x\r\nCONTENT-length: 0\r\n\r\n") == b"HTTP/1.1 200 OK"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(service.sock)
+    for _ in range(2):  # one connection, two answers
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"OK"):
+            data += s.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200")
+    s.close()
