@@ -36,15 +36,24 @@ def _valid(text: str) -> list[dict]:  # type: ignore[type-arg]
     return docs
 
 
+def _full_pod(
+    dy: Dy, pod: str, name: str, volume: str, port: int, host_dir: str, health: str
+) -> None:
+    """A pod publishing ``port`` and a container in it with most of what a pod spec can
+    say: env, a named volume, a bind, a tmpfs, limits, user, capabilities, a read-only
+    root, a health check with a start period."""
+    dy("volume", "create", volume)
+    dy("pod", "create", "--name", pod, "-p", f"127.0.0.1:{port}:80")
+    dy("create", "--pod", pod, "--name", name, "-e", "MODE=prod", "-v", f"{volume}:/data",
+       "-v", f"{host_dir}:/hosttmp:ro", "--tmpfs", "/scratch", "-m", "64m", "--cpus", "0.5",
+       "--user", "1000:1000", "--cap-drop", "NET_RAW", "--cap-add", "SYS_TIME", "--read-only",
+       "--health-cmd", health, "--health-interval", "5s", "--health-start-period", "20s",
+       "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+
+
 def test_generate_a_pod_and_a_container(dy: Dy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     try:
-        dy("volume", "create", "kdata")
-        dy("pod", "create", "--name", "kapp", "-p", "127.0.0.1:18081:80")
-        dy("create", "--pod", "kapp", "--name", "kweb", "-e", "MODE=prod", "-v", "kdata:/data",
-           "-v", f"{tmp_path}:/hosttmp:ro", "--tmpfs", "/scratch", "-m", "64m", "--cpus", "0.5",
-           "--user", "1000:1000", "--cap-drop", "NET_RAW", "--cap-add", "SYS_TIME", "--read-only",
-           "--health-cmd", "test -f /tmp/ok", "--health-interval", "5s", "--health-start-period", "20s",
-           "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+        _full_pod(dy, "kapp", "kweb", "kdata", 18081, str(tmp_path), "test -f /tmp/ok")
         dy(
             "create",
             "--pod",
@@ -206,6 +215,8 @@ def test_play_runs_a_file_and_down_removes_it(dy: Dy, tmp_path) -> None:  # type
             taken = held.getsockname()[1]
             cases = {
                 "kind: Ingress\nmetadata: {name: x}\n": "kind Ingress is not supported",
+                # names become paths under the state root: Kubernetes' rule keeps them there
+                "kind: ConfigMap\nmetadata: {name: ../../escape}\ndata: {a: b}\n": "a name is lower-case letters",
                 "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox, lifecycle: {}}]}\n":
                     "Pod p: spec.containers[0].lifecycle is not supported",
                 "kind: Pod\nmetadata: {name: p}\n  bad: [\n": "invalid YAML",
@@ -257,13 +268,7 @@ def test_a_generated_file_plays_back_the_same(dy: Dy, tmp_path) -> None:  # type
                                  for m in rec["Mounts"] if m["Type"] != "tmpfs" and m["Destination"] != "/dev/shm")}  # fmt: skip
 
     try:
-        dy("volume", "create", "rtdata")
-        dy("pod", "create", "--name", "rt", "-p", "127.0.0.1:18082:80")
-        dy("create", "--pod", "rt", "--name", "rt-web", "-e", "MODE=prod", "-v", "rtdata:/data",
-           "-v", f"{tmp_path}:/hosttmp:ro", "--tmpfs", "/scratch", "-m", "64m", "--cpus", "0.5",
-           "--user", "1000:1000", "--cap-drop", "NET_RAW", "--cap-add", "SYS_TIME", "--read-only",
-           "--health-cmd", "true", "--health-interval", "5s", "--health-start-period", "20s",
-           "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+        _full_pod(dy, "rt", "rt-web", "rtdata", 18082, str(tmp_path), "true")
         dy("pod", "start", "rt")
         before = shape("rt-web")
         out = tmp_path / "rt.yaml"

@@ -12,7 +12,7 @@ SRC = os.path.dirname(dockyard.__file__)
 
 # lowest first; a package may import from any package of a lower rank
 RANKS = {
-    "errors": 0, "_json": 0, "__version__": 0, "digest": 0,
+    "errors": 0, "_json": 0, "__version__": 0, "digest": 0, "threads": 0,
     "clock": 1, "units": 1, "filters": 1, "jsonmessage": 1, "linux": 1, "fsutil": 1, "metadata": 1, "busy": 1,
     "platforms": 1,
     "inroot": 2, "runtime.cgroups": 2, "content": 2,

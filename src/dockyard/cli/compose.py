@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from dockyard.cli import flags
+from dockyard.cli import flags, prefixed_logs
 from dockyard.cli._context import engine as _engine
 
 TYPE_CHECKING = False
@@ -97,60 +97,7 @@ def up_cmd(ctx: flags.Context, detach: bool, build: bool, force_recreate: bool, 
     if wait:
         apply.wait_healthy(engine, ids, wait_timeout)
     if not (detach or wait):
-        _follow(engine, project, ids)
-
-
-# Compose's colours for log prefixes, given out in turn (cyan, yellow, green, magenta,
-# blue, then their bright forms)
-_RAINBOW = ("36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1")
-
-
-class _Prefixes:
-    """``name  | `` before each line, the names padded to one width and coloured one
-    colour each when the output is a terminal (unless ``--no-color``), as Compose does."""
-
-    def __init__(self, names: list[str], colour: bool, shown: bool = True) -> None:
-        self.width = max((len(n) for n in names), default=0)
-        self.colours = {n: _RAINBOW[i % len(_RAINBOW)] for i, n in enumerate(names)}
-        self.colour, self.shown = colour, shown
-
-    def __call__(self, name: str) -> str:
-        if not self.shown:
-            return ""
-        text = f"{name.ljust(self.width)}  |"
-        return f"\033[{self.colours.get(name, '0')}m{text}\033[0m " if self.colour else f"{text} "
-
-
-def _line(record: dict[str, Any], timestamps: bool) -> str:
-    return f"{record['time']} {record['log']}" if timestamps else record["log"]
-
-
-def _follow(engine: Any, project: Project, ids: list[str], prefixes: _Prefixes | None = None,
-            timestamps: bool = False, tail: int | None = None) -> None:  # fmt: skip
-    """Every container's output, prefixed, until they all end (``up`` in the foreground,
-    ``logs -f``)."""
-    import threading
-
-    from dockyard.engine.logs import records
-
-    names = {c: engine.record(c)["name"] for c in ids}
-    prefix = prefixes or _Prefixes(list(names.values()), sys.stdout.isatty())
-    lock = threading.Lock()
-
-    def follow(cid: str) -> None:
-        from dockyard.engine.containers import Engine
-
-        mine = Engine(engine.root, engine.snapshotter)  # a database connection of its own
-        for r in records(mine, cid, tail=tail, follow=True):
-            with lock:
-                sys.stdout.write(prefix(names[cid]) + _line(r, timestamps))
-                sys.stdout.flush()
-
-    threads = [threading.Thread(target=follow, args=(cid,), daemon=True) for cid in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        prefixed_logs.follow(engine, ids)
 
 
 @compose_group.command("down")
@@ -267,15 +214,15 @@ def logs_cmd(ctx: flags.Context, follow: bool, no_log_prefix: bool, no_color: bo
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise InvalidArgument(f"invalid tail value: {tail}")
     lines = None if tail == "all" else int(tail)
-    prefixes = _Prefixes(
+    prefixes = prefixed_logs.Prefixes(
         [r["name"] for r in recs], sys.stdout.isatty() and not no_color, not no_log_prefix
     )
     if follow:
-        _follow(engine, _project(ctx), [r["id"] for r in recs], prefixes, timestamps, lines)
+        prefixed_logs.follow(engine, [r["id"] for r in recs], prefixes, timestamps, lines)
         return
     for r in recs:
         for line in records(engine, r["id"], tail=lines):
-            flags.echo(prefixes(r["name"]) + _line(line, timestamps), nl=False)
+            flags.echo(prefixes(r["name"]) + prefixed_logs.log_line(line, timestamps), nl=False)
 
 
 @compose_group.command("exec", context_settings={"allow_interspersed_args": False})

@@ -184,31 +184,16 @@ def top_cmd(ctx: flags.Context, pod: str) -> None:
 @flags.pass_context
 def logs_cmd(ctx: flags.Context, follow: bool, timestamps: bool, pod: str) -> None:
     """The logs of a pod's containers, each line prefixed with its container's name."""
-    import threading
-
-    from dockyard.engine.containers import Engine
+    from dockyard.cli import prefixed_logs
     from dockyard.engine.logs import records
     from dockyard.engine.pods import lookup, members
 
     engine = _engine(ctx)
     recs = members(engine, lookup(engine, pod)["id"])
-    width = max((len(r["name"]) for r in recs), default=0)
-    lock = threading.Lock()
-
-    def show(rec: dict[str, Any]) -> None:
-        mine = Engine(engine.root, engine.snapshotter)  # a database connection per thread
-        for r in records(mine, rec["id"], follow=follow):
-            line = f"{r['time']} {r['log']}" if timestamps else r["log"]
-            with lock:
-                sys.stdout.write(f"{rec['name'].ljust(width)}  | {line}")
-                sys.stdout.flush()
-
-    if not follow:  # each container's lines together, oldest container first
-        for rec in recs:
-            show(rec)
+    prefixes = prefixed_logs.Prefixes([r["name"] for r in recs], colour=False)
+    if follow:
+        prefixed_logs.follow(engine, [r["id"] for r in recs], prefixes, timestamps)
         return
-    threads = [threading.Thread(target=show, args=(r,), daemon=True) for r in recs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for rec in recs:  # each container's lines together, oldest container first
+        for r in records(engine, rec["id"]):
+            flags.echo(prefixes(rec["name"]) + prefixed_logs.log_line(r, timestamps), nl=False)

@@ -635,28 +635,6 @@ def _grace(svc: dict[str, Any]) -> int:
     )
 
 
-def _all_at_once(work: Callable[[Any], None], items: list[Any]) -> None:
-    """``work`` on every item, each in a thread of its own (threads, not a pool: the pool
-    module imports logging, ~9 ms of each ``down``); the first error, once all are done."""
-    import threading
-
-    errors: list[BaseException] = []
-
-    def one(item: Any) -> None:
-        try:
-            work(item)
-        except BaseException as err:  # kept for the caller, raised once every item is done
-            errors.append(err)
-
-    threads = [threading.Thread(target=one, args=(item,)) for item in items]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
 def down(engine: Engine, project: Project, volumes: bool = False, timeout: int | None = None,
          say: Callable[[str], None] = lambda _line: None, remove_orphans: bool = False,
          rmi: str = "") -> None:  # fmt: skip
@@ -680,7 +658,9 @@ def down(engine: Engine, project: Project, volumes: bool = False, timeout: int |
         engine.remove(rec["id"], force=True)
         say(f" Container {rec['name']}  Removed")
 
-    _all_at_once(take_down, recs)  # as Compose: each may wait its whole grace period
+    from dockyard.threads import each_in_a_thread
+
+    each_in_a_thread(take_down, recs)  # as Compose: each may wait its whole grace period
     for net in engine.networks.list():
         if (net.get("labels") or {}).get(P + "project") == project.name:
             try:

@@ -542,14 +542,13 @@ class Engine:
                 self.runtime(cid).kill(cid, lifecycle.parse_signal(stop_signal))
             except Exception:  # a signal that cannot be sent is followed by SIGKILL
                 pass
-            if session.wait(wait) if session else self._wait_exit(cid, wait):
+            if self._await_exit(cid, session, wait):
                 return ""
             try:
                 self.runtime(cid).kill(cid, 9)
             except NotRunning:
                 pass  # it exited on its own after the wait ended
-            if session is None or not session.wait(30):
-                self._wait_exit(cid, 30)
+            self._await_exit(cid, session, 30)
         finally:
             if session is not None:
                 session.close()
@@ -607,6 +606,11 @@ class Engine:
             session.close()
             return None
         return session
+
+    def _await_exit(self, cid: str, session: Any, timeout: float) -> bool:
+        """Whether the container exited within ``timeout``: seen by ``session`` (which then
+        recorded it), or in the record where there is none."""
+        return session.wait(timeout) if session is not None else self._wait_exit(cid, timeout)
 
     def _wait_exit(self, cid: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -706,8 +710,7 @@ class Engine:
                     self.runtime(cid).kill(cid, 9)
                 except NotRunning:
                     pass  # it exited since the status was read: nothing left to kill
-                if session is None or not session.wait(30):
-                    self._wait_exit(cid, 30)
+                self._await_exit(cid, session, 30)
             finally:
                 if session is not None:
                     session.close()

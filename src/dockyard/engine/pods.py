@@ -213,17 +213,10 @@ def start(engine: Engine, ref: str) -> str:
 
 def stop(engine: Engine, ref: str, timeout: int | None = None) -> str:
     """Every member, then the infra (which holds their namespaces)."""
-    import threading
+    from dockyard.threads import each_in_a_thread
 
     pod = lookup(engine, ref)
-    threads = [
-        threading.Thread(target=engine.stop, args=(r["id"], timeout))
-        for r in members(engine, pod["id"])
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    each_in_a_thread(lambda r: engine.stop(r["id"], timeout), members(engine, pod["id"]))
     engine.stop(pod["infra_id"], 10)  # catatonit ends on SIGTERM at once
     return pod["id"]
 

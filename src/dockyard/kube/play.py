@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
@@ -50,6 +51,7 @@ _QUANTITY = {
     "G": 10**9,
 }
 _RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def load(text: str, where: str) -> list[dict[str, Any]]:
@@ -75,6 +77,11 @@ def load(text: str, where: str) -> list[dict[str, Any]]:
             raise InvalidArgument(f"{where}: kind {kind} is not supported ({', '.join(KINDS)})")
         if not name:
             raise InvalidArgument(f"{where}: a {kind} without metadata.name")
+        if not isinstance(name, str) or not _DNS_NAME.fullmatch(name) or len(name) > 253:
+            # as Kubernetes requires; names also become paths under the state root
+            raise InvalidArgument(
+                f"{where}: {kind} {name!r}: a name is lower-case letters, digits, '-' and '.'"
+            )
         if (kind, name) in names:
             raise InvalidArgument(f"{where}: {kind} {name} is given twice")
         names.add((kind, name))
@@ -105,7 +112,8 @@ def _files_dir(engine: Engine, kind: str, name: str) -> str:
 
 
 def _write_files(engine: Engine, doc: dict[str, Any]) -> dict[str, str]:
-    """A ConfigMap's or Secret's keys as files (0444, 0400 for a Secret); its key -> value."""
+    """A ConfigMap's or Secret's keys as files (0444: a container's user may not be root);
+    its key -> value."""
     data = {k: str(v) for k, v in (doc.get("data") or {}).items()}
     if doc["kind"] == "Secret":
         data = {k: base64.b64decode(v).decode() for k, v in data.items()}
@@ -375,10 +383,9 @@ def _start_all(engine: Engine, names: list[str]) -> None:
 def down(engine: Engine, docs: list[dict[str, Any]], volumes: bool = False) -> list[str]:
     """Remove the pods ``docs`` made, their ConfigMaps' and Secrets' files, and with
     ``volumes`` their claims' volumes; the pods' names."""
-    import threading
-
     from dockyard.engine import pods
     from dockyard.fsutil import remove_tree
+    from dockyard.threads import each_in_a_thread
 
     names = [
         n
@@ -395,11 +402,7 @@ def down(engine: Engine, docs: list[dict[str, Any]], volumes: bool = False) -> l
         except pods.PodNotFound:
             pass
 
-    threads = [threading.Thread(target=take_down, args=(n,)) for n in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    each_in_a_thread(take_down, names)
     gone = [n for n in names if found.get(n)]
     for doc in docs:
         if doc["kind"] in ("ConfigMap", "Secret"):
