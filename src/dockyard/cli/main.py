@@ -13,6 +13,7 @@ import sys
 from dockyard import __version__
 from dockyard.cli import flags
 from dockyard.errors import DockyardError
+from dockyard.rootless import RootlessError
 
 __all__ = ["cli", "main"]
 
@@ -99,6 +100,12 @@ def _register_the_rest() -> None:
 _register()
 
 
+def _only_reads_help(args: list[str]) -> bool:
+    """``--help`` and ``--version`` need no namespaces (nor a user who may make them)."""
+    return not args or any(a in ("-h", "--help", "-v", "--version") for a in args[:1]) or \
+        args[-1:] in (["--help"], ["-h"])
+
+
 def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"dockyard: {message}\n")
     return code
@@ -138,10 +145,25 @@ def _daemon_status(args: list[str], code: int) -> int:
     return code if verb in _CONTAINER_STATUS_VERBS else 1
 
 
+def _rootless() -> None:
+    """A user without root: the same engine inside the user's namespaces, with state
+    under the user's XDG directories (``dockyard.rootless``)."""
+    from dockyard import rootless
+    from dockyard.rootless import userns
+
+    if "DOCKYARD_ROOT" not in os.environ:
+        root = rootless.data_root()
+        rootless.private_dir(root, os.getuid())
+        os.environ["DOCKYARD_ROOT"] = root
+    userns.enter()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or "-D" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
     try:
+        if os.geteuid() != 0 and not _only_reads_help(args):
+            _rootless()
         code = cli.main(args, prog_name="dockyard")
         if isinstance(code, int) and code:
             return code
@@ -155,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         return _fail(str(err), _daemon_status(args, err.exit_code))
+    except RootlessError as err:
+        return _fail(str(err), 125)
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # a bug: still one line, but say how to see more

@@ -76,12 +76,23 @@ def _attrs(data: bytes) -> dict[int, bytes]:
     return out
 
 
+def _rootless() -> bool:
+    """A user namespace of its own (rootless): the host's network namespace, once left,
+    cannot be joined again."""
+    with open("/proc/self/uid_map", "rb") as f:
+        return f.read().split()[:3] != [b"0", b"0", b"4294967295"]
+
+
 class Netlink:
     """One rtnetlink socket, in this process's network namespace or in ``netns_path``'s."""
 
     def __init__(self, netns_path: str | None = None) -> None:
         if netns_path is None:
             self.sock = self._open()
+        elif _rootless():
+            from dockyard.linux.nsthread import run_in
+
+            self.sock = run_in(netns_path, self._open)
         else:
             from dockyard.linux import syscalls as sc
 

@@ -220,7 +220,7 @@ def create(
             cg.create()
             cg.apply(linux.get("resources") or {})
         except OSError as err:
-            raise ContainerError(f"cgroup: {err.strerror or err}") from None
+            cg = _rootless_cgroup(cg, err, linux.get("resources") or {})
         fifo = os.path.join(sdir, st.EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
@@ -228,7 +228,8 @@ def create(
             console_fd = _connect_console(console_socket)
         host_mode = cgroups.detect()
         ctx = {
-            "in_userns": bool(flags & sc.CLONE_NEWUSER) or any(k == "user" for k, _ in joins),
+            "in_userns": bool(flags & sc.CLONE_NEWUSER) or any(k == "user" for k, _ in joins)
+            or _runtime_in_userns(),
             "new_cgroupns": bool(flags & sc.CLONE_NEWCGROUP),
             "cgroup_mode": "v2" if cg.version == 2 or host_mode == "v2" else "v1",
             "cgroup_v1_paths": cg.to_state().get("paths"),
@@ -294,6 +295,36 @@ def create(
             os.close(fd)
         if console_fd >= 0 and console_socket:
             os.close(console_fd)
+
+
+def _runtime_in_userns() -> bool:
+    from dockyard import rootless
+
+    return rootless.active()
+
+
+def _rootless_cgroup(cg: cgroups.CgroupManager, err: OSError, resources: dict[str, Any]) -> cgroups.CgroupManager:
+    """A user without root whose cgroups the host does not delegate runs its containers
+    without a cgroup of their own (as runc does rootless), unless limits were asked for."""
+    import errno
+
+    from dockyard import rootless
+
+    if not rootless.active() or err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise ContainerError(f"cgroup: {err.strerror or err}") from None
+    try:
+        cg.destroy()
+    except OSError:
+        pass
+    if _limits(resources):
+        raise ContainerError("cgroup: resource limits need cgroups, and this host does not delegate "
+                             "any to this user (rootless)")  # fmt: skip
+    return cgroups.NullCgroup()
+
+
+def _limits(resources: dict[str, Any]) -> bool:
+    """Whether ``resources`` sets anything beyond the device rules every spec carries."""
+    return any(v for k, v in resources.items() if k != "devices")
 
 
 def _drive_create(chan: Channel, stage1: int, spec: dict[str, Any], state: dict[str, Any]) -> int:

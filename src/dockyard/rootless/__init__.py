@@ -1,0 +1,86 @@
+"""Rootless mode: dockyard run by a user without root.
+
+The same engine runs, inside a user namespace that maps the user to root (and the
+user's subordinate IDs to the IDs after it) and a mount namespace of its own, both held
+by a small process of the user's (``rootless.userns``, podman's pause process). Every
+``dockyard`` command of that user joins them first, so it sees the same overlay mounts
+and may mount, chown and create namespaces as root does, over what the user owns only.
+Containers' networks live in one more namespace of that user's, reached from the host
+through slirp4netns; published ports are listened on by the user's port forwarder
+(``rootless.ports``). State goes under the user's XDG directories.
+
+This module is what every layer asks: whether this process runs rootless
+(``active``), and where a rootless user's state and runtime files live.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["active", "data_root", "run_dir", "RootlessError"]
+
+_active: bool | None = None
+
+
+class RootlessError(Exception):
+    """Rootless mode cannot start here; the message says why in one line."""
+
+
+def active() -> bool:
+    """True in a user namespace other than the host's (a rootless dockyard's, once
+    joined): what may not be done there (cgroups, mknod, ports below 1024) is done
+    another way or refused."""
+    global _active
+    if _active is None:
+        try:
+            with open("/proc/self/uid_map", "rb") as f:
+                first = f.read().split()
+        except OSError:
+            first = []
+        _active = first[:3] != [b"0", b"0", b"4294967295"]
+    return _active
+
+
+def data_root(env: dict[str, str] | None = None) -> str:
+    """``$XDG_DATA_HOME/dockyard``, else ``~/.local/share/dockyard``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or os.path.join(_home(env), ".local", "share")
+    return os.path.join(base, "dockyard")
+
+
+def run_dir(env: dict[str, str] | None = None, uid: int | None = None) -> str:
+    """``$XDG_RUNTIME_DIR/dockyard``, else ``/tmp/dockyard-<uid>`` (private to the user)."""
+    env = os.environ if env is None else env
+    if env.get("_DOCKYARD_RUN_DIR"):  # set once joined, where the user's uid reads as 0
+        return env["_DOCKYARD_RUN_DIR"]
+    uid = os.getuid() if uid is None else uid
+    base = env.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return os.path.join(base, "dockyard")
+    return f"/tmp/dockyard-{uid}"
+
+
+def _home(env: dict[str, str]) -> str:
+    home = env.get("HOME")
+    if home:
+        return home
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_dir
+
+
+def private_dir(path: str, uid: int) -> None:
+    """Create ``path`` 0700 for ``uid``, or check that it is that: a directory another
+    user made first (under /tmp) would let that user into this one's state."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        raise RootlessError(f"{path} is not a directory of user {uid}: refusing to use it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
