@@ -88,7 +88,9 @@ class Netlink:
 
     def __init__(self, netns_path: str | None = None) -> None:
         if netns_path is None:
-            self.sock = self._open()
+            from dockyard.linux.nsthread import at_home
+
+            self.sock = at_home(self._open)  # the engine's bridges' namespace
         elif _rootless():
             from dockyard.linux.nsthread import run_in
 

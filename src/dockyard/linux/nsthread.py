@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-__all__ = ["run_in"]
+__all__ = ["at_home", "engine_netns", "run_in"]
 
 _local = threading.local()
 
@@ -53,3 +53,16 @@ def run_in(netns_path: str, fn: Callable[[], T]) -> T:
     if failed:
         raise failed[0]
     return out[0]
+
+
+def engine_netns() -> str | None:
+    """The network namespace the engine's bridges live in when it is not the process's
+    own: a rootless user's (``dockyard.rootless``), None as root."""
+    return os.environ.get("_DOCKYARD_ROOTLESS_NETNS") or None
+
+
+def at_home(fn: Callable[[], T]) -> T:
+    """``fn()`` where the engine's bridges are: in the rootless user's network namespace,
+    else right here."""
+    path = engine_netns()
+    return fn() if path is None else run_in(path, fn)

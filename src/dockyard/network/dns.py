@@ -49,9 +49,12 @@ def ensure(root: str, net: dict[str, Any]) -> None:
     import time
 
     os.makedirs(os.path.join(root, "network"), exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "dockyard.network.dns", root, net["id"]],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    from dockyard.linux.nsthread import at_home
+
+    # forked where the bridges are: a rootless user's network namespace, or here
+    proc = at_home(lambda: subprocess.Popen([sys.executable, "-m", "dockyard.network.dns", root, net["id"]],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
     # The server closes its stderr once it listens (or writes why it cannot).
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     deadline = time.monotonic() + 10

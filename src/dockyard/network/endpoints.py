@@ -245,6 +245,19 @@ def _mac(ip: str) -> str:
     return mac_for(ip)
 
 
+def _unprivileged_start() -> int:
+    """The first host port a rootless user may listen on; 0 as root."""
+    from dockyard.linux.nsthread import engine_netns
+
+    if engine_netns() is None:
+        return 0
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1024
+
+
 def _publish(c: sqlite3.Connection, eid: str, name: str, proto: str, port: int, host_ip: str,
              host_port: int) -> None:  # fmt: skip
     def holder_of(number: int) -> str | None:
@@ -254,6 +267,10 @@ def _publish(c: sqlite3.Connection, eid: str, name: str, proto: str, port: int, 
             return f"container {rows[0]['name']} ({rows[0]['container_id'][:12]})"
         return _port_holder(proto, host_ip, number)
 
+    if host_port and host_port < _unprivileged_start():
+        raise InvalidArgument(f"cannot expose privileged port {host_port} without root: ports below "
+                              f"{_unprivileged_start()} need net.ipv4.ip_unprivileged_port_start={host_port} "
+                              "on the host (rootless)")  # fmt: skip
     if host_port:
         holder = holder_of(host_port)
         if holder:
@@ -280,8 +297,15 @@ def _host_resolv() -> list[str]:
     except OSError:
         return []
     # the host's own loopback resolvers cannot be reached from the container's namespace
-    return [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and ln.split()[1:2] and
+    kept = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and ln.split()[1:2] and
                                        ln.split()[1].startswith(("127.", "::1")))]  # fmt: skip
+    from dockyard.linux.nsthread import engine_netns
+
+    if engine_netns() is not None and len(kept) < len(lines) and not any(
+        ln.startswith("nameserver") for ln in kept
+    ):
+        kept.append("nameserver 10.0.2.3")  # slirp4netns's, which asks the host's resolvers
+    return kept
 
 
 def write_files(directory: str, eps: list[dict[str, Any]], mode: str, hostname: str,

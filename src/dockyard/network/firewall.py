@@ -53,6 +53,21 @@ class FirewallError(DockyardError):
     pass
 
 
+def engine_netns() -> str | None:
+    from dockyard.linux.nsthread import engine_netns
+
+    return engine_netns()
+
+
+def _run(argv: list[str], **kw: Any) -> Any:
+    """``subprocess.run`` in the engine's network namespace (a rootless user's own)."""
+    import subprocess
+
+    from dockyard.linux.nsthread import at_home
+
+    return at_home(lambda: subprocess.run(argv, **kw))
+
+
 def table_name(root: str) -> str:
     if os.path.realpath(root) == "/var/lib/dockyard":
         return "dockyard"
@@ -141,12 +156,18 @@ def sync(root: str, build: Any, forward: bool = False) -> None:
     """Rewrite the engine's table from ``build()`` -> (networks, ports), under the lock;
     with ``forward`` (the set of bridges changed) the accept chain in iptables' FORWARD too."""
     import fcntl
-    import subprocess
 
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "network.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         networks, ports = build()
+        if engine_netns() is not None:
+            # a rootless user's: the rules stay in the user's namespace, and the host's
+            # side of each port is the user's forwarder
+            from dockyard import rootless
+            from dockyard.rootless import ports as forwarder
+
+            forwarder.reconcile(rootless.run_dir(), ports)
         if backend() == "iptables":
             _sync_iptables(table_name(root), networks, ports)
             if forward:  # after: the filter table may be there only from now on
@@ -155,7 +176,7 @@ def sync(root: str, build: Any, forward: bool = False) -> None:
         if forward:
             sync_forward_accept(table_name(root), networks)
         script = render(table_name(root), networks, ports)
-        proc = subprocess.run([_nft(), "-f", "-"], input=script.encode(), capture_output=True)
+        proc = _run([_nft(), "-f", "-"], input=script.encode(), capture_output=True)
         if proc.returncode != 0:
             message = proc.stderr.decode(errors="replace").strip().splitlines()
             raise FirewallError(f"nft: {message[0] if message else 'failed'}")
@@ -205,12 +226,11 @@ def _jumps(table: str) -> list[tuple[str, list[str]]]:
 
 
 def _sync_iptables(table: str, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
-    import subprocess
 
     iptables = _tool("iptables") or "iptables"
 
-    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([iptables, "-w", *args], capture_output=True)
+    def run(*args: str) -> Any:
+        return _run([iptables, "-w", *args], capture_output=True)
 
     if not networks:
         for tbl, rule in _jumps(table):
@@ -220,7 +240,7 @@ def _sync_iptables(table: str, networks: list[dict[str, Any]], ports: list[dict[
             run("-t", tbl, "-F", _chains(table)[chain])
             run("-t", tbl, "-X", _chains(table)[chain])
         return
-    proc = subprocess.run([_tool("iptables-restore") or "iptables-restore", "-w", "--noflush"],
+    proc = _run([_tool("iptables-restore") or "iptables-restore", "-w", "--noflush"],
                           input=render_iptables(table, networks, ports).encode(), capture_output=True)  # fmt: skip
     if proc.returncode != 0:
         message = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -253,15 +273,14 @@ def render_forward_accept(table: str, networks: list[dict[str, Any]]) -> str:
 def sync_forward_accept(table: str, networks: list[dict[str, Any]]) -> None:
     """The accept chain for ``networks``' bridges, jumped to first from FORWARD; gone with the
     last network. Nothing where iptables is not installed (nothing else can drop there)."""
-    import subprocess
 
     iptables, restore = _tool("iptables"), _tool("iptables-restore")
     if iptables is None or restore is None or not _filter_forward_exists(iptables):
         return  # no FORWARD chain of iptables' own, nothing there to drop (nor to clean)
     chain = _accept_chain(table)
 
-    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([iptables, "-w", "-t", "filter", *args], capture_output=True)
+    def run(*args: str) -> Any:
+        return _run([iptables, "-w", "-t", "filter", *args], capture_output=True)
 
     if not networks:
         while run("-D", "FORWARD", "-j", chain).returncode == 0:
@@ -269,7 +288,7 @@ def sync_forward_accept(table: str, networks: list[dict[str, Any]]) -> None:
         run("-F", chain)
         run("-X", chain)
         return
-    proc = subprocess.run([restore, "-w", "--noflush"], input=render_forward_accept(table, networks).encode(),
+    proc = _run([restore, "-w", "--noflush"], input=render_forward_accept(table, networks).encode(),
                           capture_output=True)  # fmt: skip
     if proc.returncode != 0:
         message = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -283,12 +302,11 @@ def sync_forward_accept(table: str, networks: list[dict[str, Any]]) -> None:
 def _filter_forward_exists(iptables: str) -> bool:
     """Whether iptables' filter table has a FORWARD chain: made by another engine or a
     firewall; never made here (an empty one would outlive dockyard's networks)."""
-    import subprocess
 
-    version = subprocess.run([iptables, "-V"], capture_output=True).stdout.decode(errors="replace")
+    version = _run([iptables, "-V"], capture_output=True).stdout.decode(errors="replace")
     if "nf_tables" in version:
         nft = _tool("nft")
-        return nft is not None and subprocess.run([nft, "list", "chain", "ip", "filter", "FORWARD"],
+        return nft is not None and _run([nft, "list", "chain", "ip", "filter", "FORWARD"],
                                                   capture_output=True).returncode == 0  # fmt: skip
     try:
         with open("/proc/net/ip_tables_names") as f:
@@ -300,25 +318,23 @@ def _filter_forward_exists(iptables: str) -> bool:
 def forward_accept_present(root: str) -> bool:
     """Whether FORWARD still jumps to the engine's accept chain (True where iptables has no
     FORWARD chain: nothing there drops)."""
-    import subprocess
 
     iptables = _tool("iptables")
     if iptables is None or not _filter_forward_exists(iptables):
         return True
     chain = _accept_chain(table_name(root))
-    return subprocess.run([iptables, "-w", "-t", "filter", "-C", "FORWARD", "-j", chain],
+    return _run([iptables, "-w", "-t", "filter", "-C", "FORWARD", "-j", chain],
                           capture_output=True).returncode == 0  # fmt: skip
 
 
 def present(root: str) -> tuple[bool, str]:
     """Whether the engine's rules are in the kernel, and what they are called."""
-    import subprocess
 
     table = table_name(root)
     if backend() == "iptables":
         post = _chains(table)["post"]
-        proc = subprocess.run([_tool("iptables") or "iptables", "-w", "-t", "nat", "-C", "POSTROUTING", "-j", post],
+        proc = _run([_tool("iptables") or "iptables", "-w", "-t", "nat", "-C", "POSTROUTING", "-j", post],
                               capture_output=True)  # fmt: skip
         return proc.returncode == 0, f"iptables chains {post[:-5]}-*"
-    proc = subprocess.run([_nft(), "list", "table", "ip", table], capture_output=True)
+    proc = _run([_nft(), "list", "table", "ip", table], capture_output=True)
     return proc.returncode == 0, f"nftables table {table}"

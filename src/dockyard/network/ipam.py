@@ -64,19 +64,24 @@ class Subnet:
 
 def host_routes() -> list[tuple[str, int, int]]:
     """(interface, network, mask) of each IPv4 route of the host but the default."""
-    out = []
-    try:
-        with open("/proc/net/route") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                mask = int.from_bytes(int(fields[7], 16).to_bytes(4, "little"), "big")
-                if mask:
-                    dest = int.from_bytes(int(fields[1], 16).to_bytes(4, "little"), "big")
-                    out.append((fields[0], dest, mask))
-    except (OSError, StopIteration):
-        pass
-    return out
+    from dockyard.linux.nsthread import at_home
+
+    def read() -> list[tuple[str, int, int]]:
+        out = []
+        try:  # thread-self: /proc/net is the namespace of the process's first thread
+            with open("/proc/thread-self/net/route") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    mask = int.from_bytes(int(fields[7], 16).to_bytes(4, "little"), "big")
+                    if mask:
+                        dest = int.from_bytes(int(fields[1], 16).to_bytes(4, "little"), "big")
+                        out.append((fields[0], dest, mask))
+        except (OSError, StopIteration):
+            pass
+        return out
+
+    return at_home(read)
 
 
 def route_conflict(subnet: Subnet, ignore_interface: str = "") -> str | None:

@@ -15,11 +15,17 @@ __all__ = ["enable_forwarding", "ensure_bridge", "mac_for", "plug", "remove_brid
 
 
 def _sysctl(path: str, value: str) -> None:
-    try:
-        with open(path, "w") as f:
-            f.write(value)
-    except OSError:
-        pass
+    """A /proc/sys/net setting of the engine's network namespace (the writing thread's)."""
+    from dockyard.linux.nsthread import at_home
+
+    def write() -> None:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError:
+            pass
+
+    at_home(write)
 
 
 def ensure_bridge(name: str, gateway: str, prefix: int) -> bool:
@@ -69,14 +75,19 @@ def enable_forwarding() -> None:
     """IPv4 forwarding on, as dockerd turns it on: without it nothing leaves a bridge for
     another interface, and a published port reached through the gateway (hairpin) is
     dropped. Left on afterwards, as Docker leaves it."""
+    from dockyard.linux.nsthread import at_home
+
     path = "/proc/sys/net/ipv4/ip_forward"
-    try:
-        with open(path) as f:
-            if f.read(1) == "1":
-                return
-    except OSError:
-        return
-    _sysctl(path, "1")
+
+    def is_on() -> bool:
+        try:
+            with open(path) as f:
+                return f.read(1) == "1"
+        except OSError:
+            return True
+
+    if not at_home(is_on):
+        _sysctl(path, "1")
 
 
 def remove_bridge(name: str) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["active", "data_root", "run_dir", "RootlessError"]
+__all__ = ["RootlessError", "active", "data_root", "run_dir"]
 
 _active: bool | None = None
 

@@ -58,7 +58,10 @@ def _start_time(pid: int) -> str | None:
             stat = f.read()
     except OSError:
         return None
-    return stat.rsplit(b")", 1)[1].split()[19].decode()
+    fields = stat.rsplit(b")", 1)[1].split()
+    if fields[0] in (b"Z", b"X"):  # dead, not yet reaped
+        return None
+    return fields[19].decode()
 
 
 def state(rdir: str | None = None) -> dict[str, Any] | None:
@@ -104,7 +107,9 @@ def _maps(pid: int) -> str:
             proc = subprocess.run([tool, *args], capture_output=True)  # type: ignore[list-item]
             if proc.returncode:
                 text = proc.stderr.decode(errors="replace").strip().splitlines()
-                raise RootlessError(f"{os.path.basename(str(tool))}: {text[-1] if text else 'failed'}")
+                raise RootlessError(
+                    f"{os.path.basename(str(tool))}: {text[-1] if text else 'failed'}"
+                )
         return "subordinate"
     import sys
 
@@ -150,7 +155,15 @@ def _hold(to_parent: int, from_parent: int, keep: int) -> None:
 
     for sig in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGPIPE):
         _signal.signal(sig, _signal.SIG_IGN)
-    del keep  # held open until this process ends: slirp4netns's --exit-fd
+    # held open until this process ends: slirp4netns's --exit-fd
+    os.set_inheritable(keep, True)
+    # sleep keeps the descriptors it inherits (catatonit -P closes them), in half a MiB
+    # where an interpreter takes ten; nothing is its child, so there is nothing to reap
+    for pause in ("/usr/bin/sleep", "/bin/sleep"):
+        try:
+            os.execv(pause, [pause, "infinity"])
+        except OSError:
+            pass
     while True:
         try:
             os.wait()
@@ -169,9 +182,13 @@ def _slirp(rdir: str, pid: int, exit_fd: int) -> int:
 
     binary = shutil.which("slirp4netns")
     if binary is None:
-        raise RootlessError("rootless networking needs slirp4netns (Debian: apt-get install slirp4netns)")
+        raise RootlessError(
+            "rootless networking needs slirp4netns (Debian: apt-get install slirp4netns)"
+        )
     ready_r, ready_w = os.pipe()
-    log = os.open(os.path.join(rdir, "slirp4netns.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    log = os.open(
+        os.path.join(rdir, "slirp4netns.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+    )
     try:
         proc = subprocess.Popen(
             [binary, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox",
@@ -236,12 +253,16 @@ def _make(rdir: str) -> dict[str, Any]:
     os.close(exit_w)
     try:
         if os.read(up_r, 1) != b"u":
-            raise RootlessError("could not create a user namespace (is kernel.unprivileged_userns_clone off?)")
+            raise RootlessError(
+                "could not create a user namespace (is kernel.unprivileged_userns_clone off?)"
+            )
         mapping = _maps(pid)
         os.write(down_w, b"m")
         got = os.read(up_r, 4096)
         if got != b"n":
-            raise RootlessError(f"the namespace holder failed: {got[1:].decode(errors='replace') or 'no reason'}")
+            raise RootlessError(
+                f"the namespace holder failed: {got[1:].decode(errors='replace') or 'no reason'}"
+            )
         slirp = _slirp(rdir, pid, exit_r)
     except BaseException:
         import _signal
@@ -281,7 +302,9 @@ def enter() -> dict[str, Any]:
         sc.setns(user, sc.CLONE_NEWUSER)
         sc.setns(mnt, sc.CLONE_NEWNS)
     except OSError as err:
-        raise RootlessError(f"cannot join the rootless namespaces of process {pid}: {err.strerror}") from None
+        raise RootlessError(
+            f"cannot join the rootless namespaces of process {pid}: {err.strerror}"
+        ) from None
     finally:
         os.close(user)
         os.close(mnt)
