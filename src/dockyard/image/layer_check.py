@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["layer_problem", "reunpack"]
 
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 def _expected(store: ImageStore, layer: Layer) -> tuple[dict[str, FileInfo | None], set[str]]:
@@ -105,7 +104,9 @@ def _differs(
 
 def _xattr(path: str) -> bytes | None:
     try:
-        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False)
+        from dockyard.snapshot.apply import overlay_xattrs
+
+        return os.getxattr(path, overlay_xattrs() + "opaque", follow_symlinks=False)
     except OSError:
         return None
 

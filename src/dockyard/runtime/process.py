@@ -73,6 +73,15 @@ def apply_oom_score(value: int | None) -> None:
         ) from None
 
 
+_PR_SET_DUMPABLE = 4
+
+
+def _rootless() -> bool:
+    from dockyard import rootless
+
+    return rootless.active()
+
+
 def apply_identity(process: dict[str, Any], last_cap: int | None = None) -> None:
     """Groups, gid, uid, then the five capability sets."""
     last = caps.cap_last() if last_cap is None else last_cap
@@ -98,6 +107,12 @@ def apply_identity(process: dict[str, Any], last_cap: int | None = None) -> None
     os.setgid(gid)
     os.setuid(uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    if (uid or gid) and _rootless():
+        # A rootless runtime forks without exec, so this process's memory belongs to the
+        # host's user namespace; changed IDs would make it non-dumpable, and then only the
+        # host's root may open its /proc entries (the network namespace the engine
+        # plumbs) until it execs. Its execve sets the flag as it would anyway.
+        sc.prctl(_PR_SET_DUMPABLE, 1)
     if cs is None:
         return
     eff = caps.mask(cs.get("effective"), last)

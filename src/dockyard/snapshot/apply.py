@@ -37,8 +37,16 @@ __all__ = ["LayerError", "apply_layer", "decompressed", "normalise_name"]
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 _META_PREFIX = ".wh..wh."  # aufs's own bookkeeping (.wh..wh.plnk, ...): skipped, as Docker does
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 _RESERVED_XATTR = "trusted.overlay."
+
+
+def overlay_xattrs() -> str:
+    """The attributes overlayfs keeps its own state in: ``trusted.overlay.`` as root;
+    ``user.overlay.`` in a user namespace (rootless), where only those can be set and the
+    overlay is mounted ``userxattr``."""
+    from dockyard import rootless
+
+    return "user.overlay." if rootless.active() else _RESERVED_XATTR
 _FD_CACHE = 64
 
 
@@ -248,7 +256,7 @@ def apply_layer(stream: BinaryIO, dest: str | int, mode: str = "overlay", decomp
             if mode != "plain":
                 _check_whiteout_names(entry, parent_rel, base)
             for key in entry.xattrs:
-                if key.startswith(_RESERVED_XATTR):
+                if key.startswith((_RESERVED_XATTR, "user.overlay.")):
                     raise LayerError(f"tar entry {name!r}: attribute {key} is overlayfs's own")
             pfd = state.parent(parent_rel, name)
             count += 1
@@ -315,7 +323,7 @@ def _chmod_at(pfd: int, base: str, mode: int) -> None:
 
 def _opaque(pfd: int, mode: str) -> None:
     if mode == "overlay":
-        os.setxattr(proc_path(pfd), _OPAQUE_XATTR, b"y")
+        os.setxattr(proc_path(pfd), overlay_xattrs() + "opaque", b"y")
         return
     for name in os.listdir(pfd):
         remove_at(pfd, name)

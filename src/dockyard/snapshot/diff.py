@@ -19,18 +19,23 @@ from dockyard.snapshot.tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarW
 
 __all__ = ["changes", "is_whiteout", "write_layer", "write_tree"]
 
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 # Overlay's own bookkeeping never goes into a layer.
-_SKIP_XATTR_PREFIXES = ("trusted.overlay.", "security.selinux")
+_SKIP_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
 
 def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
+def _opaque_xattr() -> str:
+    from dockyard.snapshot.apply import overlay_xattrs
+
+    return overlay_xattrs() + "opaque"
+
+
 def _is_opaque(path: str) -> bool:
     try:
-        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, _opaque_xattr(), follow_symlinks=False) == b"y"
     except OSError:
         return False
 

@@ -371,6 +371,10 @@ def _mount_from(cwd: str, fstype: str, target: str, options: str, quiet: bool = 
     back, as no other code runs meanwhile; where threads run (the API server) a forked
     child changes directory instead, so theirs is untouched.
     """
+    from dockyard import rootless
+
+    if rootless.active():  # overlay's own attributes as user.overlay.*, all a user namespace may set
+        options += ",userxattr"
     if len(options) >= 4096:
         raise InvalidArgument(f"overlay mount options too long ({len(options)} bytes)")
     threading = sys.modules.get("threading")
