@@ -100,7 +100,9 @@ def create(api: API, req: Request) -> None:
         cid = api.engine.create(image, config, host, name, networking)
     except ImageNotFound as err:
         raise ImageNotFound(f"No such image: {_image_shown(image)}") from err
-    req.send_json(201, {"Id": cid, "Warnings": []})
+    from dockyard.engine.spec import create_warnings
+
+    req.send_json(201, {"Id": cid, "Warnings": create_warnings(host)})
 
 
 def _image_shown(image: str) -> str:

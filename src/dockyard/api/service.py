@@ -21,9 +21,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["DEFAULT_URI", "listening_socket", "serve"]
+__all__ = ["DEFAULT_URI", "default_uri", "listening_socket", "serve"]
 
 DEFAULT_URI = "unix:///run/dockyard/dockyard.sock"
+
+
+def default_uri() -> str:
+    """Root's ``DEFAULT_URI``; a rootless user's socket in the user's run directory."""
+    from dockyard import rootless
+
+    if rootless.active():
+        return f"unix://{rootless.run_dir()}/dockyard.sock"
+    return DEFAULT_URI
 _SD_LISTEN_FDS_START = 3
 
 
@@ -60,13 +69,18 @@ def _unix_socket(path: str) -> socket.socket:
         sock.bind(tmp)
     finally:
         os.umask(old_umask)
-    os.chmod(tmp, 0o660)
-    try:
-        import grp
+    from dockyard import rootless
 
-        os.chown(tmp, 0, grp.getgrnam("docker").gr_gid)
-    except KeyError:
-        pass  # no docker group: root's only, as dockerd without one
+    if rootless.active():
+        os.chmod(tmp, 0o600)  # the user's alone: no group of the host's may drive their engine
+    else:
+        os.chmod(tmp, 0o660)
+        try:
+            import grp
+
+            os.chown(tmp, 0, grp.getgrnam("docker").gr_gid)
+        except KeyError:
+            pass  # no docker group: root's only, as dockerd without one
     os.rename(tmp, path)  # appears only once it is bound with its mode and owner
     sock.listen(128)
     return sock

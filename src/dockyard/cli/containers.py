@@ -119,6 +119,11 @@ def _create(engine: Engine, kw: dict[str, Any], image: str, config: dict[str, An
         sys.stderr.flush()
         fetch()
         cid = engine.create(image, config, host, name, networking)
+    from dockyard.engine.spec import create_warnings
+
+    for warning in create_warnings(host):
+        sys.stderr.write(f"WARNING: {warning}\n")
+        sys.stderr.flush()
     if cidfile:
         with open(cidfile, "w") as f:
             f.write(cid)

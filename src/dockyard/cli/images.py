@@ -298,6 +298,17 @@ def system_group() -> None:
     """Manage dockyard."""
 
 
+def _rootless_lines(info: dict[str, Any]) -> str:
+    """``rootless`` under Security Options, as docker info says it, then what dockyard
+    chose for this user."""
+    r = info.get("Rootless")
+    if not r:
+        return ""
+    return (f"  rootless\n Rootless:\n  ID mapping: {r['IDMapping']}\n  Snapshotter: {r['Snapshotter']}\n"
+            f"  Network: {r['Network']}\n  Ports: {r['Ports']}\n  Cgroups: {r['Cgroups']}\n"
+            f"  State: {r['State']}\n  Runtime directory: {r['RunDir']}\n")  # fmt: skip
+
+
 @flags.command("info")
 @flags.option(
     "-f", "--format", "fmt", default=None, help="Format the output using the given Go template"
@@ -323,10 +334,10 @@ def info_cmd(ctx: flags.Context, fmt: str | None) -> None:
         f"Server:\n Containers: {info['Containers']}\n  Running: {info['ContainersRunning']}\n"
         f"  Paused: {info['ContainersPaused']}\n  Stopped: {info['ContainersStopped']}\n"
         f" Images: {info['Images']}\n Server Version: {__version__} (dockyard)\n"
-        f" Storage Driver: {info['Driver']}\n Cgroup Driver: cgroupfs\n"
+        f" Storage Driver: {info['Driver']}\n Cgroup Driver: {info['CgroupDriver']}\n"
         f" Cgroup Version: {info['CgroupVersion']}{' (hybrid)' if host == 'hybrid' else ''}\n"
         f" Runtimes: dockyard-runtime runc crun\n Default Runtime: dockyard-runtime\n"
-        f" Security Options:\n  seccomp\n   Profile: builtin\n"
+        f" Security Options:\n  seccomp\n   Profile: builtin\n{_rootless_lines(info)}"
         f" Kernel Version: {info['KernelVersion']}\n Operating System: {pretty}\n OSType: linux\n"
         f" Architecture: {info['Architecture']}\n CPUs: {info['NCPU']}\n"
         f" Total Memory: {info['MemTotal'] / (1 << 30):.2f}GiB\n Name: {info['Name']}\n"

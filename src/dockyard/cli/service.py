@@ -19,10 +19,11 @@ __all__ = ["service_cmd"]
 @flags.pass_context
 def service_cmd(ctx: flags.Context, idle: int, tlsverify: bool, tlscacert: str | None, tlscert: str | None,
                 tlskey: str | None, insecure_tcp: bool, uri: str | None) -> None:  # fmt: skip
-    """Serve the Docker Engine API on a Unix socket (default unix:///run/dockyard/dockyard.sock)."""
+    """Serve the Docker Engine API on a Unix socket (default unix:///run/dockyard/dockyard.sock;
+    without root, dockyard.sock in the user's run directory)."""
     import sys
 
-    from dockyard.api.service import DEFAULT_URI, serve
+    from dockyard.api.service import default_uri, serve
 
     def ready(where: str) -> None:
         sys.stderr.write(f"dockyard: serving the Docker Engine API on {where}\n")
@@ -32,7 +33,7 @@ def service_cmd(ctx: flags.Context, idle: int, tlsverify: bool, tlscacert: str |
     serve(
         ctx.obj["root"],
         ctx.obj["snapshotter"],
-        uri or DEFAULT_URI,
+        uri or default_uri(),
         float(idle),
         tls,
         insecure_tcp,

@@ -364,3 +364,21 @@ def oci_spec(cid: str, config: dict[str, Any], host: dict[str, Any], rootfs: str
             "StopSignal"
         ]
     return spec
+
+
+_LIMITS = ("Memory", "MemorySwap", "MemoryReservation", "KernelMemory", "NanoCpus", "CpuShares",
+           "CpuQuota", "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight")  # fmt: skip
+
+
+def create_warnings(host: dict[str, Any]) -> list[str]:
+    """What ``create`` tells the client it will not do, as dockerd's ``Warnings``: resource
+    limits where there are no cgroups to enforce them (rootless, without delegation; the
+    runtime then runs the container without a cgroup of its own)."""
+    from dockyard import rootless
+
+    if not rootless.active() or rootless.cgroups_delegated():
+        return []
+    asked = [k for k in _LIMITS if host.get(k) and host.get(k) != -1]
+    if not asked:
+        return []
+    return [f"this host does not delegate cgroups to this user (rootless): {', '.join(asked)} discarded"]

@@ -36,7 +36,7 @@ def info(engine: Engine) -> dict[str, Any]:
     states = [r["status"] for r in engine.list(all_=True)]
     with open("/proc/meminfo") as f:
         total_kib = int(f.readline().split()[1])
-    return {
+    out = {
         "ID": "", "Containers": len(states), "ContainersRunning": states.count("running"),
         "ContainersPaused": states.count("paused"),
         "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
@@ -49,6 +49,14 @@ def info(engine: Engine) -> dict[str, Any]:
         "Runtimes": {"dockyard-runtime": {}, "runc": {"path": "runc"}, "crun": {"path": "crun"}},
         "SecurityOptions": ["name=seccomp,profile=builtin"],
     }  # fmt: skip
+    from dockyard import rootless
+
+    if rootless.active():
+        out["SecurityOptions"].append("name=rootless")
+        out["Rootless"] = rootless.describe(engine.images.snapshotter_name)
+        if not rootless.cgroups_delegated():
+            out["CgroupDriver"] = "none"
+    return out
 
 
 def prune_build_cache(engine: Engine) -> tuple[list[str], int]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["RootlessError", "active", "data_root", "run_dir"]
+__all__ = ["RootlessError", "active", "cgroups_delegated", "data_root", "private_dir", "run_dir"]
 
 _active: bool | None = None
 
@@ -39,6 +39,53 @@ def active() -> bool:
             first = []
         _active = first[:3] != [b"0", b"0", b"4294967295"]
     return _active
+
+
+def cgroups_delegated() -> bool:
+    """Whether this rootless process may make cgroups: a cgroup v2 host whose hierarchy
+    gives this user a subtree of its own (systemd's ``Delegate=yes``). Never on a v1 or
+    hybrid host: their hierarchies are root's."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    if len(lines) != 1 or not lines[0].startswith("0::"):
+        return False
+    own = "/sys/fs/cgroup" + lines[0][3:]
+    return os.access(os.path.join(own, "cgroup.subtree_control"), os.W_OK)
+
+
+def describe(snapshotter: str) -> dict[str, str]:
+    """What ``info`` says of rootless mode: the ID maps, the backends chosen."""
+
+    def maps(path: str) -> str:
+        try:
+            with open(path) as f:
+                rows = [ln.split() for ln in f.read().splitlines() if ln.strip()]
+        except OSError:
+            return "?"
+        return ", ".join(
+            f"{a}->{b}" if c == "1" else f"{a}-{int(a) + int(c) - 1}->{b}-{int(b) + int(c) - 1}"
+            for a, b, c in rows
+        )
+
+    uid, gid = maps("/proc/self/uid_map"), maps("/proc/self/gid_map")
+    single = uid.count(",") == 0
+    return {
+        "IDMapping": f"uid {uid}; gid {gid}"
+        + (" (only the user's own ID: no subordinate ranges)" if single else ""),
+        "Snapshotter": {"overlay": "overlay (native, in the user namespace, userxattr)"}.get(
+            snapshotter, snapshotter
+        ),
+        "Network": "slirp4netns (the user's network namespace; bridges inside it)",
+        "Ports": "dockyard's forwarder (TCP; the client's address is not kept)",
+        "Cgroups": "delegated (cgroup v2)"
+        if cgroups_delegated()
+        else "none: this host does not delegate cgroups to this user; limits are discarded",
+        "State": os.environ.get("DOCKYARD_ROOT", ""),
+        "RunDir": run_dir(),
+    }
 
 
 def data_root(env: dict[str, str] | None = None) -> str:

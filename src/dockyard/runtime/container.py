@@ -305,7 +305,8 @@ def _runtime_in_userns() -> bool:
 
 def _rootless_cgroup(cg: cgroups.CgroupManager, err: OSError, resources: dict[str, Any]) -> cgroups.CgroupManager:
     """A user without root whose cgroups the host does not delegate runs its containers
-    without a cgroup of their own (as runc does rootless), unless limits were asked for."""
+    without a cgroup of their own, as runc does rootless; limits asked for are discarded
+    with a warning, as dockerd discards those its host cannot enforce."""
     import errno
 
     from dockyard import rootless
@@ -316,9 +317,11 @@ def _rootless_cgroup(cg: cgroups.CgroupManager, err: OSError, resources: dict[st
         cg.destroy()
     except OSError:
         pass
-    if _limits(resources):
-        raise ContainerError("cgroup: resource limits need cgroups, and this host does not delegate "
-                             "any to this user (rootless)")  # fmt: skip
+    if _limits(resources):  # as dockerd on a host without the controller: said, and discarded
+        from dockyard.runtime.cgroups._files import warn
+
+        warn("this host does not delegate cgroups to this user (rootless): resource limits discarded")
+
     return cgroups.NullCgroup()
 
 
