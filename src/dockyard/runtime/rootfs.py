@@ -193,8 +193,15 @@ def mount_one(rootfs: str, bundle: str, m: dict[str, Any], ctx: dict[str, Any]) 
     else:
         try:
             sc.mount(source, dest, kind, flags, data or None)
-        except PermissionError:
-            if kind != "sysfs":
+        except OSError as err:
+            if kind == "devpts" and err.errno == 22 and data and "gid=" in data:
+                # a user namespace with only its owner's ID mapped has no group tty (5)
+                data = ",".join(o for o in data.split(",") if not o.startswith("gid="))
+                sc.mount(source, dest, kind, flags, data or None)
+                if prop:
+                    sc.mount(None, dest, None, prop)
+                return
+            if kind != "sysfs" or not isinstance(err, PermissionError):
                 raise
             # A user namespace that does not own the network namespace may not mount
             # sysfs; runc then binds the host's /sys read-only instead.

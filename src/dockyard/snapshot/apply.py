@@ -30,7 +30,7 @@ from dockyard.inroot import Root, proc_path, remove_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 __all__ = ["LayerError", "apply_layer", "decompressed", "normalise_name"]
 
@@ -321,6 +321,22 @@ def _chmod_at(pfd: int, base: str, mode: int) -> None:
         os.chmod(base, mode, dir_fd=pfd)
 
 
+def _rootless() -> bool:
+    from dockyard import rootless
+
+    return rootless.active()
+
+
+def _chown(change: Any) -> None:
+    """``change()``, an owner change; where a rootless user has only their own ID mapped,
+    an owner outside the map cannot be set (EINVAL) and the file stays the user's."""
+    try:
+        change()
+    except OSError as err:
+        if err.errno != errno.EINVAL or not _rootless():
+            raise
+
+
 def _opaque(pfd: int, mode: str) -> None:
     if mode == "overlay":
         os.setxattr(proc_path(pfd), overlay_xattrs() + "opaque", b"y")
@@ -380,7 +396,7 @@ def _apply_entry(reader, entry, rel: str, pfd: int, base: str, state: _Unpacker)
                     os.write(fd, chunk)
             if direct is not None:
                 direct.flush()
-            os.fchown(fd, uid, gid)
+            _chown(lambda: os.fchown(fd, uid, gid))
             os.fchmod(fd, mode_bits)  # after chown: chown clears setuid/setgid
             if entry.xattrs:
                 _set_xattrs(fd, entry.xattrs)
@@ -418,12 +434,17 @@ def _apply_entry(reader, entry, rel: str, pfd: int, base: str, state: _Unpacker)
         return  # a hardlink shares the target's inode: metadata is the target's
     elif kind in (ts.CHR, ts.BLK):
         fmt = stat.S_IFCHR if kind == ts.CHR else stat.S_IFBLK
-        os.mknod(base, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor), dir_fd=pfd)
+        try:
+            os.mknod(base, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor), dir_fd=pfd)
+        except PermissionError:
+            if not _rootless():
+                raise
+            return  # no device nodes in a user namespace: skipped, as moby's archive skips them
     elif kind == ts.FIFO:
         os.mkfifo(base, 0o600, dir_fd=pfd)
     else:
         raise LayerError(f"tar entry {entry.name!r}: unsupported type {kind!r}")
-    os.chown(base, uid, gid, dir_fd=pfd, follow_symlinks=False)
+    _chown(lambda: os.chown(base, uid, gid, dir_fd=pfd, follow_symlinks=False))
     if kind != ts.SYM:
         _chmod_at(pfd, base, mode_bits)
     if entry.xattrs:
