@@ -201,7 +201,8 @@ def test_state_in_the_users_directories_and_containers_run_as_the_user(
             ["ps", "-U", "0", "-o", "args="], capture_output=True, text=True
         ).stdout
         assert alice.data_root not in root_procs and alice.run_dir not in root_procs
-        assert not any(alice.data_root in line for line in open("/proc/self/mountinfo"))
+        with open("/proc/self/mountinfo") as f:
+            assert alice.data_root not in f.read()
     finally:
         alice("rm", "-f", "sleeper", "other")
 

@@ -102,8 +102,11 @@ _register()
 
 def _only_reads_help(args: list[str]) -> bool:
     """``--help`` and ``--version`` need no namespaces (nor a user who may make them)."""
-    return not args or any(a in ("-h", "--help", "-v", "--version") for a in args[:1]) or \
-        args[-1:] in (["--help"], ["-h"])
+    return (
+        not args
+        or any(a in ("-h", "--help", "-v", "--version") for a in args[:1])
+        or args[-1:] in (["--help"], ["-h"])
+    )
 
 
 def _fail(message: str, code: int) -> int:

@@ -381,4 +381,6 @@ def create_warnings(host: dict[str, Any]) -> list[str]:
     asked = [k for k in _LIMITS if host.get(k) and host.get(k) != -1]
     if not asked:
         return []
-    return [f"this host does not delegate cgroups to this user (rootless): {', '.join(asked)} discarded"]
+    return [
+        f"this host does not delegate cgroups to this user (rootless): {', '.join(asked)} discarded"
+    ]

@@ -301,8 +301,10 @@ def _host_resolv() -> list[str]:
                                        ln.split()[1].startswith(("127.", "::1")))]  # fmt: skip
     from dockyard.linux.nsthread import engine_netns
 
-    if engine_netns() is not None and len(kept) < len(lines) and not any(
-        ln.startswith("nameserver") for ln in kept
+    if (
+        engine_netns() is not None
+        and len(kept) < len(lines)
+        and not any(ln.startswith("nameserver") for ln in kept)
     ):
         kept.append("nameserver 10.0.2.3")  # slirp4netns's, which asks the host's resolvers
     return kept

@@ -228,7 +228,8 @@ def create(
             console_fd = _connect_console(console_socket)
         host_mode = cgroups.detect()
         ctx = {
-            "in_userns": bool(flags & sc.CLONE_NEWUSER) or any(k == "user" for k, _ in joins)
+            "in_userns": bool(flags & sc.CLONE_NEWUSER)
+            or any(k == "user" for k, _ in joins)
             or _runtime_in_userns(),
             "new_cgroupns": bool(flags & sc.CLONE_NEWCGROUP),
             "cgroup_mode": "v2" if cg.version == 2 or host_mode == "v2" else "v1",
@@ -303,7 +304,9 @@ def _runtime_in_userns() -> bool:
     return rootless.active()
 
 
-def _rootless_cgroup(cg: cgroups.CgroupManager, err: OSError, resources: dict[str, Any]) -> cgroups.CgroupManager:
+def _rootless_cgroup(
+    cg: cgroups.CgroupManager, err: OSError, resources: dict[str, Any]
+) -> cgroups.CgroupManager:
     """A user without root whose cgroups the host does not delegate runs its containers
     without a cgroup of their own, as runc does rootless; limits asked for are discarded
     with a warning, as dockerd discards those its host cannot enforce."""
@@ -320,7 +323,9 @@ def _rootless_cgroup(cg: cgroups.CgroupManager, err: OSError, resources: dict[st
     if _limits(resources):  # as dockerd on a host without the controller: said, and discarded
         from dockyard.runtime.cgroups._files import warn
 
-        warn("this host does not delegate cgroups to this user (rootless): resource limits discarded")
+        warn(
+            "this host does not delegate cgroups to this user (rootless): resource limits discarded"
+        )
 
     return cgroups.NullCgroup()
 

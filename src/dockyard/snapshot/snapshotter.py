@@ -373,7 +373,9 @@ def _mount_from(cwd: str, fstype: str, target: str, options: str, quiet: bool = 
     """
     from dockyard import rootless
 
-    if rootless.active():  # overlay's own attributes as user.overlay.*, all a user namespace may set
+    if (
+        rootless.active()
+    ):  # overlay's own attributes as user.overlay.*, all a user namespace may set
         options += ",userxattr"
     if len(options) >= 4096:
         raise InvalidArgument(f"overlay mount options too long ({len(options)} bytes)")
