@@ -148,7 +148,16 @@ def _daemon_status(args: list[str], code: int) -> int:
     return code if verb in _CONTAINER_STATUS_VERBS else 1
 
 
-def _rootless() -> None:
+def _root_of(args: list[str]) -> str:
+    for i, arg in enumerate(args):
+        if arg == "--root" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--root="):
+            return arg.split("=", 1)[1]
+    return os.environ["DOCKYARD_ROOT"]
+
+
+def _rootless(args: list[str]) -> None:
     """A user without root: the same engine inside the user's namespaces, with state
     under the user's XDG directories (``dockyard.rootless``)."""
     from dockyard import rootless
@@ -159,6 +168,9 @@ def _rootless() -> None:
         rootless.private_dir(root, os.getuid())
         os.environ["DOCKYARD_ROOT"] = root
     userns.enter()
+    if "DOCKYARD_SNAPSHOTTER" not in os.environ and not any(a.startswith("--snapshotter") for a in args):
+        # native overlay where this kernel allows it in a user namespace, else copies
+        os.environ["DOCKYARD_SNAPSHOTTER"] = rootless.snapshotter(_root_of(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or "-D" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
     try:
         if os.geteuid() != 0 and not _only_reads_help(args):
-            _rootless()
+            _rootless(args)
         code = cli.main(args, prog_name="dockyard")
         if isinstance(code, int) and code:
             return code

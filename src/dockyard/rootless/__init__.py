@@ -75,9 +75,10 @@ def describe(snapshotter: str) -> dict[str, str]:
     return {
         "IDMapping": f"uid {uid}; gid {gid}"
         + (" (only the user's own ID: no subordinate ranges)" if single else ""),
-        "Snapshotter": {"overlay": "overlay (native, in the user namespace, userxattr)"}.get(
-            snapshotter, snapshotter
-        ),
+        "Snapshotter": {
+            "overlay": "overlay (native, in the user namespace, userxattr)",
+            "copy": "copy (this kernel mounts no overlayfs in a user namespace)",
+        }.get(snapshotter, snapshotter),
         "Network": "slirp4netns (the user's network namespace; bridges inside it)",
         "Ports": "dockyard's forwarder (TCP; the client's address is not kept)",
         "Cgroups": "delegated (cgroup v2)"
@@ -86,6 +87,47 @@ def describe(snapshotter: str) -> dict[str, str]:
         "State": os.environ.get("DOCKYARD_ROOT", ""),
         "RunDir": run_dir(),
     }
+
+
+def snapshotter(root: str) -> str:
+    """``overlay`` where the kernel mounts overlayfs in this user namespace (5.11 and
+    later) on the filesystem of ``root``, else ``copy``; found once per root and kept in
+    ``<root>/rootless-snapshotter``."""
+    kept = os.path.join(root, "rootless-snapshotter")
+    try:
+        with open(kept) as f:
+            return f.read().strip() or "overlay"
+    except OSError:
+        pass
+    import tempfile
+
+    from dockyard.linux import syscalls as sc
+
+    os.makedirs(root, exist_ok=True)
+    probe = tempfile.mkdtemp(prefix=".overlay-probe-", dir=root)
+    found = "copy"
+    try:
+        for d in ("l", "u", "w", "m"):
+            os.mkdir(os.path.join(probe, d))
+        options = f"lowerdir={probe}/l,upperdir={probe}/u,workdir={probe}/w,userxattr"
+        try:
+            sc.mount("overlay", os.path.join(probe, "m"), "overlay", 0, options)
+        except OSError:
+            pass
+        else:
+            try:
+                with open(os.path.join(probe, "m", "f"), "w") as f:
+                    f.write("x")
+                found = "overlay"
+            finally:
+                sc.umount2(os.path.join(probe, "m"), sc.MNT_DETACH)
+    finally:
+        import shutil
+
+        shutil.rmtree(probe, ignore_errors=True)
+    with open(kept, "w") as f:
+        f.write(found + "\n")
+    return found
 
 
 def data_root(env: dict[str, str] | None = None) -> str:
