@@ -214,9 +214,11 @@ def start_cmd(
         cid = engine.lookup(containers[0])
         rec = engine.record(cid)
         monitor = engine.start(cid, attach=True)
+        # already running: docker start -a attaches to it
         code = _attach(engine, cid, interactive, rec["config"].get("Tty", False), True,
-                       sock=monitor.attach)  # fmt: skip
-        monitor.wait()
+                       sock=monitor.attach if monitor is not None else None)  # fmt: skip
+        if monitor is not None:
+            monitor.wait()
         ctx.exit(code)
     for ref in containers:
         engine.start(engine.lookup(ref))

@@ -397,9 +397,11 @@ def _plug_now(store: NetworkStore, eid: str, netns: str, network_id: str) -> Non
                   ipam.Subnet(ep["subnet"]).prefix, None, ep["mac"])  # fmt: skip
 
 
-def release(store: NetworkStore, eid: str, network_id: str | None = None) -> None:
+def release(
+    store: NetworkStore, eid: str, network_id: str | None = None, unplug: bool = True
+) -> None:
     """Remove ``eid``'s veths (all, or the one on ``network_id``); return addresses and
-    host ports."""
+    host ports. ``unplug=False``: the veths are left to go with their namespace."""
     from dockyard.network import plumbing
 
     db = store.db
@@ -408,7 +410,7 @@ def release(store: NetworkStore, eid: str, network_id: str | None = None) -> Non
     if not eps and not ports:
         return
     for ep in eps:
-        if ep["host_if"]:
+        if ep["host_if"] and unplug:
             try:
                 plumbing.unplug(ep["host_if"])
             except OSError:

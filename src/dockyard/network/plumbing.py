@@ -107,7 +107,15 @@ def plug(netns: str, bridge: str, host_if: str, container_if: str, ip: str, pref
     ns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with Netlink() as nl:
-            host_index = nl.add_veth(host_if, container_if, peer_netns_fd=ns_fd)
+            try:
+                host_index = nl.add_veth(host_if, container_if, peer_netns_fd=ns_fd)
+            except NetlinkError as err:
+                if err.errno != 17:
+                    raise
+                # the same endpoint's previous veth, whose namespace the kernel is still
+                # freeing (release leaves veths to go with their namespace)
+                nl.delete_link(host_if)
+                host_index = nl.add_veth(host_if, container_if, peer_netns_fd=ns_fd)
             nl.set_link(host_index, master=nl.index(bridge), up=True)
     finally:
         os.close(ns_fd)
