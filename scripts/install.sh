@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# uidmap, slirp4netns: rootless mode (subordinate ID maps, the user's network)
+# uidmap, slirp4netns, fuse-overlayfs: rootless mode (subordinate ID maps, the user's network,
+# layers where the kernel mounts no overlayfs in a user namespace)
 packages=(python3 python3-venv busybox-static libseccomp2 procps util-linux iproute2 tini nftables catatonit
-          uidmap slirp4netns)
+          uidmap slirp4netns fuse-overlayfs)
 extra=""
 if [ "${1:-}" = "--test" ]; then
   # golang-github-docker-docker-dev: the Engine API's swagger.yaml the API tests check

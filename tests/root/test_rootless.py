@@ -135,8 +135,9 @@ class _HostAccess:
             while d != "/":
                 d = os.path.dirname(d)
                 self._add(d, 0o001)
-        if os.path.exists("/dev/net/tun"):
-            self._add("/dev/net/tun", 0o006)
+        for dev in ("/dev/net/tun", "/dev/fuse"):  # slirp4netns; fuse-overlayfs
+            if os.path.exists(dev):
+                self._add(dev, 0o006)
 
     def _add(self, path: str, bits: int) -> None:
         mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -179,6 +180,9 @@ def test_state_in_the_users_directories_and_containers_run_as_the_user(
     assert "rootless" in info and f"Docker Root Dir: {alice.data_root}" in info
     assert f"uid 0->{alice.uid}, 1-65536->{alice.sub_start}-{alice.sub_start + 65535}" in info
     assert "Cgroup Driver: none" in info and "slirp4netns" in info
+    assert (
+        "Snapshotter: overlay (native" in info
+    )  # this kernel mounts overlayfs in a user namespace
     assert os.path.isfile(os.path.join(alice.data_root, "dockyard.db"))
     assert stat.S_IMODE(os.stat(alice.data_root).st_mode) == 0o700
     assert os.stat(alice.data_root).st_uid == alice.uid
@@ -268,6 +272,32 @@ def test_build_with_chown_keeps_owners(users: tuple[User, User, User]) -> None:
     assert any("1234/1234" in ln and ln.endswith("a/y") for ln in found.splitlines()), found
     assert any(ln.endswith("a/.wh..wh..opq") for ln in found.splitlines()), found
     alice("rmi", "chowned")
+
+
+def test_fuse_overlayfs_snapshots_read_the_same_with_the_kernels_overlay(
+    users: tuple[User, User, User],
+) -> None:
+    alice, _, _ = users
+    fuse = ("--snapshotter", "fuse-overlayfs")
+    ctx = os.path.join(alice.home, "fusectx")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\nRUN mkdir -p /b && touch /b/x /b/gone\n"
+                "RUN rm /b/gone && rm -rf /b && mkdir /b && touch /b/z && chown 1234 /b/z\n")  # fmt: skip
+    subprocess.run(["chown", "-R", f"{alice.uid}:{alice.gid}", ctx], check=True)
+    alice(*fuse, "build", "-t", "fused", ctx)
+    for opts in (fuse, ()):
+        out = alice(*opts, "run", "--rm", "fused", "sh", "-c", "mount | grep ' / '; ls -an /b")
+        assert out.stderr == "", out.stderr
+        mount, *listing = out.stdout.splitlines()
+        assert ("fuse-overlayfs" in mount) == bool(opts), mount
+        assert [ln.split()[-1] for ln in listing[1:]] == [".", "..", "z"], listing
+        assert listing[-1].split()[2] == "1234"
+    until(
+        "no fuse-overlayfs process",
+        lambda: not [p for p in alice.processes() if "fuse-overlayfs" in p],
+    )
+    alice("rmi", "fused")
 
 
 def test_pull_and_push_through_a_loopback_registry(
@@ -473,6 +503,7 @@ def test_nothing_is_left_of_the_containers(users: tuple[User, User, User]) -> No
     assert kinds == ["/usr/bin/sleep", "/usr/bin/slirp4netns"], alice.processes()
     with open(f"/proc/{holder}/mountinfo") as f:
         assert alice.data_root not in f.read()
+
     def veths() -> str:
         out = subprocess.run(["nsenter", "-t", str(holder), "-U", "-n", "--preserve-credentials", "ip", "-o", "link"],
                              capture_output=True, text=True).stdout  # fmt: skip

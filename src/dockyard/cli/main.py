@@ -26,7 +26,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
               help="Root directory of dockyard's state.")  # fmt: skip
 @flags.option("--debug", "-D", is_flag=True, help="Show tracebacks of errors.")
 @flags.option("--snapshotter", envvar="DOCKYARD_SNAPSHOTTER", default="overlay", show_default=True,
-              type=flags.Choice(["overlay", "copy"]), help="How image layers are stored.")  # fmt: skip
+              type=flags.Choice(["overlay", "fuse-overlayfs", "copy"]), help="How image layers are stored.")  # fmt: skip
 @flags.pass_context
 def cli(ctx: flags.Context, root: str, debug: bool, snapshotter: str) -> None:
     """A self-sufficient runtime for containers."""

@@ -98,10 +98,14 @@ class ImageStore:
         self.db = Database(root)
         self.content = ContentStore(os.path.join(root, "content"))
         if snapshotter not in SNAPSHOTTERS:
-            raise InvalidArgument(f"unknown snapshotter: {snapshotter} (overlay or copy)")
+            raise InvalidArgument(
+                f"unknown snapshotter: {snapshotter} (overlay, fuse-overlayfs or copy)"
+            )
         self.snapshotter_name = snapshotter
+        # fuse-overlayfs mounts the overlay snapshotter's own layout: one set of snapshots
+        layout = "overlay" if snapshotter == "fuse-overlayfs" else snapshotter
         self.snapshots: Snapshotter = SNAPSHOTTERS[snapshotter](
-            os.path.join(root, "snapshots", snapshotter)
+            os.path.join(root, "snapshots", layout)
         )
 
     # -- layers

@@ -77,7 +77,8 @@ def describe(snapshotter: str) -> dict[str, str]:
         + (" (only the user's own ID: no subordinate ranges)" if single else ""),
         "Snapshotter": {
             "overlay": "overlay (native, in the user namespace, userxattr)",
-            "copy": "copy (this kernel mounts no overlayfs in a user namespace)",
+            "fuse-overlayfs": "fuse-overlayfs (a process per mount)",
+            "copy": "copy (full copies; no overlayfs)",
         }.get(snapshotter, snapshotter),
         "Network": "slirp4netns (the user's network namespace; bridges inside it)",
         "Ports": "dockyard's forwarder (TCP; the client's address is not kept)",
@@ -105,7 +106,7 @@ def snapshotter(root: str) -> str:
 
     os.makedirs(root, exist_ok=True)
     probe = tempfile.mkdtemp(prefix=".overlay-probe-", dir=root)
-    found = "copy"
+    found = "fuse-overlayfs" if _fuse_usable() else "copy"
     try:
         for d in ("l", "u", "w", "m"):
             os.mkdir(os.path.join(probe, d))
@@ -128,6 +129,12 @@ def snapshotter(root: str) -> str:
     with open(kept, "w") as f:
         f.write(found + "\n")
     return found
+
+
+def _fuse_usable() -> bool:
+    import shutil
+
+    return shutil.which("fuse-overlayfs") is not None and os.access("/dev/fuse", os.R_OK | os.W_OK)
 
 
 def data_root(env: dict[str, str] | None = None) -> str:

@@ -20,7 +20,12 @@ from dockyard.snapshot.tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarW
 __all__ = ["changes", "is_whiteout", "write_layer", "write_tree"]
 
 # Overlay's own bookkeeping never goes into a layer.
-_SKIP_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
+_SKIP_XATTR_PREFIXES = (
+    "trusted.overlay.",
+    "user.overlay.",
+    "user.fuseoverlayfs.",
+    "security.selinux",
+)
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -35,7 +40,12 @@ def _opaque_xattr() -> str:
 
 def _is_opaque(path: str) -> bool:
     try:
-        return os.getxattr(path, _opaque_xattr(), follow_symlinks=False) == b"y"
+        if os.getxattr(path, _opaque_xattr(), follow_symlinks=False) == b"y":
+            return True
+    except OSError:
+        pass
+    try:  # what fuse-overlayfs marks where it cannot set overlayfs's own attributes
+        return os.getxattr(path, "user.fuseoverlayfs.opaque", follow_symlinks=False) == b"y"
     except OSError:
         return False
 

@@ -434,7 +434,86 @@ class CopySnapshotter(Snapshotter):
             sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
 
+class FuseOverlaySnapshotter(OverlaySnapshotter):
+    """The overlay layout mounted by fuse-overlayfs, for a user namespace whose kernel
+    mounts no overlayfs there (before 5.11): the same lowers, upper and work directories,
+    the same whiteouts; each mount is a fuse-overlayfs process, which ends when it is
+    unmounted."""
+
+    kind = "fuse-overlayfs"
+
+    def mount(self, key: str, target: str, readonly: bool = False, volatile: bool = False) -> None:
+        d, kind = self._find(key)
+        lowers = self.lower_links(key)
+        if kind == "active" and not readonly:
+            if not lowers:
+                sc.mount(os.path.join(d, "fs"), target, None, sc.MS_BIND)
+                return
+            rel_work = os.path.relpath(os.path.join(d, "work"), self.root)
+            options = f"lowerdir={':'.join(lowers)},upperdir=l/{self._link(d)},workdir={rel_work}"
+        else:
+            if kind == "active":
+                lowers = [f"l/{self._link(d)}", *lowers]
+            options = f"lowerdir={':'.join(lowers)}"
+        _fuse_overlayfs(self.root, os.path.abspath(target), options)
+
+    def commit(self, name: str, key: str) -> None:
+        # fuse-overlayfs marks an opaque directory with a .wh..wh..opq file where it cannot
+        # set overlayfs's attributes, and a deletion with a .wh.NAME file where it cannot
+        # make a 0/0 device: made overlayfs's markers before the upper becomes a layer, so
+        # the kernel's overlay (and the layer's diff) read the snapshot as written
+        d, kind = self._find(key)
+        if kind == "active":
+            _kernel_markers(os.path.join(d, "fs"))
+        super().commit(name, key)
+
+
+def _kernel_markers(upper: str) -> None:
+    import stat
+
+    from dockyard.snapshot.apply import overlay_xattrs
+
+    for top, _dirs, files, fd in os.fwalk(upper):
+        for name in files:
+            if not name.startswith(".wh."):
+                continue
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            device = stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+            if name == ".wh..opq" and device:
+                # its opaque marker as a 0/0 device, beside its user.fuseoverlayfs.opaque
+                os.unlink(name, dir_fd=fd)
+                os.setxattr(top, overlay_xattrs() + "opaque", b"y", follow_symlinks=False)
+            elif stat.S_ISREG(st.st_mode):
+                os.unlink(name, dir_fd=fd)
+                if name == ".wh..wh..opq":
+                    os.setxattr(top, overlay_xattrs() + "opaque", b"y", follow_symlinks=False)
+                else:
+                    os.mknod(name[4:], stat.S_IFCHR, os.makedev(0, 0), dir_fd=fd)
+
+
+def _fuse_overlayfs(cwd: str, target: str, options: str) -> None:
+    """fuse-overlayfs with relative paths resolved from ``cwd``; returns once mounted (it
+    forks into the background then)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("fuse-overlayfs")
+    if binary is None:
+        raise InvalidArgument(
+            "the fuse-overlayfs snapshotter needs fuse-overlayfs (Debian: apt-get install fuse-overlayfs)"
+        )
+    proc = subprocess.run([binary, "-o", options, target], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [
+            ln for ln in proc.stderr.splitlines() if ln.strip() and "unknown argument" not in ln
+        ]
+        raise OSError(
+            f"mounting fuse-overlayfs on {target} failed: {lines[-1] if lines else proc.returncode}"
+        )
+
+
 SNAPSHOTTERS: dict[str, Callable[[str], Snapshotter]] = {
     "overlay": OverlaySnapshotter,
+    "fuse-overlayfs": FuseOverlaySnapshotter,
     "copy": CopySnapshotter,
 }
