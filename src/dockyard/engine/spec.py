@@ -376,7 +376,7 @@ def create_warnings(host: dict[str, Any]) -> list[str]:
     runtime then runs the container without a cgroup of its own)."""
     from dockyard import rootless
 
-    if not rootless.active() or rootless.cgroups_delegated():
+    if not rootless.active():
         return []
     asked = [k for k in _LIMITS if host.get(k) and host.get(k) != -1]
     if not asked:
