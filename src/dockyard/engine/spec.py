@@ -381,6 +381,10 @@ def create_warnings(host: dict[str, Any]) -> list[str]:
     asked = [k for k in _LIMITS if host.get(k) and host.get(k) != -1]
     if not asked:
         return []
+    if rootless.cgroups_delegated():  # found, but containers are not put under it yet
+        return [
+            f"rootless containers do not use the user's delegated cgroups yet: {', '.join(asked)} discarded"
+        ]
     return [
         f"this host does not delegate cgroups to this user (rootless): {', '.join(asked)} discarded"
     ]

@@ -54,8 +54,7 @@ def info(engine: Engine) -> dict[str, Any]:
     if rootless.active():
         out["SecurityOptions"].append("name=rootless")
         out["Rootless"] = rootless.describe(engine.images.snapshotter_name)
-        if not rootless.cgroups_delegated():
-            out["CgroupDriver"] = "none"
+        out["CgroupDriver"] = "none"
     return out
 
 

@@ -82,7 +82,7 @@ def describe(snapshotter: str) -> dict[str, str]:
         }.get(snapshotter, snapshotter),
         "Network": "slirp4netns (the user's network namespace; bridges inside it)",
         "Ports": "dockyard's forwarder (TCP; the client's address is not kept)",
-        "Cgroups": "delegated (cgroup v2)"
+        "Cgroups": "none: a delegated cgroup v2 subtree is found but not used yet; limits are discarded"
         if cgroups_delegated()
         else "none: this host does not delegate cgroups to this user; limits are discarded",
         "State": os.environ.get("DOCKYARD_ROOT", ""),
