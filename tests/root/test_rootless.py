@@ -417,6 +417,59 @@ def _listening(port: int) -> bool:
         return False
 
 
+def test_compose_pods_and_kube_as_the_user(users: tuple[User, User, User]) -> None:
+    alice, _, _ = users
+    proj = os.path.join(alice.home, "proj")
+    os.makedirs(proj)
+    port, pod_port = _free_port(), _free_port()
+    with open(os.path.join(proj, "compose.yaml"), "w") as f:
+        f.write("services:\n  web:\n    image: busybox\n"
+                "    command: sh -c 'echo composed > /index.html && httpd -f -p 80 -h /'\n"
+                f"    ports: ['{port}:80']\n  cli:\n    image: busybox\n    command: sleep 300\n")  # fmt: skip
+    with open(os.path.join(proj, "pod.yaml"), "w") as f:
+        f.write("apiVersion: v1\nkind: Pod\nmetadata:\n  name: kp\nspec:\n  containers:\n  - name: c\n"
+                "    image: busybox\n    command: ['sleep', '300']\n")  # fmt: skip
+    subprocess.run(["chown", "-R", f"{alice.uid}:{alice.gid}", proj], check=True)
+    compose = ("compose", "-f", os.path.join(proj, "compose.yaml"))
+    alice(*compose, "up", "-d")
+    try:
+        wait_for_port(port)
+        assert _get(port) == "composed"
+        got = alice(
+            *compose,
+            "exec",
+            "-T",
+            "cli",
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 80",
+        )
+        assert got.stdout.endswith("composed\n"), got.stdout
+    finally:
+        alice(*compose, "down")
+    assert alice("ps", "-aq").stdout == ""
+    alice("pod", "create", "--name", "pw", "-p", f"{pod_port}:80")
+    try:
+        alice(
+            "run",
+            "-d",
+            "--pod",
+            "pw",
+            "busybox",
+            "sh",
+            "-c",
+            "echo podded > /index.html && httpd -f -p 80 -h /",
+        )
+        wait_for_port(pod_port)
+        assert _get(pod_port) == "podded"
+    finally:
+        alice("pod", "rm", "-f", "pw")
+    alice("kube", "play", os.path.join(proj, "pod.yaml"))
+    assert "kp-c" in alice("ps", "--format", "{{.Names}}").stdout.split()
+    alice("kube", "down", os.path.join(proj, "pod.yaml"))
+    assert alice("ps", "-aq").stdout == ""
+
+
 def test_limits_are_discarded_in_one_line(users: tuple[User, User, User]) -> None:
     alice, _, _ = users
     out = alice("run", "--rm", "-m", "64m", "--cpus", "1", "busybox", "echo", "ran")
