@@ -285,9 +285,13 @@ def logs(api: API, req: Request, ref: str) -> None:
     until = _time(req.arg("until"))
     tty = bool(api.engine.record(cid)["config"].get("Tty"))
     follow = req.flag("follow")
-    out = req.stream(_RAW if tty else _MULTIPLEXED)
     stop = req.until_gone() if follow else threading.Event()
-    items = records(api.engine, cid, since or None, until or None, tail, follow, stop)
+    try:  # the files open before the headers go: a refusal is an answer, not a cut stream
+        items = records(api.engine, cid, since or None, until or None, tail, follow, stop)
+    except BaseException:
+        stop.set()
+        raise
+    out = req.stream(_RAW if tty else _MULTIPLEXED)
     stamps = req.flag("timestamps")
     batch: list[bytes] = []
     try:

@@ -41,52 +41,81 @@ def files(engine: Engine, cid: str) -> list[str]:
 def records(engine: Engine, cid: str, since: float | None = None, until: float | None = None,
             tail: int | None = None, follow: bool = False,
             stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """The records of container ``cid`` (an ID); ``tail`` None is all of them."""
+    """The records of container ``cid`` (an ID); ``tail`` None is all of them.
+
+    Its arguments are checked, and its files opened, before this returns: a client that
+    is told the stream began (the API's headers) and removes the container at its exit
+    (docker-py's ``run``) still gets every line."""
     if (engine.record(cid)["host_config"].get("LogConfig") or {}).get("Type") == "none":
         raise InvalidArgument("configured logging driver does not support reading")
     if tail is not None and tail < 0:
         raise InvalidArgument(f"invalid tail value: {tail}")
     paths = files(engine, cid)
+    opened = []
+    for path in paths:
+        try:
+            opened.append((path, open(path, "rb")))  # noqa: SIM115 - closed by the reader
+        except FileNotFoundError:
+            continue
+    return _records(engine, cid, paths, opened, since, until, tail, follow, stop)
+
+
+def _records(engine: Engine, cid: str, paths: list[str], opened: list[tuple[str, Any]],
+             since: float | None, until: float | None, tail: int | None, follow: bool,
+             stop: threading.Event | None) -> Iterator[dict[str, Any]]:  # fmt: skip
     pos, ino = 0, None
     # streamed, not read whole: a log of many megabytes must not sit in memory (a server
     # keeps what it once took); ``tail`` keeps only its last lines
     kept: deque[bytes] | None = deque(maxlen=tail) if tail is not None else None
-    for path in paths:
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below, after its last complete line
-        except FileNotFoundError:
+    current = None  # the file being followed: the current one, kept open
+    try:
+        for n, (path, f) in enumerate(opened):
+            yield from _complete(f, since, until, kept)
+            if path == paths[-1]:
+                ino, pos = os.fstat(f.fileno()).st_ino, f.tell()
+                if follow:
+                    current = f
+                    opened[n] = (path, None)
+        if kept is not None:
+            for line in kept if tail else ():
+                yield json.loads(line)
+        if follow:
+            yield from _follow(engine, cid, paths[-1], current, pos, ino, until, stop)
+    finally:
+        for _path, f in opened:
+            if f is not None:
+                f.close()
+
+
+def _complete(f: Any, since: float | None, until: float | None,
+              kept: deque[bytes] | None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The complete lines of ``f`` within since/until (into ``kept`` where a tail is
+    wanted); ``f`` is left after its last complete line."""
+    offset = 0
+    for line in f:
+        if not line.endswith(b"\n"):
+            break  # a line still being written: the follow reads it from here
+        offset += len(line)
+        if not line.strip():
             continue
-        with f:
-            if path == paths[-1]:
-                ino = os.fstat(f.fileno()).st_ino
-            offset = 0
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # a line still being written: the follow reads it from here
-                offset += len(line)
-                if not line.strip():
-                    continue
-                if kept is not None and since is None and until is None:
-                    kept.append(line)  # parsed only if it is among the last ones
-                    continue
-                record = json.loads(line)
-                if _within(record, since, until):
-                    if kept is not None:
-                        kept.append(line)
-                    else:
-                        yield record
-            if path == paths[-1]:
-                pos = offset
-    if kept is not None:
-        for line in kept if tail else ():
-            yield json.loads(line)
-    if not follow:
-        return
-    path = paths[-1]
+        if kept is not None and since is None and until is None:
+            kept.append(line)  # parsed only if it is among the last ones
+            continue
+        record = json.loads(line)
+        if _within(record, since, until):
+            if kept is not None:
+                kept.append(line)
+            else:
+                yield record
+    f.seek(offset)
+
+
+def _follow(engine: Engine, cid: str, path: str, current: Any, pos: int, ino: int | None,
+            until: float | None, stop: threading.Event | None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Lines written to ``path`` from ``pos`` on, until the container stops. The file stays
+    open between rounds: a client that removes the container as soon as it exits
+    (docker-py's run does) must still get its last lines."""
     ended = False
-    # The file being followed stays open between rounds: a client that removes the
-    # container as soon as it exits (docker-py's run does) must still get its last lines.
-    current = None
     try:
         while True:
             try:

@@ -314,24 +314,27 @@ class OverlaySnapshotter(Snapshotter):
             rel_work = os.path.relpath(os.path.join(d, "work"), self.root)
             options = f"lowerdir={':'.join(lowers)},upperdir={link},workdir={rel_work}"
             _after_volatile(key, d)
-            if volatile:
-                with open(os.path.join(d, _VOLATILE_BOOT), "w") as f:
-                    f.write(_boot_id())
-                try:
-                    _mount_from(self.root, "overlay", os.path.abspath(target), options + ",volatile",
-                                quiet=True)  # fmt: skip
-                    return
-                except OSError:
-                    pass  # a kernel before 5.10: a normal mount
-        else:
-            if kind == "active":
-                lowers = [f"l/{self._link(d)}", *lowers]
-            if len(lowers) == 1:
-                sc.mount(os.path.join(self.root, lowers[0]), target, None, sc.MS_BIND)
-                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+            self._overlay(d, os.path.abspath(target), options, volatile)
+            return
+        if kind == "active":
+            lowers = [f"l/{self._link(d)}", *lowers]
+        if len(lowers) == 1:
+            sc.mount(os.path.join(self.root, lowers[0]), target, None, sc.MS_BIND)
+            sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+            return
+        self._overlay(d, os.path.abspath(target), f"lowerdir={':'.join(lowers)}", False)
+
+    def _overlay(self, d: str, target: str, options: str, volatile: bool) -> None:
+        """The overlay mount itself, with ``options`` relative to the snapshotter's root."""
+        if volatile:
+            with open(os.path.join(d, _VOLATILE_BOOT), "w") as f:
+                f.write(_boot_id())
+            try:
+                _mount_from(self.root, "overlay", target, options + ",volatile", quiet=True)
                 return
-            options = f"lowerdir={':'.join(lowers)}"
-        _mount_from(self.root, "overlay", os.path.abspath(target), options)
+            except OSError:
+                pass  # a kernel before 5.10: a normal mount
+        _mount_from(self.root, "overlay", target, options)
 
 
 _VOLATILE_BOOT = "volatile-boot"
@@ -442,20 +445,8 @@ class FuseOverlaySnapshotter(OverlaySnapshotter):
 
     kind = "fuse-overlayfs"
 
-    def mount(self, key: str, target: str, readonly: bool = False, volatile: bool = False) -> None:
-        d, kind = self._find(key)
-        lowers = self.lower_links(key)
-        if kind == "active" and not readonly:
-            if not lowers:
-                sc.mount(os.path.join(d, "fs"), target, None, sc.MS_BIND)
-                return
-            rel_work = os.path.relpath(os.path.join(d, "work"), self.root)
-            options = f"lowerdir={':'.join(lowers)},upperdir=l/{self._link(d)},workdir={rel_work}"
-        else:
-            if kind == "active":
-                lowers = [f"l/{self._link(d)}", *lowers]
-            options = f"lowerdir={':'.join(lowers)}"
-        _fuse_overlayfs(self.root, os.path.abspath(target), options)
+    def _overlay(self, d: str, target: str, options: str, volatile: bool) -> None:
+        _fuse_overlayfs(self.root, target, options)  # no volatile: FUSE writes through anyway
 
     def commit(self, name: str, key: str) -> None:
         # fuse-overlayfs marks an opaque directory with a .wh..wh..opq file where it cannot
