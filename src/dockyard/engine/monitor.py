@@ -178,6 +178,11 @@ def launch(
 
     hc = health_config(config)
     health = json.dumps({"Status": "starting", "FailingStreak": 0, "Log": []}) if hc else ""
+    log_path = _log_path(host, cdir, cid)
+    if log_path:
+        # there before anyone is told it runs: a follow opened from then on holds the file
+        # the lean loop appends to, even when the container is removed right at its exit
+        os.close(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640))
     engine.set_state(cid, status="running", pid=pid, monitor_pid=os.getpid(), health=health,
                      started_at=now_rfc3339(), finished_at="0001-01-01T00:00:00Z")  # fmt: skip
     runtime.start(cid)
@@ -191,7 +196,7 @@ def launch(
     me = ["-m", "dockyard.engine.monitor", engine.root, cid, snapshotter]
     lean_python = lean_interpreter()
     args = [lean_python, "-I", "-S", lean_program(engine.root), sys.executable, json.dumps(me), str(pid), "1" if tty else "0",
-            str(in_w), str(listener.fileno()), _log_path(host, cdir, cid), str(max_size),
+            str(in_w), str(listener.fileno()), log_path, str(max_size),
             str(max_files), "1" if client_finish else "0", str(hc["Interval"] if hc else 0),
             *[f"{fd}:{name}" for fd, name in outs.items()], *[f"{fd}:client" for fd in clients]]  # fmt: skip
     from dockyard import busy
