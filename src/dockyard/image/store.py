@@ -181,7 +181,7 @@ class ImageStore:
         fs = self.snapshots.prepare(key, None)
         try:
             plain = _media_type_of(stream.peek(4)) == MEDIA_OCI_LAYER  # type: ignore[attr-defined]
-            reader = _HashingReader(decompressed(stream), hashing=not plain)
+            reader = _HashingReader(decompressed(stream, verified=True), hashing=not plain)
             apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False, direct=direct)  # type: ignore[arg-type]
             reader.drain()
         except BaseException:
@@ -195,7 +195,7 @@ class ImageStore:
         fs = self.snapshots.prepare(key, parent.chain_id if parent else None)
         try:
             with self.content.open(blob_digest) as f:
-                reader = _HashingReader(decompressed(f), hashing=media != MEDIA_OCI_LAYER)  # type: ignore[arg-type]
+                reader = _HashingReader(decompressed(f, verified=True), hashing=media != MEDIA_OCI_LAYER)  # type: ignore[arg-type]
                 from dockyard.snapshot.apply import apply_layer
 
                 apply_layer(reader, fs, mode=self.snapshots.apply_mode, decompress=False)  # type: ignore[arg-type]

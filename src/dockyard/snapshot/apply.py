@@ -54,11 +54,13 @@ class LayerError(InvalidArgument):
     """The layer cannot be applied; the message names the tar entry."""
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
-    """``stream`` with gzip or zstd compression removed, told apart by magic bytes."""
+def decompressed(stream: BinaryIO, verified: bool = False) -> BinaryIO:
+    """``stream`` with gzip or zstd compression removed, told apart by magic bytes.
+    ``verified``: the compressed bytes are checked against a digest (a blob), so gzip's
+    CRC-32 can tell nothing more, and is not computed (a third of inflating)."""
     head = _peek(stream, 4)
     if head[:2] == b"\x1f\x8b":
-        return _Gunzip(stream)  # type: ignore[return-value]
+        return _Gunzip(stream, crc=not verified)  # type: ignore[return-value]
     if head == b"\x28\xb5\x2f\xfd":
         import zstandard
 
@@ -74,51 +76,109 @@ class _Gunzip:
 
     _OUT = 1 << 20
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, crc: bool = True) -> None:
         import zlib
 
         self._zlib = zlib
         self._raw = raw
-        self._d = zlib.decompressobj(31)
+        self._crc = crc
+        self._d = zlib.decompressobj(31) if crc else None
+        self._head = b""  # without the CRC: a member's header, still being read
+        self._out = 0  # bytes inflated from the current member (its trailer's ISIZE)
+        self._members = 1 if crc else 0  # members begun (zlib counts its own)
         self._buf = b""
         self._pos = 0
         self._done = False
 
     def _fill(self) -> None:
         """Inflate up to ``_OUT`` more bytes into the buffer (or find the end)."""
-        d = self._d
         while True:
-            src = d.unconsumed_tail or self._raw.read(self._OUT)
+            d = self._d
+            src = (d.unconsumed_tail if d is not None else b"") or self._raw.read(self._OUT)
             if not src:
-                if not d.eof:
+                if (d is not None and not d.eof) or self._head or not self._members:
                     raise EOFError(
                         "compressed file ended before the end-of-stream marker was reached"
                     )
                 self._done = True
                 return
+            if d is None:  # raw deflate: the member's header is taken off here
+                src = self._member_header(src)
+                if self._d is None:
+                    continue
+                d = self._d
             try:
                 data = d.decompress(src, self._OUT)
             except self._zlib.error as err:
                 raise OSError(f"bad gzip data: {err}") from None
-            if d.eof:
-                rest = d.unused_data
-                self._d = d = self._zlib.decompressobj(31)  # another member may follow
+            self._out += len(data)
+            while d is not None and d.eof:  # a member may end where it begins (an empty one)
+                rest = self._end_member(d.unused_data)
                 if rest.lstrip(b"\0"):
                     data += self._next_member(rest)
+                    d = self._d
                 elif not self._tail_is_padding():
                     raise OSError("bad gzip data: garbage after the last member")
                 else:
                     self._done = True
+                    break
             if data or self._done:
                 self._buf = self._buf[self._pos :] + data
                 self._pos = 0
                 return
 
+    def _member_header(self, src: bytes) -> bytes:
+        """Take a gzip member's header (RFC 1952) off the front of what has come; what
+        follows it, with a raw inflater ready for it (or b"" while the header is short)."""
+        data = self._head + src
+        flags = data[3] if len(data) > 3 else 0
+        pos = 10
+        if len(data) >= 3 and (data[:3] != b"\x1f\x8b\x08" or flags & 0xE0):
+            raise OSError("bad gzip data: not a gzip member")
+        if len(data) >= 12 and flags & 4:  # FEXTRA
+            pos += 2 + int.from_bytes(data[10:12], "little")
+        for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+            if flags & bit and pos <= len(data):
+                end = data.find(b"\0", pos)
+                pos = len(data) + 1 if end < 0 else end + 1
+        if flags & 2:  # FHCRC
+            pos += 2
+        if len(data) < pos or (len(data) < 12 and flags & 4):
+            self._head = data
+            return b""
+        self._head = b""
+        self._d = self._zlib.decompressobj(-15)
+        self._out = 0
+        self._members += 1
+        return data[pos:]
+
+    def _end_member(self, rest: bytes) -> bytes:
+        """After a member's deflate data: its trailer checked (without the CRC, its length),
+        the inflater readied for the next member; what follows the trailer."""
+        if self._crc:
+            self._d = self._zlib.decompressobj(31)  # another member may follow
+            return rest
+        while len(rest) < 8:
+            more = self._raw.read(8 - len(rest))
+            if not more:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            rest += more
+        if int.from_bytes(rest[4:8], "little") != self._out & 0xFFFFFFFF:
+            raise OSError("bad gzip data: incorrect length check")
+        self._d = None
+        return rest[8:]
+
     def _next_member(self, head: bytes) -> bytes:
+        if not self._crc:
+            head = self._member_header(head)
+            if self._d is None:
+                return b""
         try:
-            return self._d.decompress(head, self._OUT)
+            data = self._d.decompress(head, self._OUT)  # type: ignore[union-attr]
         except self._zlib.error as err:
             raise OSError(f"bad gzip data: {err}") from None
+        self._out += len(data)
+        return data
 
     def _tail_is_padding(self) -> bool:
         while chunk := self._raw.read(self._OUT):
