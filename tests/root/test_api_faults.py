@@ -104,6 +104,15 @@ def test_bad_requests_get_a_400_and_leave_nothing(stack: Any, dy: Dy) -> None:
         sock, "GET", "/v1.44/containers/json?filters=" + quote(json.dumps({"bogus": ["1"]}))
     )
     assert status == 400 and body["message"] == "invalid filter 'bogus'"
+    # refusals found by a stream's engine call come as answers, before any 200 is sent
+    status, body = call(sock, "GET", "/v1.44/events?filters=" + quote(json.dumps({"bogus": ["1"]})))
+    assert status == 400 and body["message"] == "invalid filter 'bogus'"
+    status, body = call(sock, "POST", "/v1.44/containers/create?name=nolog",
+                        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"LogConfig": {"Type": "none"}}})  # fmt: skip
+    assert status == 201
+    status, body = call(sock, "GET", "/v1.44/containers/nolog/logs?stdout=1&follow=1")
+    assert status == 400 and "does not support reading" in body["message"]
+    call(sock, "DELETE", "/v1.44/containers/nolog?force=1")
     status, body = call(sock, "POST", "/v1.44/containers/nope/start")
     assert status == 404 and body["message"] == "No such container: nope"
     status, body = call(sock, "GET", "/v1.44/nothing/here")

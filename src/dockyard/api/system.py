@@ -94,10 +94,11 @@ def events(api: API, req: Request) -> None:
     since = time_bound(req.arg("since")) if req.arg("since") else None
     until = time_bound(req.arg("until")) if req.arg("until") else None
     flt = Filters.from_json(req.arg("filters"))
-    out = req.stream("application/json")
     stop = req.until_gone()
     try:
-        for message in stream(api.engine.db, since, until, flt, stop):
+        messages = stream(api.engine.db, since, until, flt, stop)  # refusals before the headers
+        out = req.stream("application/json")
+        for message in messages:
             out.json(message)
     except OSError:
         return  # the client went away

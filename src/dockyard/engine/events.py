@@ -59,7 +59,9 @@ def message(ev: Any) -> dict[str, Any]:
 def stream(db: MetadataDB, since: float | None = None, until: float | None = None,
            filters: Filters | None = None, stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
     """Docker's messages from ``since`` (now when None) on: past ones first, then new ones as
-    they happen, until ``until`` (for ever when None) or until ``stop`` is set."""
+    they happen, until ``until`` (for ever when None) or until ``stop`` is set. The filters
+    are checked, and "now" taken, before this returns: a refusal is an answer of its own,
+    not a stream cut after its headers."""
     flt = (filters or Filters()).check(EVENT_FILTERS)
     lo = time.time() if since is None else since
     last = 0
@@ -68,6 +70,11 @@ def stream(db: MetadataDB, since: float | None = None, until: float | None = Non
     )
     if rows:
         last = rows[0]["seq"]
+    return _follow(db, last, until, flt, stop)
+
+
+def _follow(db: MetadataDB, last: int, until: float | None, flt: Any,
+            stop: threading.Event | None) -> Iterator[dict[str, Any]]:  # fmt: skip
     while True:
         for ev in db.query("SELECT * FROM events WHERE seq > ? ORDER BY seq", (last,)):
             last = ev["seq"]
