@@ -18,6 +18,7 @@ __all__ = [
     "NameInUse",
     "NetworkNotFound",
     "NotFound",
+    "NotImplementedHere",
     "NotModified",
     "NotRunning",
     "PermissionDenied",
@@ -83,6 +84,13 @@ class PermissionDenied(DockyardError):
 
 class Unavailable(DockyardError):
     http_status = 503
+
+
+class NotImplementedHere(DockyardError):
+    """What this engine (or this container's configuration) does not do: HTTP 501, as
+    dockerd answers reading the logs of a driver that keeps none."""
+
+    http_status = 501
 
 
 class CommandNotExecutable(DockyardError):

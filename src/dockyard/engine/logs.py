@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from dockyard import _json as json
 from dockyard.clock import parse_time
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import InvalidArgument, NotFound, NotImplementedHere
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def records(engine: Engine, cid: str, since: float | None = None, until: float |
     is told the stream began (the API's headers) and removes the container at its exit
     (docker-py's ``run``) still gets every line."""
     if (engine.record(cid)["host_config"].get("LogConfig") or {}).get("Type") == "none":
-        raise InvalidArgument("configured logging driver does not support reading")
+        raise NotImplementedHere("configured logging driver does not support reading")
     if tail is not None and tail < 0:
         raise InvalidArgument(f"invalid tail value: {tail}")
     paths = files(engine, cid)
