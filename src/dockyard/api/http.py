@@ -1,9 +1,10 @@
 """HTTP/1.1 for the Engine API: requests in, JSON, streams and hijacked connections out.
 
-Built on the standard library's ``http.server`` with a thread per connection: every
-engine call blocks (SQLite, forks, waits), and the engine is safe to call from threads
-(its database connection is per thread; monitors start without forking a threaded
-process). A request handler is a function ``(Request) -> None`` that answers through the
+Built on the standard library's ``http.server``, with worker threads that take turns in
+``accept`` (leader and followers) and serve the connection they accepted: every engine
+call blocks (SQLite, forks, waits), and the engine is safe to call from threads (its
+database connection is per thread; monitors start without forking a threaded process).
+An answer's status line, headers and body go out in one write. A request handler is a function ``(Request) -> None`` that answers through the
 request: ``send_json``, ``send_empty``, ``stream`` (chunked, flushed per write, for logs,
 events, pulls, builds), or ``hijack`` (the raw socket after ``101 UPGRADED``, for
 attach and exec).
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from socketserver import TCPServer, UnixStreamServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +33,22 @@ if TYPE_CHECKING:
 __all__ = ["APIServer", "Request", "Stream", "TCPAPIServer", "UnixAPIServer", "client_gone"]
 
 _TRUE = ("1", "true", "True", "yes")
+
+
+def _reason(status: int) -> str:
+    return BaseHTTPRequestHandler.responses.get(status, ("",))[0]
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """RFC 9110's date, made once a second (formatting it is a tenth of a small answer)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 class Request:
@@ -114,51 +132,47 @@ class Request:
 
     # -- the answer
 
-    def _head(self, status: int, headers: dict[str, str]) -> None:
+    def _head(self, status: int, headers: dict[str, str]) -> bytes:
+        """The status line and headers as bytes, written by the caller together with the
+        body: one write, so the client reads the whole answer at one wake-up."""
         self.answered = True
         h = self.handler
-        h.send_response(status)
-        h.send_header("Api-Version", h.server.api_version)
-        h.send_header("Ostype", "linux")
+        h.log_request(status)
+        out = [f"HTTP/1.1 {status} {_reason(status)}\r\nServer: {h.version_string()}\r\n"
+               f"Date: {_http_date()}\r\nApi-Version: {h.server.api_version}\r\nOstype: linux\r\n"]  # fmt: skip
         for key, value in headers.items():
-            h.send_header(key, value)
+            out.append(f"{key}: {value}\r\n")
+        out.append("\r\n")
+        return "".join(out).encode("latin-1", "strict")
+
+    def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+        head = self._head(status, headers)
+        self.handler.wfile.write(head if self.method == "HEAD" else head + data)
 
     def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode() + b"\n"
-        self._head(status, {"Content-Type": "application/json", "Content-Length": str(len(data)),
-                            **(headers or {})})  # fmt: skip
-        self.handler.end_headers()
-        if self.method != "HEAD":
-            self.handler.wfile.write(data)
+        self._send(status, data, {"Content-Type": "application/json", "Content-Length": str(len(data)),
+                                  **(headers or {})})  # fmt: skip
 
     def send_text(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         data = text.encode()
-        self._head(status, {"Content-Type": "text/plain; charset=utf-8",
-                            "Content-Length": str(len(data)), **(headers or {})})  # fmt: skip
-        self.handler.end_headers()
-        if self.method != "HEAD":
-            self.handler.wfile.write(data)
+        self._send(status, data, {"Content-Type": "text/plain; charset=utf-8",
+                                  "Content-Length": str(len(data)), **(headers or {})})  # fmt: skip
 
     def send_empty(self, status: int = 204, headers: dict[str, str] | None = None) -> None:
-        self._head(status, {**({"Content-Length": "0"} if status >= 200 and status not in (204, 304) else {}),
-                            **(headers or {})})  # fmt: skip
-        self.handler.end_headers()
+        self._send(status, b"", {**({"Content-Length": "0"} if status >= 200 and status not in (204, 304) else {}),
+                                 **(headers or {})})  # fmt: skip
 
     def send_bytes(self, status: int, data: bytes, content_type: str,
                    headers: dict[str, str] | None = None) -> None:  # fmt: skip
-        self._head(status, {"Content-Type": content_type, "Content-Length": str(len(data)),
-                            **(headers or {})})  # fmt: skip
-        self.handler.end_headers()
-        if self.method != "HEAD":
-            self.handler.wfile.write(data)
+        self._send(status, data, {"Content-Type": content_type, "Content-Length": str(len(data)),
+                                  **(headers or {})})  # fmt: skip
 
     def stream(self, content_type: str = "application/json", status: int = 200,
                headers: dict[str, str] | None = None) -> Stream:  # fmt: skip
         """Headers now (clients wait for them before they go on), then chunks as written."""
-        self._head(status, {"Content-Type": content_type, "Transfer-Encoding": "chunked",
-                            **(headers or {})})  # fmt: skip
-        self.handler.end_headers()
-        self.handler.wfile.flush()
+        self.handler.wfile.write(self._head(status, {"Content-Type": content_type, "Transfer-Encoding": "chunked",
+                                                     **(headers or {})}))  # fmt: skip
         return Stream(self.handler)
 
     def until_gone(self) -> threading.Event:
@@ -412,41 +426,71 @@ class _Activity:
 
 
 class _Workers:
-    """Connections handled by worker threads that stay for a while after their last one:
-    a thread keeps its database connection (opening one reads the WAL index), so a request
-    after another pays for neither a thread nor a connection. A worker is started whenever
-    none is idle (a follow or an attach holds one for as long as it lasts)."""
+    """Connections accepted and handled by worker threads, leader and followers: one idle
+    worker at a time waits in ``accept``, the others wait for its place; the one that
+    accepts hands the place on and serves the connection itself, so a connection costs no
+    hand-off between threads. A worker stays for a while after its last connection, keeping
+    its database connection (opening one reads the WAL index); one is started whenever a
+    connection is accepted and none is left waiting (a follow or an attach holds its worker
+    for as long as it lasts)."""
 
     _IDLE_SECONDS = 60
 
     def _init_workers(self) -> None:
-        import queue
-
-        self._jobs: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-        self._idle = 0
+        self._place = threading.Lock()  # held by the worker in accept
         self._workers_lock = threading.Lock()
+        self._waiting = 0  # workers in accept or waiting for the place
+        self._stopping = False
+        self._stopped = threading.Event()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until ``shutdown``; ``poll_interval`` is how often the worker in accept
+        looks whether it should stop."""
+        self.socket.settimeout(poll_interval)  # type: ignore[attr-defined]
+        self._spawn()
+        self._stopped.wait()
+
+    def shutdown(self) -> None:
+        """Accept no more connections (those being served finish on their own)."""
+        self._stopping = True
+        with self._place:  # no worker is in accept once this is held
+            pass
+        self._stopped.set()
+
+    def _spawn(self) -> None:
         with self._workers_lock:
-            spawn = self._idle == 0
-            if not spawn:
-                self._idle -= 1  # that idle worker's: it takes the job off the queue
-        self._jobs.put((request, client_address))
-        if spawn:
-            threading.Thread(target=self._work, daemon=True).start()
+            self._waiting += 1
+        threading.Thread(target=self._work, daemon=True).start()
 
     def _work(self) -> None:
-        import queue
-
         while True:
-            try:
-                request, client_address = self._jobs.get(timeout=self._IDLE_SECONDS)
-            except queue.Empty:
+            if not self._place.acquire(timeout=self._IDLE_SECONDS):
                 with self._workers_lock:
-                    if self._idle > 0:  # no job was promised to this worker: it may go
-                        self._idle -= 1
+                    if self._waiting > 1:  # another stays waiting: this one may go
+                        self._waiting -= 1
                         return
-                continue  # a job is on its way to the queue
+                continue
+            try:
+                if self._stopping:
+                    with self._workers_lock:
+                        self._waiting -= 1
+                    return
+                try:
+                    request, client_address = self.get_request()  # type: ignore[attr-defined]
+                except TimeoutError:
+                    continue
+                except OSError:
+                    if self._stopping:
+                        continue
+                    time.sleep(0.01)  # out of descriptors, say: not a busy loop
+                    continue
+                with self._workers_lock:
+                    self._waiting -= 1
+                    alone = self._waiting == 0
+            finally:
+                self._place.release()
+            if alone:
+                self._spawn()  # someone must be in accept while this one serves
             try:
                 self.finish_request(request, client_address)  # type: ignore[attr-defined]
             except Exception:  # one connection's failure ends that connection only
@@ -454,7 +498,7 @@ class _Workers:
             finally:
                 self.shutdown_request(request)  # type: ignore[attr-defined]
             with self._workers_lock:
-                self._idle += 1
+                self._waiting += 1
 
 
 class UnixAPIServer(_Workers, UnixStreamServer, APIServer):

@@ -55,18 +55,41 @@ class Router:
         from dockyard.api import containers, execs, images, networks, system, volumes  # noqa: F401
 
         self.api = api
+        # the routes a path's first segment can reach, in the table's order: a pattern that
+        # starts with a literal segment is tried only for paths that start with it
+        keyed: dict[str, list[tuple[str, re.Pattern[str], Callable[..., None]]]] = {}
+        anywhere = []
+        for entry in _ROUTES:
+            first = _LITERAL_HEAD.match(entry[1].pattern)
+            if first is None:
+                anywhere.append(entry)
+                for routes in keyed.values():
+                    routes.append(entry)
+            else:
+                keyed.setdefault(first.group(1), list(anywhere)).append(entry)
+        self._keyed = keyed
+        self._anywhere = anywhere
 
     def __call__(self, req: Request) -> None:
+        fn, groups = self.resolve(req.method, req.path)
+        fn(self.api, req, **groups)
+
+    def resolve(self, method: str, path: str) -> tuple[Callable[..., None], dict[str, str]]:
+        """The handler for ``method`` on ``path`` and the path's groups: the first route of
+        the table that matches, as a scan of the whole table would find it."""
         allowed = False
-        for method, pattern, fn in _ROUTES:
-            match = pattern.match(req.path)
+        head = path[1:].partition("/")[0]
+        for want, pattern, fn in self._keyed.get(head, self._anywhere):
+            match = pattern.match(path)
             if match is None:
                 continue
-            if method != req.method and not (method == "GET" and req.method == "HEAD"):
+            if want != method and not (want == "GET" and method == "HEAD"):
                 allowed = True
                 continue
-            fn(self.api, req, **match.groupdict())
-            return
+            return fn, match.groupdict()
         if allowed:
-            raise MethodNotAllowed(f"method {req.method} not allowed for {req.path}")
-        raise NotFound(f"page not found: {req.method} {req.path}")
+            raise MethodNotAllowed(f"method {method} not allowed for {path}")
+        raise NotFound(f"page not found: {method} {path}")
+
+
+_LITERAL_HEAD = re.compile(r"^\^/([A-Za-z_]+)/")
