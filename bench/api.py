@@ -5,6 +5,9 @@ own, no networking), in one run.
 - ``docker run --rm --network none busybox true``: median wall time, engines alternating.
 - ``docker ps -a`` with 50 containers, ``docker inspect`` of one, ``docker logs`` of a
   10 MB log: medians.
+- What the server itself spends on an inspect: a fresh connection carrying the docker
+  CLI's two requests (``HEAD /_ping``, ``GET /containers/c7/json``) from a Python client,
+  without the CLI's own start-up: medians of many, engines alternating.
 - The service idle: its RSS after the rounds; dockerd's and containerd's beside it.
 - Socket activation: from spawning the service on a socket passed as systemd passes it
   (``LISTEN_FDS``) to the first ``/_ping`` answered.
@@ -58,6 +61,33 @@ def ping(sock: str, timeout: float = 10) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.002)
+
+
+def _read_answer(s: socket.socket, head_only: bool) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    if head_only:
+        return
+    fields = dict(line.lower().split(b":", 1) for line in head.split(b"\r\n")[1:])
+    if b"content-length" in fields:  # dockyard's JSON answers
+        while len(body) < int(fields[b"content-length"]):
+            body += s.recv(65536)
+    else:  # dockerd chunks an answer larger than its 2 KiB buffer
+        while not body.endswith(b"\r\n0\r\n\r\n"):
+            body += s.recv(65536)
+
+
+def raw_inspect(sock: str, version: str) -> float:
+    t0 = time.perf_counter()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock)
+        s.sendall(b"HEAD /_ping HTTP/1.1\r\nHost: api.moby.localhost\r\n\r\n")
+        _read_answer(s, True)
+        s.sendall(f"GET /v{version}/containers/c7/json HTTP/1.1\r\nHost: api.moby.localhost\r\n\r\n".encode())
+        _read_answer(s, False)
+    return time.perf_counter() - t0
 
 
 def activated_first_answer(root: str, work: str) -> float:
@@ -154,6 +184,12 @@ def _measure(args: Any, work: str, root: str, engines: dict[str, dict[str, str]]
                 times[name].append(timed(argv, env))
         for name in engines:
             figures[name][label] = statistics.median(times[name])
+    raw: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(args.rounds * 20):
+        for name, env in engines.items():
+            raw[name].append(raw_inspect(env["DOCKER_HOST"].removeprefix("unix://"), "1.41"))
+    for name in engines:
+        figures[name]["raw inspect"] = statistics.median(raw[name])
     size = len(
         subprocess.run(
             ["docker", "logs", "chatty"], env=engines["dockyard"], capture_output=True
@@ -162,10 +198,10 @@ def _measure(args: Any, work: str, root: str, engines: dict[str, dict[str, str]]
     print(f"docker CLI {subprocess.run(['docker', '--version'], capture_output=True, text=True).stdout.strip()}; "
           f"medians of {args.rounds}; the log is {size / 1e6:.1f} MB")  # fmt: skip
     for label in figures["dockyard"]:
-        line = f"  {label:<12} dockyard {figures['dockyard'][label] * 1000:7.1f} ms"
+        line = f"  {label:<12} dockyard {figures['dockyard'][label] * 1000:7.2f} ms"
         if "dockerd" in figures:
             ratio = figures["dockyard"][label] / figures["dockerd"][label]
-            line += f"   dockerd {figures['dockerd'][label] * 1000:7.1f} ms   {ratio:.2f}x"
+            line += f"   dockerd {figures['dockerd'][label] * 1000:7.2f} ms   {ratio:.2f}x"
         print(line)
     time.sleep(2)
     print(f"  idle RSS     dockyard service {rss_kib(service.pid) / 1024:.1f} MiB", end="")

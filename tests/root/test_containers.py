@@ -242,6 +242,17 @@ def test_inspect_fields(dy: Dy) -> None:
     assert "A=1" in info["Config"]["Env"] and info["Config"]["Labels"] == {"team": "x"}
     assert info["HostConfig"]["Memory"] == 64 << 20
     assert info["State"]["Status"] == "created"
+    full = info["Id"]
+    # "/name", the full ID and a prefix name the same container; an unknown name is one
+    # line of error
+    for ref in ("/insp", full, full[:12]):
+        assert json.loads(dy("inspect", ref).stdout)[0]["Id"] == full
+    assert (info["HostnamePath"], info["LogPath"]) == (
+        os.path.join(dy.root, "containers", full, "hostname"),
+        os.path.join(dy.root, "containers", full, f"{full}-json.log"),
+    )
+    missing = dy("inspect", "insp-nosuch", ok=False)
+    assert missing.returncode == 1 and "No such object: insp-nosuch" in missing.stderr
     dy("rm", "insp")
 
 

@@ -136,7 +136,7 @@ def list_(api: API, req: Request) -> None:
 
 @route("GET", rf"/containers/{_ID}/json")
 def inspect(api: API, req: Request, ref: str) -> None:
-    req.send_json(200, api.engine.inspect(_cid(api, ref)))
+    req.send_json(200, api.engine.inspect(ref))
 
 
 @route("GET", rf"/containers/{_ID}/top")

@@ -499,7 +499,7 @@ def inspect_objects(
         try:
             if kind != "image":
                 try:
-                    out.append(engine.inspect(engine.lookup(name)))
+                    out.append(engine.inspect(name))
                     continue
                 except NotFound:
                     if kind == "container":

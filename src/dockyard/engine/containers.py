@@ -139,6 +139,13 @@ def _alive(pid: int) -> bool:
     return pid > 0 and proc_start_time(pid) is not None
 
 
+def _record_of(row: Any) -> ContainerRecord:
+    rec: Any = dict(row)
+    rec["config"] = json.loads(rec["config"])
+    rec["host_config"] = json.loads(rec["host_config"])
+    return rec
+
+
 class Engine:
     """dockyard's state under ``root``; the Python API that the CLI (and later the API server) call."""
 
@@ -192,10 +199,14 @@ class Engine:
         )
         if not rows:
             raise ContainerNotFound(f"No such container: {cid}")
-        rec: Any = dict(rows[0])
-        rec["config"] = json.loads(rec["config"])
-        rec["host_config"] = json.loads(rec["host_config"])
-        return rec
+        return _record_of(rows[0])
+
+    def find(self, ref: str) -> ContainerRecord:
+        """The record of the container ``lookup`` finds: one query for a name or a full ID."""
+        rows = self.db.query(
+            "SELECT c.*, s.* FROM containers c JOIN container_state s ON s.id = c.id "
+            "WHERE c.name = ? OR c.id = ?", (ref.lstrip("/"), ref))  # fmt: skip
+        return _record_of(rows[0]) if rows else self.record(self.lookup(ref))
 
     def set_state(self, cid: str, **fields: Any) -> None:
         """Update the state record; a new ``status`` only by a move ``states.MOVES`` allows
@@ -859,7 +870,8 @@ class Engine:
                 out.append(rec)
         return out
 
-    def inspect(self, cid: str) -> dict[str, Any]:
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """Docker's ContainerJSON of the container named or ID-prefixed by ``ref``."""
         from dockyard.engine.inspect import container_json
 
-        return container_json(self, cid)
+        return container_json(self, self._reconciled(self.find(ref)))

@@ -3,8 +3,6 @@ container's record, its networking and its security settings."""
 
 from __future__ import annotations
 
-import os
-
 from dockyard import _json as json
 
 TYPE_CHECKING = False
@@ -16,12 +14,13 @@ if TYPE_CHECKING:
 __all__ = ["container_json", "mount_points"]
 
 
-def container_json(engine: Engine, cid: str) -> dict[str, Any]:
-    """Docker's ContainerJSON."""
+def container_json(engine: Engine, rec: dict[str, Any]) -> dict[str, Any]:
+    """Docker's ContainerJSON of a container's (reconciled) record."""
     from dockyard.engine.networking import settings
     from dockyard.engine.spec import seccomp_profile_name
 
-    rec = engine.refresh(cid)
+    cid = rec["id"]
+    cdir = engine.cdir(cid)
     cfg = rec["config"]
     args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
     status = rec["status"]
@@ -45,10 +44,10 @@ def container_json(engine: Engine, cid: str) -> dict[str, Any]:
             **({"Health": json.loads(rec["health"])} if rec.get("health") else {}),
         },
         "Image": rec["image_id"],
-        "ResolvConfPath": os.path.join(engine.cdir(cid), "resolv.conf"),
-        "HostnamePath": os.path.join(engine.cdir(cid), "hostname"),
-        "HostsPath": os.path.join(engine.cdir(cid), "hosts"),
-        "LogPath": os.path.join(engine.cdir(cid), f"{cid}-json.log"),
+        "ResolvConfPath": f"{cdir}/resolv.conf",
+        "HostnamePath": f"{cdir}/hostname",
+        "HostsPath": f"{cdir}/hosts",
+        "LogPath": f"{cdir}/{cid}-json.log",
         "Name": "/" + rec["name"],
         "RestartCount": rec["restart_count"],
         "Driver": engine.snapshotter,

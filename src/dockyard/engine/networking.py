@@ -152,8 +152,7 @@ def settings(engine: Engine, cid: str, rec: dict[str, Any] | None = None,
 
 
 def prefetch(engine: Engine, cids: list[str]) -> Any:
-    """Many containers' endpoints, ports and the predefined networks in three queries, for
-    ``settings``."""
+    """Many containers' endpoints and ports in two queries, for ``settings``."""
     return endpoints.prefetch(engine.db, cids)
 
 

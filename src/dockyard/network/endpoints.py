@@ -429,35 +429,31 @@ def release(
 
 
 def prefetch(
-    db: Database, eids: list[str], predefined_too: bool = True
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]], dict[str, str]]:
-    """The endpoints and published ports of many at once (a listing's three queries instead
-    of several per entry): ({eid: endpoints}, {eid: port rows}, {"host"/"none": network
-    ID}), for ``settings``."""
+    db: Database, eids: list[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:
+    """The endpoints and published ports of many at once (a listing's two queries instead
+    of several per entry): ({eid: endpoints}, {eid: port rows}), for ``settings``."""
     eps: dict[str, list[dict[str, Any]]] = {e: [] for e in eids}
     ports: dict[str, list[Any]] = {e: [] for e in eids}
+    if not eids:
+        return eps, ports
     marks = ", ".join("?" * len(eids))
-    predefined = {r["name"]: r["id"] for r in db.query(
-        "SELECT name, id FROM networks WHERE name IN ('host', 'none')")} if predefined_too else {}  # fmt: skip
-    if eids:
-        for r in db.query(
-            "SELECT e.rowid AS rowid, e.*, n.name AS network, n.bridge, n.subnet, n.gateway, n.internal "
-            f"FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE e.container_id IN ({marks}) "
-            "ORDER BY e.rowid", tuple(eids)):  # fmt: skip
-            eps[r["container_id"]].append(dict(r))
-        for r in db.query(f"SELECT * FROM published_ports WHERE container_id IN ({marks}) ORDER BY rowid",
-                          tuple(eids)):  # fmt: skip
-            ports[r["container_id"]].append(r)
-    return eps, ports, predefined
+    for r in db.query(
+        "SELECT e.rowid AS rowid, e.*, n.name AS network, n.bridge, n.subnet, n.gateway, n.internal "
+        f"FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE e.container_id IN ({marks}) "
+        "ORDER BY e.rowid", tuple(eids)):  # fmt: skip
+        eps[r["container_id"]].append(dict(r))
+    for r in db.query(f"SELECT * FROM published_ports WHERE container_id IN ({marks}) ORDER BY rowid",
+                      tuple(eids)):  # fmt: skip
+        ports[r["container_id"]].append(r)
+    return eps, ports
 
 
 def settings(store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], pid: int,
-             prefetched: tuple[dict[str, Any], dict[str, Any], dict[str, str]] | None = None) -> dict[str, Any]:  # fmt: skip
+             prefetched: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     """Docker's NetworkSettings for ``inspect``: ``exposed`` is Config.ExposedPorts, ``pid``
     the namespace's process (0: none runs); ``prefetched`` what ``prefetch`` read."""
-    eps_by_id, ports_by_id, predefined = prefetched or prefetch(
-        store.db, [eid], predefined_too=mode in ("host", "none")
-    )
+    eps_by_id, ports_by_id = prefetched or prefetch(store.db, [eid])
     eps = eps_by_id[eid]
     ports: dict[str, Any] = {}
     for p in sorted(exposed):
@@ -487,7 +483,7 @@ def settings(store: NetworkStore, eid: str, mode: str, exposed: dict[str, Any], 
             "DNSNames": json.loads(ep["dns_names"]) or None,
         }
     if mode in ("host", "none"):
-        net_id = predefined.get(mode) or store.get(mode)["id"]
+        net_id = store.predefined_id(mode)
         networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net_id,
                           "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                           "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": ""}  # fmt: skip

@@ -35,6 +35,7 @@ class NetworkStore:
         self.root = root
         self.db = db
         self.default_root = os.path.realpath(root) == "/var/lib/dockyard"
+        self._predefined_ids: dict[str, str] = {}
 
     # -- records
 
@@ -81,6 +82,14 @@ class NetworkStore:
         row = dict(rows[0])
         row["labels"] = json.loads(row["labels"])
         return row
+
+    def predefined_id(self, name: str) -> str:
+        """The ID of ``host`` or ``none``: read once per store, as those records are never
+        removed (an inspect or a listing spends no query on them)."""
+        found = self._predefined_ids.get(name)
+        if found is None:
+            found = self._predefined_ids[name] = self.get(name)["id"]
+        return found
 
     def list(self) -> list[dict[str, Any]]:
         self._ensure_predefined()
