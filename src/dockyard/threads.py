@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["each_in_a_thread"]
+__all__ = ["Job", "Workers", "each_in_a_thread"]
 
 
 def each_in_a_thread(work: Callable[[Any], object], items: list[Any]) -> None:
@@ -31,3 +31,69 @@ def each_in_a_thread(work: Callable[[Any], object], items: list[Any]) -> None:
         t.join()
     if errors:
         raise errors[0]
+
+
+class Job:
+    """The outcome of work handed to ``Workers``: ``result()`` waits for it."""
+
+    def __init__(self, work: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._work, self._args = work, args
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work(*self._args)
+        except BaseException as err:  # handed to whoever asks for the result
+            self._error = err
+        finally:
+            self._done.set()
+
+    def result(self) -> Any:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Workers:
+    """At most ``count`` threads working through submitted jobs in order; leaving the
+    ``with`` block waits for every job. concurrent.futures' pool without its import of
+    logging (~10 ms of a pull or push)."""
+
+    def __init__(self, count: int) -> None:
+        import queue
+
+        self._count = max(1, count)
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[..., Any], *args: Any) -> Job:
+        job = Job(work, args)
+        self._jobs.put(job)
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self._count:
+                thread = threading.Thread(target=self._serve, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return job
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job._run()
+            with self._lock:
+                self._idle += 1
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()

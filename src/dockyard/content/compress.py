@@ -56,12 +56,13 @@ def _read_full(src: BinaryIO, n: int) -> bytes:
 def gzip(src: BinaryIO, write: Callable[[bytes], object], threads: int | None = None) -> None:
     """``src`` as one gzip member into ``write``, its blocks deflated in parallel."""
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+
+    from dockyard.threads import Workers
 
     threads = threads or os.cpu_count() or 1
     write(_GZIP_HEADER)
     crc = size = 0
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with Workers(threads) as pool:
         pending: deque = deque()  # type: ignore[type-arg]
         tail = b""
         block = _read_full(src, _BLOCK)

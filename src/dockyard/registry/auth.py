@@ -13,10 +13,9 @@ fetches a token from the realm (with the credentials if any) and retries.
 from __future__ import annotations
 
 import base64
-import json
 import os
-import subprocess
 
+from dockyard import _json as json
 from dockyard.errors import DockyardError
 
 TYPE_CHECKING = False
@@ -53,8 +52,10 @@ def _read() -> dict[str, Any]:
 def _write(cfg: dict[str, Any]) -> None:
     os.makedirs(config_dir(), mode=0o700, exist_ok=True)
     tmp = _config_path() + ".tmp"
+    import json as stdjson  # the tab indent the docker CLI writes
+
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        json.dump(cfg, f, indent="\t")
+        stdjson.dump(cfg, f, indent="\t")
     os.rename(tmp, _config_path())
 
 
@@ -76,6 +77,8 @@ class Credentials:
 
 
 def _helper(name: str, action: str, payload: str) -> str:
+    import subprocess
+
     try:
         proc = subprocess.run([f"docker-credential-{name}", action], input=payload, capture_output=True,
                               text=True, timeout=30)  # fmt: skip

@@ -17,17 +17,18 @@ from __future__ import annotations
 import base64
 import glob
 import hashlib
-import http.client
-import json
 import os
-import ssl
+import sys
 import urllib.parse
 
+from dockyard import _json as json
 from dockyard.errors import DockyardError, NotFound
 from dockyard.registry import auth
+from dockyard.registry.http11 import Connection, ProtocolError, Response
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from typing import Any, BinaryIO
 
 __all__ = ["MANIFEST_TYPES", "Registry", "RegistryError"]
@@ -85,11 +86,11 @@ def _certs_d() -> str:
     return os.environ.get("DOCKYARD_CERTS_D", "/etc/docker/certs.d")
 
 
-def _tls_failure(
-    err: ssl.SSLError, method: str, conn: http.client.HTTPConnection, target: str
-) -> RegistryError:
+def _tls_failure(err: ssl.SSLError, method: str, conn: Connection, target: str) -> RegistryError:
     """One line that says what to do: where the registry's CA goes, or that a client
     certificate is wanted (Docker's certs.d layout either way)."""
+    import ssl
+
     where = conn.host if conn.port == 443 else f"{conn.host}:{conn.port}"
     trust = os.path.join(_certs_d(), where)
     if isinstance(err, ssl.SSLCertVerificationError):
@@ -116,9 +117,7 @@ class Registry:
 
     # -- transport
 
-    def _connection(
-        self, host: str | None = None, scheme: str | None = None
-    ) -> http.client.HTTPConnection:
+    def _connection(self, host: str | None = None, scheme: str | None = None) -> Connection:
         host = host or self.host
         if os.environ.get("DOCKYARD_LOOPBACK_ONLY") and not _on_this_host(host):
             # a sandbox's (or a test suite's) promise to send nothing off this host
@@ -126,14 +125,14 @@ class Registry:
                 f"{host}: not contacted: DOCKYARD_LOOPBACK_ONLY allows registries on this host only"
             )
         if (scheme or self.scheme) == "http":
-            return http.client.HTTPConnection(host, timeout=60, blocksize=1 << 20)
-        return http.client.HTTPSConnection(
-            host, timeout=60, context=self._tls(host), blocksize=1 << 20
-        )
+            return Connection(host, timeout=60)
+        return Connection(host, timeout=60, context=self._tls(host))
 
     def _tls(self, host: str) -> ssl.SSLContext:
         """The TLS context for ``host``, made once per client: loading the system's CAs
         takes ~30 ms here, and a registry that needs no checks needs no CAs."""
+        import ssl
+
         context = self._contexts.get(host)
         if context is not None:
             return context
@@ -163,7 +162,7 @@ class Registry:
         return {}
 
     def request(self, method: str, path: str, scope: str, headers: dict[str, str] | None = None,
-                body: Any = None, url: str | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:  # fmt: skip
+                body: Any = None, url: str | None = None) -> tuple[Connection, Response]:  # fmt: skip
         """Send, answering one auth challenge; the caller reads (and closes) the response."""
         for attempt in range(2):
             if url:
@@ -181,14 +180,15 @@ class Registry:
                     headers={**(headers or {}), **self._auth_header(scope)},
                 )
                 resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, ProtocolError) as err:
                 conn.close()
                 if self.insecure and self.scheme == "https" and not url:
                     self.scheme = "http"  # no TLS there: plain HTTP, allowed for this registry
                     if hasattr(body, "seek"):
                         body.seek(0)
                     return self.request(method, path, scope, headers, body)
-                if isinstance(err, ssl.SSLError):
+                tls = sys.modules.get("ssl")  # only an HTTPS request has loaded it
+                if tls is not None and isinstance(err, tls.SSLError):
                     raise _tls_failure(err, method, conn, target) from None
                 raise RegistryError(
                     f"{method} {self.scheme}://{self.host}{target}: {err}"
@@ -229,7 +229,7 @@ class Registry:
             conn.request("GET", f"{realm.path}?{urllib.parse.urlencode(query)}", headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, ProtocolError) as err:
             raise RegistryError(f"token from {params['realm']}: {err}") from None
         finally:
             conn.close()
@@ -244,7 +244,7 @@ class Registry:
         self.tokens[scope] = token
 
     @staticmethod
-    def _fail(resp: http.client.HTTPResponse, what: str) -> RegistryError:
+    def _fail(resp: Response, what: str) -> RegistryError:
         data = resp.read()
         try:
             errors = json.loads(data).get("errors") or []
@@ -336,11 +336,11 @@ class Registry:
                 write(chunk)
                 got += len(chunk)
             if expected is not None and got < expected:
-                # http.client returns a short read, not an error, when the peer closes early
+                # a body cut short reads short, not as an error
                 raise RegistryError(
                     f"blob {digest}: connection closed after {offset + got} of {offset + expected} bytes"
                 )
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, ProtocolError) as err:
             raise RegistryError(f"blob {digest}: {err}") from None
         finally:
             conn.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from dockyard import _json as json
 from dockyard.busy import changing
@@ -32,6 +31,7 @@ from dockyard.jsonmessage import discard
 from dockyard.platforms import host_platform
 from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
 from dockyard.registry.streaming import Pipe, StreamedLayer
+from dockyard.threads import Workers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report:
         layers = []
         parent = None
         known = {r[0] for r in store.db.query("SELECT chain_id FROM layers")}
-        with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+        with Workers(_PARALLEL) as pool:
             try:
                 sinks = {digest: stream.pipe for digest, stream in streams.items()}
                 jobs = [
@@ -363,7 +363,7 @@ def push(store: ImageStore, ref_text: str, progress: Progress | None = None, com
     order = list(reversed(range(len(plan))))
     # layers are compressed one after the other in the background while the ones before
     # them upload: the first push of a built image costs little more than the upload
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with Workers(1) as pool:
         made = {
             i: pool.submit(store.compressed, plan[i], compression)
             for i in order

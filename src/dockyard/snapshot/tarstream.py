@@ -16,8 +16,10 @@ format (a unit test holds it to that).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import BinaryIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 __all__ = ["Entry", "TarFormatError", "TarReader", "TarWriter"]
 
