@@ -28,6 +28,7 @@ from dockyard.content.store import BlobLocks
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.jsonmessage import discard
+from dockyard.linux.malloc import keep_freed_memory
 from dockyard.platforms import host_platform
 from dockyard.registry.client import INDEX_TYPES, OCI_MANIFEST, Registry, RegistryError
 from dockyard.registry.streaming import Pipe, StreamedLayer
@@ -197,6 +198,7 @@ def pull(
 def _pull(store: ImageStore, ref_text: str, wanted_platform: str | None, report: _Report,
           implicit: bool = False, credentials: Credentials | None = None) -> str:  # fmt: skip
     say = report.say
+    keep_freed_memory()
     ref = reference.parse(ref_text)
     if not implicit and ":" not in ref_text.rsplit("/", 1)[-1] and "@" not in ref_text:
         say("Using default tag: latest")
@@ -342,6 +344,7 @@ def push(store: ImageStore, ref_text: str, progress: Progress | None = None, com
     as Docker's JSON messages. ``compression`` (gzip or zstd) is how layers stored as plain
     tars travel."""
     out = progress or discard
+    keep_freed_memory()
     ref = reference.parse(ref_text)
     if ref.digest:
         raise InvalidArgument("cannot push a digest reference")
