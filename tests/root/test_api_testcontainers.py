@@ -41,12 +41,12 @@ def test_a_testcontainers_container(stack: Any, monkeypatch: pytest.MonkeyPatch)
     _service, proxy, env = stack
     monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
     server = ("sh -c 'echo ready; while true; do echo -e \"HTTP/1.0 200 OK\\r\\n\\r\\nfrom dockyard\" "
               "| nc -l -p 8080; done'")  # fmt: skip
-    with DockerContainer("busybox").with_command(server).with_exposed_ports(8080) as c:
-        wait_for_logs(c, "ready", timeout=30)
+    ready = LogMessageWaitStrategy("ready").with_startup_timeout(30)
+    with DockerContainer("busybox").with_command(server).with_exposed_ports(8080).waiting_for(ready) as c:
         host, port = c.get_container_host_ip(), int(c.get_exposed_port(8080))
         assert host == "127.0.0.1" and port > 0
         code, out = c.exec(["sh", "-c", "echo in-container"])
