@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "ProtocolError", "Response"]
 
 _BLOCK = 1 << 20
+# the read buffer, small beside the reads of a body: a read of N bytes goes straight from
+# the socket into its result for all but its last buffer's worth (a buffer as big as the
+# read would copy every byte once more)
+_READ_BUFFER = 64 << 10
 _MAX_LINE = 65536
 _MAX_HEADERS = 200
 
@@ -181,7 +185,7 @@ class Connection:
         if self._sock is None:
             raise ProtocolError("no request was sent")
         if self._fp is None:
-            self._fp = self._sock.makefile("rb", buffering=_BLOCK)
+            self._fp = self._sock.makefile("rb", buffering=_READ_BUFFER)
         while True:
             resp = Response(self._fp, self._method)
             if resp.status != 100:
