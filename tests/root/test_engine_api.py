@@ -221,7 +221,6 @@ def test_logs_are_records_with_tail_since_and_follow(dy: Dy) -> None:
 def test_containers_start_from_a_threaded_process(dy: Dy) -> None:
     """As an API server will: several threads start containers at once, and the monitors
     are spawned (a fork of a threaded process may inherit a held lock and hang)."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     def run_one(i: int) -> tuple[int, str]:
@@ -239,7 +238,7 @@ def test_containers_start_from_a_threaded_process(dy: Dy) -> None:
         finally:
             engine.remove(cid, force=True)
 
-    assert threading.active_count() == 1
+    # threads other tests left winding down may be running too: only the pool's matter here
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run_one, range(6)))
     assert results == [(i, f"hi{i}\n") for i in range(6)]
