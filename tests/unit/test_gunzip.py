@@ -90,3 +90,24 @@ def test_cut_or_wrong_streams_are_refused_both_ways() -> None:
     wrong_crc[-8] ^= 1
     with pytest.raises(OSError):
         _read_all(bytes(wrong_crc), verified=False)
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_reads_of_any_size_mixed_with_read1_give_the_same_bytes(verified: bool) -> None:
+    """The tar reader's mix: exact reads (headers) and read1 (file data, as much as is
+    inflated already): the same bytes in the same order, the whole stream."""
+    parts = [os.urandom(3 << 20), b"small", os.urandom(70000)]
+    want = b"".join(parts)
+    stream = decompressed(io.BytesIO(_members(*parts)), verified=verified)
+    got, sizes = [], [512, 1 << 20, 7, 3 << 20, 100000]
+    for i in range(10000):
+        n = sizes[i % len(sizes)]
+        chunk = stream.read1(n) if i % 2 else stream.read(n)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        assert len(chunk) <= n
+        got.append(chunk)
+    assert b"".join(got) == want
+    whole = decompressed(io.BytesIO(_members(*parts)), verified=verified)
+    first = whole.read1(1 << 30)  # type: ignore[attr-defined]
+    assert 0 < len(first) <= 1 << 20  # what one inflate gave, not the stream

@@ -74,6 +74,14 @@ class _HashingReader:
         self.count += len(data)
         return data
 
+    def read1(self, n: int = -1) -> bytes:
+        read1 = getattr(self.raw, "read1", None)
+        data = read1(n) if read1 is not None else self.raw.read(n)
+        if self.hash is not None:
+            self.hash.update(data)
+        self.count += len(data)
+        return data
+
     def diff_id(self, blob_digest: str) -> str:
         return "sha256:" + self.hash.hexdigest() if self.hash is not None else blob_digest
 

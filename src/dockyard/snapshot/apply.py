@@ -123,7 +123,9 @@ class _Gunzip:
                     self._done = True
                     break
             if data or self._done:
-                self._buf = self._buf[self._pos :] + data
+                # what was handed out is dropped; nothing is copied when all of it was
+                rest = self._buf[self._pos :] if self._pos < len(self._buf) else b""
+                self._buf = rest + data if rest else data
                 self._pos = 0
                 return
 
@@ -198,6 +200,16 @@ class _Gunzip:
         while len(self._buf) - self._pos < n and not self._done:
             self._fill()
         out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def read1(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes, from what is inflated already if any is (the tar reader's
+        reads of file data): a whole inflated MiB is handed on as it is, not copied."""
+        if self._pos >= len(self._buf) and not self._done:
+            self._fill()
+        end = len(self._buf) if n < 0 else self._pos + n
+        out = self._buf[self._pos : end]
         self._pos += len(out)
         return out
 

@@ -99,6 +99,9 @@ class TarReader:
 
     def __init__(self, stream: BinaryIO) -> None:
         self._s = stream
+        # file data read with read1 where the stream has it: what it holds already, handed
+        # on without being cut to the size asked for (and so copied)
+        self._read_data = getattr(stream, "read1", stream.read)
         self._pending = 0  # data bytes (padded) of the current entry not read yet
         self._left = 0  # data bytes of the current entry the caller may still read
 
@@ -124,7 +127,7 @@ class TarReader:
         n = min(n, self._left)
         if n <= 0:
             return b""
-        data = self._s.read(n)
+        data = self._read_data(n)
         if not data:
             raise TarFormatError("unexpected end of data (truncated layer)")
         self._left -= len(data)
