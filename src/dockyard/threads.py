@@ -68,26 +68,20 @@ class Workers:
         self._count = max(1, count)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
-        self._lock = threading.Lock()
 
     def submit(self, work: Callable[..., Any], *args: Any) -> Job:
+        """Queue ``work(*args)``; a thread is started for each of the first ``count`` jobs."""
         job = Job(work, args)
         self._jobs.put(job)
-        with self._lock:
-            if self._idle:
-                self._idle -= 1
-            elif len(self._threads) < self._count:
-                thread = threading.Thread(target=self._serve, daemon=True)
-                self._threads.append(thread)
-                thread.start()
+        if len(self._threads) < self._count:
+            thread = threading.Thread(target=self._serve, daemon=True)
+            self._threads.append(thread)
+            thread.start()
         return job
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
             job._run()
-            with self._lock:
-                self._idle += 1
 
     def __enter__(self) -> Workers:
         return self

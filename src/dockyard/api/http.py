@@ -4,10 +4,10 @@ Built on the standard library's ``http.server``, with worker threads that take t
 ``accept`` (leader and followers) and serve the connection they accepted: every engine
 call blocks (SQLite, forks, waits), and the engine is safe to call from threads (its
 database connection is per thread; monitors start without forking a threaded process).
-An answer's status line, headers and body go out in one write. A request handler is a function ``(Request) -> None`` that answers through the
-request: ``send_json``, ``send_empty``, ``stream`` (chunked, flushed per write, for logs,
-events, pulls, builds), or ``hijack`` (the raw socket after ``101 UPGRADED``, for
-attach and exec).
+An answer's status line, headers and body go out in one write. A request handler is a
+function ``(Request) -> None`` that answers through the request: ``send_json``,
+``send_empty``, ``stream`` (chunked, flushed per write, for logs, events, pulls, builds),
+or ``hijack`` (the raw socket after ``101 UPGRADED``, for attach and exec).
 """
 
 from __future__ import annotations

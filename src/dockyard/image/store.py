@@ -68,15 +68,12 @@ class _HashingReader:
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        if self.hash is not None:
-            self.hash.update(data)
-        self.count += len(data)
-        return data
+        return self._passed(self.raw.read(n))
 
     def read1(self, n: int = -1) -> bytes:
-        read1 = getattr(self.raw, "read1", None)
-        data = read1(n) if read1 is not None else self.raw.read(n)
+        return self._passed(getattr(self.raw, "read1", self.raw.read)(n))
+
+    def _passed(self, data: bytes) -> bytes:
         if self.hash is not None:
             self.hash.update(data)
         self.count += len(data)

@@ -124,8 +124,8 @@ class _Gunzip:
                     break
             if data or self._done:
                 # what was handed out is dropped; nothing is copied when all of it was
-                rest = self._buf[self._pos :] if self._pos < len(self._buf) else b""
-                self._buf = rest + data if rest else data
+                left = self._pos < len(self._buf)
+                self._buf = self._buf[self._pos :] + data if left else data
                 self._pos = 0
                 return
 
